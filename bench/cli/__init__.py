@@ -1,0 +1,65 @@
+"""The `bench` command. Each subcommand lives in its own module with `register(subparsers)`.
+
+Subcommand modules import nothing heavy at module level: `bench ls methods` must not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+
+from bench import __version__
+from bench.errors import BenchError
+
+# name of the module under bench.cli for each subcommand, in help order
+SUBCOMMANDS = ("run", "prune", "ls", "data", "report", "regress")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="The reference benchmark for LLM layer pruning.")
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    parser.add_argument("--cache-dir", help="cache root for models and data (default: $BENCH_CACHE_DIR or ~/.cache/layerprune-bench)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        if importlib.util.find_spec(f"bench.cli.{name}") is None:
+            continue  # a subcommand whose module has not landed yet is simply absent
+        importlib.import_module(f"bench.cli.{name}").register(subparsers)
+    return parser
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("bench").setLevel(logging.INFO if verbosity == 0 else level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed a one-line usage error
+        return int(exc.code or 0) if exc.code not in (None, 0) else 0
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.verbose)
+    if args.cache_dir:
+        from bench.paths import set_cache_root
+
+        set_cache_root(args.cache_dir)
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # one line: the message and its hint
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
