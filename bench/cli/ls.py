@@ -1,0 +1,40 @@
+"""`bench ls methods|models|tasks`: the registries as tables. Listing methods imports no torch."""
+
+from __future__ import annotations
+
+import importlib
+
+# what -> "module:function" returning a list of row dicts (keys in column order)
+LISTERS = {
+    "methods": "methods:method_rows",
+    "models": "bench.zoo:model_rows",
+    "tasks": "bench.data.tasks:task_rows",
+}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("ls", help="list methods, models or tasks")
+    p.add_argument("what", choices=sorted(LISTERS), help="which registry to list")
+    p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    module, func = LISTERS[args.what].split(":")
+    rows = getattr(importlib.import_module(module), func)()
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=args.what)
+    columns = list(rows[0]) if rows else []
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
+    Console().print(table)
+    return 0
