@@ -1,0 +1,216 @@
+"""Architecture knowledge as data, and layer surgery through it.
+
+Each family (keyed by `config.model_type`) says where its decoder layers live, which config keys count
+them, which config lists hold one entry per layer, and where the final norm, embedding and LM head are.
+Unknown families fall back to the largest ModuleList of identical blocks. Methods never touch model
+internals: they call `remove_layers`, `replace_span` and `merge_layers` here, which keep `layer_idx`,
+the config (count and per-layer lists) and the KV cache consistent, so a pruned model generates
+correctly and saves as a checkpoint that stock `transformers` reloads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.errors import SurgeryError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where one architecture family keeps its parts (dotted module paths from the CausalLM)."""
+
+    layers: str
+    final_norm: str | None
+    embed: str
+    lm_head: str = "lm_head"
+    count_keys: tuple[str, ...] = ("num_hidden_layers",)
+    per_layer_keys: tuple[str, ...] = ("layer_types",)
+    attn_out: str | None = "self_attn.o_proj"  # relative to a layer: the attention's output projection
+    mlp: str | None = "mlp"  # relative to a layer: the feed-forward block
+
+
+_DECODER = dict(layers="model.layers", final_norm="model.norm", embed="model.embed_tokens")
+
+FAMILIES: dict[str, Family] = {
+    "llama": Family(**_DECODER),
+    "mistral": Family(**_DECODER),
+    "qwen2": Family(**_DECODER),
+    "qwen3": Family(**_DECODER),
+    "gemma2": Family(**_DECODER),
+    "gemma3_text": Family(**_DECODER),
+    "gemma3": Family(**_DECODER),
+    "phi3": Family(**_DECODER),
+    "phi": Family(layers="model.layers", final_norm="model.final_layernorm", embed="model.embed_tokens",
+                  attn_out="self_attn.dense"),
+    "gpt2": Family(layers="transformer.h", final_norm="transformer.ln_f", embed="transformer.wte",
+                   count_keys=("n_layer",), attn_out="attn.c_proj"),
+    "opt": Family(layers="model.decoder.layers", final_norm="model.decoder.final_layer_norm",
+                  embed="model.decoder.embed_tokens", attn_out="self_attn.out_proj", mlp=None),
+    "gpt_neox": Family(layers="gpt_neox.layers", final_norm="gpt_neox.final_layer_norm",
+                       embed="gpt_neox.embed_in", lm_head="embed_out", attn_out="attention.dense"),
+}
+
+
+def _get(root: nn.Module, path: str | None) -> nn.Module | None:
+    if not path:
+        return None
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def _generic_family(model: nn.Module) -> Family:
+    """The largest ModuleList of blocks that all share one class; other parts unknown."""
+    best_name, best_len = None, 0
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) > best_len:
+            if len({type(m) for m in module}) == 1:
+                best_name, best_len = name, len(module)
+    if best_name is None:
+        raise SurgeryError(f"cannot find the decoder layers of {type(model).__name__}",
+                           "add its family to bench.arch.FAMILIES")
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    embed_name = next((n for n, m in model.named_modules() if m is embed), "")
+    log.warning("unknown model_type %r: using generic layer list %s", model.config.model_type, best_name)
+    return Family(layers=best_name, final_norm=None, embed=embed_name, attn_out=None, mlp=None)
+
+
+def family(model: nn.Module) -> Family:
+    fam = FAMILIES.get(getattr(model.config, "model_type", ""))
+    if fam is not None and isinstance(_get(model, fam.layers), nn.ModuleList):
+        return fam
+    return _generic_family(model)
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    return model.get_submodule(family(model).layers)
+
+
+def num_layers(model: nn.Module) -> int:
+    return len(decoder_layers(model))
+
+
+def final_norm(model: nn.Module) -> nn.Module | None:
+    return _get(model, family(model).final_norm)
+
+
+def layer_output(output) -> torch.Tensor:
+    """A decoder layer's hidden-state output (layers return a tensor or a tuple led by one)."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+# ----------------------------------------------------------------------------------------------- surgery
+
+
+def _set_layers(model: nn.Module, layers: list[nn.Module], kept_positions: list[int]) -> None:
+    """Install `layers`; `kept_positions[i]` is the old index whose per-layer config entries layer i takes."""
+    fam = family(model)
+    parent_path, _, attr = fam.layers.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, nn.ModuleList(layers))
+    renumber_layers(model)
+    config = model.config
+    for key in fam.count_keys + ("num_hidden_layers",):
+        if hasattr(config, key):
+            setattr(config, key, len(layers))
+    for key in fam.per_layer_keys:
+        values = getattr(config, key, None)
+        if isinstance(values, (list, tuple)):
+            setattr(config, key, [values[i] for i in kept_positions])
+
+
+def renumber_layers(model: nn.Module) -> None:
+    """Set every `layer_idx` inside layer i to i (attention modules index the KV cache with it)."""
+    for i, layer in enumerate(decoder_layers(model)):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = i
+
+
+def _check_indices(indices: Sequence[int], n: int, what: str) -> list[int]:
+    idx = [int(i) for i in indices]
+    if len(set(idx)) != len(idx):
+        raise SurgeryError(f"duplicate layer indices in {what}: {sorted(idx)}", "list each layer once")
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        raise SurgeryError(f"layer indices {bad} out of range for a model with {n} layers",
+                           f"use indices 0..{n - 1}")
+    return sorted(idx)
+
+
+def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
+    """Delete the decoder layers at `indices` (in place); removing nothing is the identity."""
+    layers = list(decoder_layers(model))
+    drop = set(_check_indices(indices, len(layers), "remove_layers"))
+    if len(drop) == len(layers):
+        raise SurgeryError(f"cannot remove all {len(layers)} layers", "keep at least one layer")
+    if not drop:
+        return model
+    kept = [i for i in range(len(layers)) if i not in drop]
+    _set_layers(model, [layers[i] for i in kept], kept)
+    log.debug("removed layers %s; %d remain", sorted(drop), len(kept))
+    return model
+
+
+def replace_span(model: nn.Module, start: int, stop: int, module: nn.Module) -> nn.Module:
+    """Replace layers[start:stop] by one `module` (called like a decoder layer; takes layer start's config)."""
+    layers = list(decoder_layers(model))
+    n = len(layers)
+    if not 0 <= start < stop <= n:
+        raise SurgeryError(f"span [{start}, {stop}) is not inside a model with {n} layers",
+                           f"use 0 <= start < stop <= {n}")
+    kept = list(range(start + 1)) + list(range(stop, n))
+    _set_layers(model, layers[:start] + [module] + layers[stop:], kept)
+    return model
+
+
+Combine = Callable[[str, torch.Tensor, list[torch.Tensor]], torch.Tensor]
+
+
+@torch.no_grad()
+def merge_layers(model: nn.Module, base: int, others: Sequence[int], combine: Combine) -> nn.Module:
+    """Merge the weights of layers `others` into layer `base`, then delete `others` (LaCo's hook).
+
+    `combine(param_name, base_tensor, other_tensors)` returns the new tensor for each base parameter.
+    """
+    layers = decoder_layers(model)
+    idx = _check_indices([base, *others], len(layers), "merge_layers")
+    del idx
+    base_layer = layers[base]
+    other_params = [dict(layers[i].named_parameters()) for i in others]
+    for name, param in base_layer.named_parameters():
+        new = combine(name, param.detach().clone(), [p[name].detach() for p in other_params])
+        param.copy_(new.to(param.dtype))
+    return remove_layers(model, others)
+
+
+# ----------------------------------------------------------------------------------------------- counting
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Parameters with shared (tied) tensors counted once."""
+    seen, total = set(), 0
+    for p in module.parameters():
+        key = (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
+        if key not in seen:
+            seen.add(key)
+            total += p.numel()
+    return total
+
+
+def layer_parameter_counts(model: nn.Module) -> list[int]:
+    return [count_parameters(layer) for layer in decoder_layers(model)]
+
+
+def embeddings_tied(model: nn.Module) -> bool:
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    inp = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return out is not None and inp is not None and out.weight.data_ptr() == inp.weight.data_ptr()
