@@ -110,7 +110,7 @@ def layer_output(output) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------- surgery
 
 
-def _set_layers(model: nn.Module, layers: list[nn.Module], kept_positions: list[int]) -> None:
+def set_layers(model: nn.Module, layers: list[nn.Module], kept_positions: list[int]) -> None:
     """Install `layers`; `kept_positions[i]` is the old index whose per-layer config entries layer i takes."""
     fam = family(model)
     parent_path, _, attr = fam.layers.rpartition(".")
@@ -155,7 +155,7 @@ def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
     if not drop:
         return model
     kept = [i for i in range(len(layers)) if i not in drop]
-    _set_layers(model, [layers[i] for i in kept], kept)
+    set_layers(model, [layers[i] for i in kept], kept)
     log.debug("removed layers %s; %d remain", sorted(drop), len(kept))
     return model
 
@@ -168,7 +168,7 @@ def replace_span(model: nn.Module, start: int, stop: int, module: nn.Module) -> 
         raise SurgeryError(f"span [{start}, {stop}) is not inside a model with {n} layers",
                            f"use 0 <= start < stop <= {n}")
     kept = list(range(start + 1)) + list(range(stop, n))
-    _set_layers(model, layers[:start] + [module] + layers[stop:], kept)
+    set_layers(model, layers[:start] + [module] + layers[stop:], kept)
     return model
 
 

@@ -1,0 +1,28 @@
+"""Random layers: k layers drawn uniformly without replacement with a seeded generator. The floor every
+method must beat."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from methods.base import Budget, Pruner
+
+
+class RandomLayers(Pruner):
+    name = "random"
+    title = "Random layers (seeded)"
+    paper = ""
+    needs_calibration = False
+
+    @dataclass(frozen=True)
+    class Params:
+        seed: int = 0
+
+    def plan(self, model, calib, budget: Budget):
+        from bench import arch
+
+        n = arch.num_layers(model)
+        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+        removed = sorted(random.Random(self.params.seed).sample(range(n), k))
+        return self.removal_plan(model, budget, removed, {}, None)

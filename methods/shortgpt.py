@@ -1,0 +1,35 @@
+"""ShortGPT (Men et al., arXiv 2403.03853): remove the k layers of lowest Block Influence.
+
+BI_i = 1 - E_{x,t} cos(h_i[t], h_{i+1}[t]), averaged over every non-padding calibration token (the
+official code sums instead, which ranks identically). The k layers need not be contiguous. One shot.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from methods.base import Budget, Pruner
+from methods.windows import block_influence, lowest_k
+
+
+class ShortGPT(Pruner):
+    name = "shortgpt"
+    title = "ShortGPT (Block Influence)"
+    paper = "2403.03853"
+    needs_calibration = True
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    def plan(self, model, calib, budget: Budget):
+        from bench import arch
+
+        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+        stats = self.require_calib(calib).stats
+        t0 = time.perf_counter()
+        bi = block_influence(stats.cos_tokens)
+        removed = lowest_k(bi, k)
+        return self.removal_plan(model, budget, removed, {"block_influence": bi, "per_layer": bi}, calib,
+                                 {"capture_seconds": stats.seconds, "select_seconds": time.perf_counter() - t0})

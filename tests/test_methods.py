@@ -1,0 +1,165 @@
+"""Pruners on tiny models, where the right answer is known by construction."""
+
+import json
+
+import pytest
+import torch
+from tiny import FAMILIES, tiny_model
+from transformers import AutoModelForCausalLM
+
+import methods
+from bench import arch
+from bench.calib import Calibration, CalibSpec
+from bench.errors import BudgetError, ConfigError, UnknownNameError
+from bench.export import save_pruned
+from methods.base import Budget, PrunePlan
+from methods.surgery import merge_rule
+
+TEXT = "\n\n".join(
+    f"Document {i}: the tower stands in Paris and was built by Gustave Eiffel for the fair of {1800 + i}. "
+    "Layer pruning removes whole transformer layers from a language model." for i in range(40))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "calib.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+def _calib(model, tok, corpus, n=8):
+    return Calibration(CalibSpec(source=corpus, n_samples=n, seq_len=16, batch_size=4), model, tok)
+
+
+def _identity_layers(model, layers=(2, 3)):
+    """Zero the attention output and MLP down projections: those layers map h to h exactly."""
+    for i in layers:
+        layer = arch.decoder_layers(model)[i]
+        with torch.no_grad():
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+
+
+@pytest.mark.parametrize("name", ["shortgpt", "streamline", "angular"])
+def test_similarity_methods_find_identity_layers(name, corpus):
+    model, tok = tiny_model("llama", n_layers=6)
+    _identity_layers(model)
+    plan = methods.create(name).plan(model, _calib(model, tok, corpus), Budget(layers=2))
+    assert plan.removed_original == [2, 3]
+
+
+def test_one_capture_serves_every_scorer(corpus):
+    model, tok = tiny_model("llama", n_layers=6)
+    calib = _calib(model, tok, corpus)
+    for name in ("shortgpt", "streamline", "angular"):
+        methods.create(name).plan(model, calib, Budget(layers=2))
+    stats = calib.stats
+    assert stats.n_tokens == 8 * 16 and stats.n_sequences == 8
+    # (h_0 of the EOS separator is the zero padding embedding in these tiny models, hence from 1)
+    assert torch.allclose(torch.diagonal(stats.cos_tokens)[1:], torch.ones(6), atol=1e-5)
+    # the captured raw boundaries equal HF's hidden states (except the post-norm last one)
+    with torch.no_grad():
+        hs = model(calib.windows, output_hidden_states=True).hidden_states
+    cos01 = torch.nn.functional.cosine_similarity(hs[0].float(), hs[1].float(), dim=-1).mean()
+    assert float(stats.cos_tokens[0, 1]) == pytest.approx(float(cos01), abs=1e-5)
+
+
+def test_final_norm_boundary_matches_hf(corpus):
+    model, tok = tiny_model("llama", n_layers=4)
+    calib = Calibration(CalibSpec(source=corpus, n_samples=4, seq_len=16, last_boundary="final_norm"), model, tok)
+    with torch.no_grad():
+        hs = model(calib.windows, output_hidden_states=True).hidden_states
+    expected = torch.nn.functional.cosine_similarity(hs[3].float(), hs[4].float(), dim=-1).mean()
+    assert float(calib.stats.cos_tokens[3, 4]) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_last_and_random():
+    model, _ = tiny_model("llama", n_layers=6)
+    assert methods.create("last").plan(model, None, Budget(layers=2)).removed_original == [4, 5]
+    assert methods.create("last", {"keep_last": "true"}).plan(model, None, Budget(layers=2)).removed_original == [3, 4]
+    a = methods.create("random", {"seed": 3}).plan(model, None, Budget(layers=3))
+    b = methods.create("random", {"seed": 3}).plan(model, None, Budget(layers=3))
+    assert a.removed_original == b.removed_original and len(a.removed_original) == 3
+
+
+def test_same_seed_same_plan(corpus):
+    model, tok = tiny_model("qwen2", n_layers=6)
+    plans = [methods.create("shortgpt").plan(model, _calib(model, tok, corpus), Budget(layers=2)) for _ in range(2)]
+    assert plans[0].ops == plans[1].ops and plans[0].scores == plans[1].scores
+
+
+def test_merge_rules_by_hand():
+    base, o1, o2 = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 5.0]), torch.tensor([0.0, 1.0])
+    paper = merge_rule("paper", {"w"})("w", base.clone(), [o1, o2])
+    torch.testing.assert_close(paper, torch.tensor([1.0 + 2.0 - 1.0, 2.0 + 3.0 - 1.0]))  # base + sum(o - base)
+    official = merge_rule("official", {"w"})("w", base.clone(), [o1, o2])
+    torch.testing.assert_close(official, o2)  # the notebook's in-place update ends as the last layer
+    norm = merge_rule("paper", {"w"})("norm", base.clone(), [o1, o2])
+    torch.testing.assert_close(norm, base)  # norms are kept from the base layer
+
+
+@pytest.mark.parametrize("rule", ["paper", "official"])
+def test_laco_meets_budget_and_replays(rule, corpus):
+    model, tok = tiny_model("llama", n_layers=8)
+    pruner = methods.create("laco", {"merge": rule, "layers_per_merge": 3, "threshold": 0.99})
+    plan = pruner.plan(model, _calib(model, tok, corpus), Budget(layers=3))
+    assert plan.layers_removed == 3 and arch.num_layers(model) == 8  # planning leaves the model alone
+    assert all(op["op"] == "merge" for op in plan.ops)
+    pruner.apply(model, plan)
+    assert arch.num_layers(model) == 5 and model.config.num_hidden_layers == 5
+
+
+def test_plan_json_round_trip(corpus):
+    model, tok = tiny_model("llama", n_layers=6)
+    plan = methods.create("streamline").plan(model, _calib(model, tok, corpus), Budget(ratio=0.3))
+    again = PrunePlan.from_json(plan.to_json())
+    assert again.to_dict() == json.loads(plan.to_json())
+    assert again.structure_hash() == plan.structure_hash()
+    assert 0 < plan.param_ratio < 1
+
+
+def test_budget_conversion_and_errors():
+    model, _ = tiny_model("llama", n_layers=6)
+    per_layer, total = arch.layer_parameter_counts(model), arch.count_parameters(model)
+    k = Budget(ratio=0.25).to_layers(per_layer, total)
+    assert k == round(0.25 * total / per_layer[0])
+    with pytest.raises(BudgetError, match="leaves no layer"):
+        Budget(layers=6).to_layers(per_layer, total)
+    with pytest.raises(BudgetError):
+        Budget(ratio=1.5)
+    with pytest.raises(BudgetError):
+        Budget(layers=2, ratio=0.1)
+    with pytest.raises(BudgetError, match="leaves no layer"):
+        methods.create("shortgpt").plan(model, None, Budget(layers=10))
+
+
+def test_registry_and_params_errors():
+    with pytest.raises(UnknownNameError, match="did you mean shortgpt"):
+        methods.create("shortgtp")
+    with pytest.raises(UnknownNameError, match="parameter"):
+        methods.create("laco", {"treshold": "0.5"})
+    with pytest.raises(ConfigError, match="expects float"):
+        methods.create("laco", {"threshold": "high"})
+    with pytest.raises(ConfigError, match="one of"):
+        methods.create("laco", {"merge": "magic"})
+    for name, (_, title, paper, calib, trains) in methods.REGISTRY.items():
+        cls = methods.get_class(name)
+        assert (cls.name, cls.paper, cls.needs_calibration) == (name, paper, calib)
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
+@pytest.mark.parametrize("name", list(methods.REGISTRY))
+def test_every_method_prunes_every_family_and_exports(fam, name, corpus, tmp_path):
+    model, tok = tiny_model(fam, n_layers=6)
+    pruner = methods.create(name, {"layers_per_merge": 2, "threshold": 0.0} if name == "laco" else None)
+    calib = _calib(model, tok, corpus, n=4) if pruner.needs_calibration else None
+    plan = pruner.plan(model, calib, Budget(layers=2))
+    pruner.apply(model, plan)
+    assert arch.num_layers(model) == 4
+    out = save_pruned(model, tok, plan, tmp_path / "out", base_model="tiny")
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    ids = tok(["The tower"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
+    assert json.loads((out / "plan.json").read_text())["method"] == name
+    assert "base_model: tiny" in (out / "README.md").read_text()
