@@ -16,7 +16,7 @@ def lowest_k(scores: list[float], k: int) -> list[int]:
 def window_scores(cos: torch.Tensor, n: int) -> list[float]:
     """cos(h_l, h_{l+n}) for every start l in 0..L-n (L+1 boundaries)."""
     n_boundaries = cos.shape[0]
-    return [float(cos[l, l + n]) for l in range(n_boundaries - n)]
+    return [float(cos[s, s + n]) for s in range(n_boundaries - n)]
 
 
 def angular(c: float) -> float:

@@ -142,7 +142,7 @@ def test_registry_and_params_errors():
         methods.create("laco", {"threshold": "high"})
     with pytest.raises(ConfigError, match="one of"):
         methods.create("laco", {"merge": "magic"})
-    for name, (_, title, paper, calib, trains) in methods.REGISTRY.items():
+    for name, (_, _title, paper, calib, _trains) in methods.REGISTRY.items():
         cls = methods.get_class(name)
         assert (cls.name, cls.paper, cls.needs_calibration) == (name, paper, calib)
 
