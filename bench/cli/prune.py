@@ -1,0 +1,49 @@
+"""`bench prune`: prune one model with one method and write a plain Hugging Face checkpoint."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("prune", help="prune one model and save it as a Hugging Face checkpoint")
+    p.add_argument("--model", default="smollm2-135m", help="zoo name, hub id, local folder or .gguf file")
+    p.add_argument("--method", required=True, help="a method name (see `bench ls methods`)")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--ratio", type=float, help="share of parameters to remove, in (0, 1)")
+    budget.add_argument("--layers", type=int, help="number of decoder layers to remove")
+    p.add_argument("--calib", default="wikipedia", help="calibration text: wikipedia, c4, or a .txt/.jsonl path")
+    p.add_argument("--calib-samples", type=int, default=64, help="calibration windows (default 64)")
+    p.add_argument("--calib-seq-len", type=int, default=128, help="tokens per calibration window (default 128)")
+    p.add_argument("--seed", type=int, default=0, help="seed for calibration sampling")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="a method parameter (repeatable)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float32 or float16")
+    p.add_argument("--batch-size", type=int, default=8, help="calibration batch size")
+    p.add_argument("--out", required=True, help="output folder (created; a previous export is replaced)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import methods
+    from methods.base import Budget
+    from methods.params import parse_param_args
+
+    # validate everything the user typed before loading a model
+    pruner = methods.create(args.method, parse_param_args(args.param))
+    budget = Budget(layers=args.layers, ratio=args.ratio)
+
+    from bench import zoo
+    from bench.calib import Calibration, CalibSpec
+    from bench.export import save_pruned
+    from bench.pipeline import prune
+
+    spec = CalibSpec(source=args.calib, n_samples=args.calib_samples, seq_len=args.calib_seq_len, seed=args.seed,
+                     batch_size=args.batch_size)
+    model, tokenizer = zoo.load(args.model, device=args.device, dtype=args.dtype)
+    calib = Calibration(spec, model, tokenizer) if pruner.needs_calibration else None
+    result = prune(model, pruner, budget, calib, copy_model=False)
+    out = save_pruned(result.model, tokenizer, result.plan, args.out, base_model=args.model)
+    plan = result.plan
+    print(f"{args.method}: removed dense layers {plan.removed_original} ({plan.layers_removed} of {plan.n_layers} "
+          f"layers, {100 * plan.param_ratio:.2f} % of parameters) in {result.seconds:.1f} s")
+    print(f"saved {out}")
+    return 0
