@@ -1,0 +1,433 @@
+"""The run spec: frozen dataclasses built from a preset, a YAML file and command-line options, in that order.
+
+Every layer is a plain mapping with the shape of `RunSpec.to_dict()`; `merge` lays one over another
+(nested sections merge key by key; a list replaces a list; `ratios`/`layers` replace the budget as a
+whole), and `RunSpec.from_dict` turns the result into typed, validated, frozen dataclasses. Unknown keys
+are rejected with a suggestion at every level. This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BudgetError, ConfigError
+
+EXECUTORS = ("local", "slurm")
+ALL = "all"  # `methods: all` means every registered method
+
+
+# ------------------------------------------------------------------------------------------------ sections
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # a zoo name, a hub id, a local Hugging Face folder or a .gguf file
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()  # sorted (name, value) pairs, as given (defaults not filled)
+
+    def params_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class PerplexitySpec:
+    corpora: tuple[str, ...] = ("c4",)  # wikipedia | c4 | a path to a .txt file
+    window: int = 512
+    max_windows: int | None = None  # None: every full window of the corpus
+    batch_size: int = 4
+
+    def __post_init__(self):
+        if self.window < 2 or self.batch_size < 1 or (self.max_windows is not None and self.max_windows < 1):
+            raise ConfigError("perplexity needs window >= 2, batch_size >= 1 and max_windows >= 1",
+                              "e.g. perplexity: {window: 512, max_windows: 16}")
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    prompt_tokens: int = 128
+    new_tokens: int = 32
+    batch_size: int = 1
+    warmup: int = 1
+    repeats: int = 3
+
+    def __post_init__(self):
+        if self.prompt_tokens < 1 or self.new_tokens < 2 or self.batch_size < 1 or self.repeats < 1 \
+                or self.warmup < 0:
+            raise ConfigError("latency needs prompt_tokens >= 1, new_tokens >= 2, batch_size >= 1, repeats >= 1",
+                              "e.g. latency: {prompt_tokens: 64, new_tokens: 16}")
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    tasks: tuple[str, ...] = ()
+    limit: int | None = None  # the first N documents of each task (lm-eval's limit); None: all
+    num_fewshot: int = 0
+    batch_size: int = 8
+    perplexity: PerplexitySpec | None = None
+    latency: LatencySpec | None = None
+    stability: bool = True  # stability vs the dense model (needs multiple-choice tasks)
+    log_lm_eval_samples: bool = False  # also keep lm-eval's raw per-sample log beside the record
+
+    def __post_init__(self):
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit {self.limit} must be at least 1", "use e.g. --limit 50, or none for all")
+        if self.batch_size < 1 or self.num_fewshot < 0:
+            raise ConfigError("eval needs batch_size >= 1 and num_fewshot >= 0", "e.g. --batch-size 8")
+
+
+@dataclass(frozen=True)
+class CalibConfig:
+    """bench.calib.CalibSpec without its seed, which comes from the matrix (one per run seed)."""
+
+    source: str = "wikipedia"  # wikipedia | c4 | a .txt or .jsonl path
+    n_samples: int = 64
+    seq_len: int = 128
+    batch_size: int = 8
+    last_boundary: str = "raw"
+
+    def __post_init__(self):
+        if self.n_samples < 1 or self.seq_len < 2 or self.batch_size < 1:
+            raise ConfigError("calibration needs n_samples >= 1, seq_len >= 2 and batch_size >= 1",
+                              "e.g. calib: {n_samples: 64, seq_len: 128}")
+        if self.last_boundary not in ("raw", "final_norm"):
+            raise ConfigError(f"unknown last_boundary {self.last_boundary!r}", "use raw or final_norm")
+
+
+@dataclass(frozen=True)
+class SlurmSpec:
+    partition: str | None = None
+    gpus_per_cell: int = 1
+    cpus_per_cell: int = 8
+    mem_gb: int = 64
+    time_min: int = 120
+    array_parallelism: int = 32
+    cluster: str | None = None  # None: Slurm; "local" or "debug": submitit's local executors (tests, laptops)
+    folder: str | None = None  # submitit's logs and pickles; default <store>/.submitit (must be shared)
+
+    def __post_init__(self):
+        if self.gpus_per_cell < 0 or self.cpus_per_cell < 1 or self.mem_gb < 1 or self.time_min < 1 \
+                or self.array_parallelism < 1:
+            raise ConfigError("slurm needs gpus_per_cell >= 0 and positive cpus, memory, time and parallelism",
+                              "e.g. slurm: {gpus_per_cell: 1, time_min: 120}")
+        if self.cluster not in (None, "slurm", "local", "debug"):
+            raise ConfigError(f"unknown submitit cluster {self.cluster!r}", "use slurm, local or debug")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    preset: str = "quick"
+    models: tuple[ModelSpec, ...] = ()
+    methods: tuple[MethodSpec, ...] = ()
+    ratios: tuple[float, ...] = ()
+    layers: tuple[int, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    eval: EvalSpec = field(default_factory=EvalSpec)
+    calib: CalibConfig = field(default_factory=CalibConfig)
+    device: str = "auto"
+    dtype: str = "auto"
+    executor: str = "local"
+    store: str = "store"
+    force: bool = False
+    slurm: SlurmSpec = field(default_factory=SlurmSpec)
+
+    def __post_init__(self):
+        if not self.models:
+            raise ConfigError("no models given", "use --models smollm2-135m (see `bench ls models`)")
+        if not self.methods:
+            raise ConfigError("no methods given", "use --methods all or e.g. --methods shortgpt,laco")
+        if not self.ratios and not self.layers:
+            raise ConfigError("no pruning budget given", "use --ratios 0.125,0.25 or --layers 4")
+        for r in self.ratios:
+            if not 0.0 < r < 1.0:
+                raise BudgetError(f"parameter ratio {r:g} is outside (0, 1)", "use e.g. --ratios 0.125,0.25")
+        for n in self.layers:
+            if n < 1:
+                raise BudgetError(f"layer budget {n} must be at least 1", "use e.g. --layers 4")
+        if not self.seeds:
+            raise ConfigError("no seeds given", "use --seed 0")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {self.executor!r}", f"use {' or '.join(EXECUTORS)}")
+        names = [m.name for m in self.methods]
+        dupes = {(m.name, m.params) for m in self.methods}
+        if len(dupes) != len(names):
+            raise ConfigError("a method is listed twice with the same parameters", "list each variant once")
+
+    # ------------------------------------------------------------------------------------- conversion
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, dicts) in the YAML shape; `from_dict(to_dict())` round-trips."""
+        return _plain(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        return _build(cls, data, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunSpec:
+        return from_yaml(path)
+
+    @classmethod
+    def from_cli(cls, args) -> RunSpec:
+        return from_cli(args)
+
+    @property
+    def budgets(self) -> list[dict[str, Any]]:
+        return [{"layers": None, "ratio": r} for r in self.ratios] + [{"layers": n, "ratio": None}
+                                                                       for n in self.layers]
+
+
+# ------------------------------------------------------------------------------------ layered building
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML run file as a mapping; malformed YAML or a non-mapping is a ConfigError."""
+    import yaml
+
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", "check the --config path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}", "check the indentation and colons") \
+            from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of run options, not a {type(data).__name__}",
+                          "e.g. models: [smollm2-135m]")
+    return data
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`: nested mappings merge, everything else replaces; a budget replaces a budget."""
+    out = dict(base)
+    if "ratios" in over or "layers" in over:
+        out.pop("ratios", None)
+        out.pop("layers", None)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("params",):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve(cli: dict[str, Any] | None = None, yaml_path: str | Path | None = None) -> RunSpec:
+    """Preset <- YAML file <- command-line overrides, then typed and validated."""
+    from bench import presets
+
+    cli = dict(cli or {})
+    from_file = load_yaml(yaml_path) if yaml_path else {}
+    name = cli.get("preset") or from_file.get("preset") or presets.DEFAULT
+    layered = merge(merge(presets.get(name), from_file), cli)
+    layered["preset"] = name
+    return RunSpec.from_dict(layered)
+
+
+# ------------------------------------------------------------------------------------ typed conversion
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, MethodSpec):
+        return {"name": obj.name, "params": dict(obj.params)} if obj.params else obj.name
+    if isinstance(obj, ModelSpec):
+        return obj.name
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _where(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _unknown_key(path: str, key: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(key), known, n=2, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"known keys here: {', '.join(known)}"
+    return ConfigError(f"unknown key {_where(path, str(key))!r}", hint)
+
+
+def _build(cls: type, data: Any, path: str):
+    if data is None and path:
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'the run spec'} must be a mapping, not {data!r}", "see `bench run --help`")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise _unknown_key(path, key, known)
+        where = _where(path, key)
+        if cls is RunSpec and key == "methods":
+            kwargs[key] = _methods(value, where)
+        elif cls is RunSpec and key == "models":
+            kwargs[key] = tuple(ModelSpec(n) for n in _names(value, where, "model"))
+        else:
+            kwargs[key] = _convert(value, hints[key], where)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing required field
+        raise ConfigError(f"{path or 'the run spec'} is incomplete: {exc}", "see `bench run --help`") from None
+
+
+def _names(value: Any, where: str, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where} must be a list of {what} names, not {value!r}", f"e.g. {where}: [a, b]")
+    return list(value)
+
+
+def _methods(value: Any, where: str) -> tuple[MethodSpec, ...]:
+    """`all`, "a,b", [a, {name: b, params: {...}}] or {a: {...}, b: {}} -> MethodSpecs."""
+    if value == ALL or value == [ALL]:
+        import methods
+
+        return tuple(MethodSpec(n) for n in methods.list_methods())
+    if isinstance(value, dict):
+        value = [{"name": k, "params": v or {}} for k, v in value.items()]
+    if isinstance(value, str):
+        value = _names(value, where, "method")
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{where} must be a list of methods, not {value!r}", "e.g. methods: [shortgpt, laco]")
+    out = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(MethodSpec(item))
+            continue
+        if not isinstance(item, dict) or "name" not in item:
+            raise ConfigError(f"{where} entry {item!r} is neither a name nor {{name, params}}",
+                              "e.g. - {name: laco, params: {threshold: 0.3}}")
+        extra = set(item) - {"name", "params"}
+        if extra:
+            raise _unknown_key(f"{where}[{item['name']}]", sorted(extra)[0], ["name", "params"])
+        params = item.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}[{item['name']}].params must be a mapping", "e.g. params: {threshold: 0.3}")
+        out.append(MethodSpec(str(item["name"]), tuple(sorted(params.items()))))
+    return tuple(out)
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+            return None
+        return _convert(value, args[0], where)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, {} if value is True else value, where)
+    if origin is tuple:
+        item = typing.get_args(tp)[0]
+        if isinstance(value, str):
+            value = [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
+        elif not isinstance(value, list | tuple):
+            value = [value]
+        return tuple(_convert(v, item, where) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, not {value!r}", f"e.g. {where}: true")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, not {value!r}", f"e.g. {where}: 8")
+        try:
+            number = float(value) if tp is float else int(value) if not isinstance(value, float) else value
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, not {value!r}", f"e.g. {where}: 8") from None
+        if tp is int and (isinstance(number, float) and not number.is_integer()):
+            raise ConfigError(f"{where} must be a whole number, not {value!r}", f"e.g. {where}: 8")
+        return tp(number)
+    if tp is str:
+        if isinstance(value, dict | list | tuple) or value is None:
+            raise ConfigError(f"{where} must be a string, not {value!r}", f"e.g. {where}: auto")
+        return str(value)
+    return value
+
+
+# ------------------------------------------------------------------------------------------ the CLI side
+
+# argparse destination -> path in the spec mapping
+CLI_KEYS = {
+    "models": ("models",), "methods": ("methods",), "ratios": ("ratios",), "layers": ("layers",),
+    "seed": ("seeds",), "tasks": ("eval", "tasks"), "limit": ("eval", "limit"),
+    "batch_size": ("eval", "batch_size"), "num_fewshot": ("eval", "num_fewshot"),
+    "ppl": ("eval", "perplexity", "corpora"), "calib": ("calib", "source"),
+    "calib_samples": ("calib", "n_samples"), "device": ("device",), "dtype": ("dtype",),
+    "executor": ("executor",), "store": ("store",), "force": ("force",), "preset": ("preset",),
+    "partition": ("slurm", "partition"), "gpus_per_cell": ("slurm", "gpus_per_cell"),
+    "time_min": ("slurm", "time_min"), "cpus_per_cell": ("slurm", "cpus_per_cell"),
+    "mem_gb": ("slurm", "mem_gb"),
+}
+
+
+def cli_overrides(args) -> dict[str, Any]:
+    """The options the user actually gave (argparse defaults are None), as a nested spec mapping."""
+    out: dict[str, Any] = {}
+    for dest, path in CLI_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is None or value is False:
+            continue
+        if dest == "ppl" and str(value).strip().lower() in ("none", ""):
+            out.setdefault("eval", {})["perplexity"] = None
+            continue
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def apply_params(spec: RunSpec, items: list[str] | None) -> RunSpec:
+    """`--param method.name=value` (or `name=value` when the run has one method) onto the spec's methods."""
+    if not items:
+        return spec
+    from methods.params import parse_param_args
+
+    by_method: dict[str, dict[str, Any]] = {}
+    names = [m.name for m in spec.methods]
+    for dotted, value in parse_param_args(items).items():
+        method, dot, name = dotted.rpartition(".")
+        if not dot:
+            if len(set(names)) != 1:
+                raise ConfigError(f"--param {dotted}={value} does not say which method it is for",
+                                  f"write --param METHOD.{dotted}={value}")
+            method = names[0]
+        if method not in names:
+            raise ConfigError(f"--param {dotted}={value} is for method {method!r}, which is not in this run",
+                              f"methods in this run: {', '.join(names)}")
+        by_method.setdefault(method, {})[name] = value
+    methods = tuple(
+        MethodSpec(m.name, tuple(sorted({**m.params_dict(), **by_method.get(m.name, {})}.items())))
+        for m in spec.methods)
+    return dataclasses.replace(spec, methods=methods)
+
+
+def from_cli(args) -> RunSpec:
+    """The RunSpec for `bench run` options: preset <- --config YAML <- options."""
+    spec = resolve(cli_overrides(args), getattr(args, "config", None))
+    return apply_params(spec, getattr(args, "param", None))
+
+
+def from_yaml(path: str | Path) -> RunSpec:
+    """A RunSpec from a YAML file over its preset (the file's `preset`, else quick)."""
+    return resolve({}, path)

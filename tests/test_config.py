@@ -1,0 +1,114 @@
+"""RunSpec: presets, YAML, CLI overrides (CLI > YAML > preset), unknown keys, validation. No torch."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from bench import config, presets
+from bench.config import MethodSpec, RunSpec
+from bench.errors import BudgetError, ConfigError, UnknownNameError
+
+
+def _args(**kw):
+    """An argparse namespace as `bench run` builds it (unset options are None)."""
+    keys = [*config.CLI_KEYS, "config", "param"]
+    return argparse.Namespace(**{k: None for k in keys} | kw)
+
+
+def test_default_is_the_quick_preset():
+    spec = config.from_cli(_args())
+    assert spec.preset == "quick"
+    assert [m.name for m in spec.models] == ["smollm2-135m"]
+    import methods
+
+    assert [m.name for m in spec.methods] == methods.list_methods()
+    assert spec.ratios == (0.125, 0.25) and spec.layers == ()
+    assert spec.eval.tasks and spec.eval.limit and spec.eval.perplexity and spec.eval.latency
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_every_preset_builds_and_round_trips(name):
+    spec = config.resolve({"preset": name})
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_precedence_cli_over_yaml_over_preset(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("methods: [shortgpt, laco]\nlayers: [2]\neval:\n  limit: 7\n  batch_size: 3\n"
+                    "  perplexity: {window: 64}\n")
+    spec = config.from_cli(_args(config=str(path), limit="11", methods="laco"))
+    assert [m.name for m in spec.methods] == ["laco"]  # CLI over YAML
+    assert spec.eval.limit == 11 and spec.eval.batch_size == 3  # CLI, YAML
+    assert spec.layers == (2,) and spec.ratios == ()  # a YAML budget replaces the preset's
+    assert spec.eval.perplexity.window == 64 and spec.eval.perplexity.corpora == ("c4",)  # nested merge
+    assert spec.eval.tasks == tuple(presets.get("quick")["eval"]["tasks"])
+    spec = config.from_cli(_args(config=str(path), ratios="0.5"))
+    assert spec.ratios == (0.5,) and spec.layers == ()
+
+
+def test_yaml_preset_and_method_forms(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("preset: nightly\nmethods:\n  - shortgpt\n  - {name: laco, params: {threshold: 0.3}}\n")
+    spec = RunSpec.from_yaml(path)
+    assert spec.preset == "nightly" and spec.eval.batch_size == 16
+    assert spec.methods == (MethodSpec("shortgpt"), MethodSpec("laco", (("threshold", 0.3),)))
+    path.write_text("methods: {laco: {threshold: 0.2}, last: null}\n")
+    assert RunSpec.from_yaml(path).methods == (MethodSpec("laco", (("threshold", 0.2),)), MethodSpec("last"))
+
+
+def test_none_values_and_lists_from_strings():
+    spec = config.from_cli(_args(tasks="none", limit="none", ppl="none", seed="1,2", models="a,b"))
+    assert spec.eval.tasks == () and spec.eval.limit is None and spec.eval.perplexity is None
+    assert spec.seeds == (1, 2) and [m.name for m in spec.models] == ["a", "b"]
+
+
+def test_params_go_to_their_method():
+    spec = config.from_cli(_args(methods="laco,random", param=["laco.threshold=0.3", "random.seed=4"]))
+    assert spec.methods == (MethodSpec("laco", (("threshold", "0.3"),)), MethodSpec("random", (("seed", "4"),)))
+    spec = config.from_cli(_args(methods="laco", param=["threshold=0.3"]))
+    assert spec.methods == (MethodSpec("laco", (("threshold", "0.3"),)),)
+    with pytest.raises(ConfigError, match="not in this run"):
+        config.from_cli(_args(methods="laco", param=["shortgpt.x=1"]))
+    with pytest.raises(ConfigError, match="which method"):
+        config.from_cli(_args(methods="laco,last", param=["threshold=0.3"]))
+
+
+@pytest.mark.parametrize("text, match", [
+    ("modles: [a]\n", "unknown key 'modles'.*did you mean models"),
+    ("eval: {limt: 3}\n", "unknown key 'eval.limt'.*did you mean limit"),
+    ("eval: {perplexity: {windw: 3}}\n", "unknown key 'eval.perplexity.windw'"),
+    ("slurm: {gpus: 2}\n", "unknown key 'slurm.gpus'"),
+    ("methods: [{name: laco, param: {}}]\n", "unknown key 'methods\\[laco\\].param'"),
+    ("models: [a\n", "not valid YAML at line"),
+    ("- a\n- b\n", "must hold a mapping"),
+    ("eval: {limit: many}\n", "eval.limit must be a number"),
+    ("eval: {batch_size: 2.5}\n", "whole number"),
+    ("force: maybe\n", "force must be true or false"),
+    ("eval: {limit: 0}\n", "limit 0 must be at least 1"),
+    ("executor: cloud\n", "unknown executor"),
+    ("seeds: []\n", "no seeds"),
+])
+def test_bad_yaml_is_one_config_error(tmp_path, text, match):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        RunSpec.from_yaml(path)
+
+
+@pytest.mark.parametrize("kw, error", [
+    ({"ratios": "1.5"}, BudgetError), ({"ratios": "0"}, BudgetError), ({"layers": "0"}, BudgetError),
+    ({"preset": "fast"}, UnknownNameError), ({"batch_size": 0}, ConfigError),
+])
+def test_bad_options(kw, error):
+    with pytest.raises(error):
+        config.from_cli(_args(**kw))
+
+
+def test_spec_is_frozen_and_hashable():
+    spec = config.resolve({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.store = "x"
+    assert hash(spec) == hash(config.resolve({}))
