@@ -1,0 +1,24 @@
+"""`bench report`: regenerate reports/*.md and reports/figures/ from a result store (runs no model)."""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="write the leaderboard, paper tables and figures from a result store",
+        description="Write leaderboard.md, paper-tables.md and figures/*.png into --out from the records of "
+                    "--store. A pure function of the store: no model runs, torch is not imported, and the "
+                    "same store gives byte-identical markdown.")
+    p.add_argument("--store", default="store", help="result store folder (default ./store)")
+    p.add_argument("--out", default="reports", help="output folder (default ./reports)")
+    p.add_argument("--no-figures", action="store_true", help="write the markdown only")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from bench import report
+
+    written = report.render(args.store, args.out, figures=not args.no_figures)
+    pages = [p for p in written if p.suffix == ".md"]
+    print(f"wrote {', '.join(str(p) for p in pages)} and {len(written) - len(pages)} figure(s)")
+    return 0

@@ -1,0 +1,147 @@
+"""The provenance header every report page starts with: where, when and how its numbers were made.
+
+All of it comes from the records (`provenance`, `accuracy`, `perplexity` parts); the date is the newest
+record's, so the same store always gives the same header. A value that differs between records is listed
+with every variant and flagged as mixed; a limit (a subset of a task or corpus) is flagged too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bench.report.groups import Collection
+from bench.report.markdown import DASH
+from bench.report.rows import canonical, dig
+
+WARN = "⚠"
+KEY_PACKAGES = ("torch", "transformers", "lm-eval")
+OTHER_PACKAGES = ("datasets", "tokenizers")
+
+
+def distinct(values: Iterable[Any]) -> list[Any]:
+    """The distinct values (None dropped) in first-seen order."""
+    seen: dict[str, Any] = {}
+    for v in values:
+        if v is not None and canonical(v) not in seen:
+            seen[canonical(v)] = v
+    return list(seen.values())
+
+
+def joined(values: Iterable[Any], fmt=str) -> str:
+    vals = distinct(values)
+    if not vals:
+        return DASH
+    text = "; ".join(fmt(v) for v in vals)
+    return f"{text} ({WARN} mixed)" if len(vals) > 1 else text
+
+
+def newest_date(records: list[dict[str, Any]]) -> str | None:
+    dates = [str(r.get("finished_at") or dig(r, "provenance", "date") or "") for r in records]
+    dates = [d for d in dates if d]
+    return max(dates) if dates else None
+
+
+def _commit(c: dict[str, Any]) -> str:
+    sha = str(c.get("sha") or "?")
+    return f"`{sha[:12]}`" + (" (uncommitted changes)" if c.get("dirty") else "")
+
+
+def _calibration(c: dict[str, Any]) -> str:
+    parts = [f"{c.get('source')}", f"{c.get('n_samples')} × {c.get('seq_len')} tokens", f"seed {c.get('seed')}"]
+    rest = {k: v for k, v in sorted(c.items()) if k not in ("source", "n_samples", "seq_len", "seed")}
+    parts += [f"{k.replace('_', ' ')} {v}" for k, v in rest.items()]
+    return ", ".join(parts)
+
+
+def _seeds(prov: list[dict[str, Any]]) -> str:
+    """Each kind of seed with its distinct values (several are a matrix's seeds, not a mix-up)."""
+    kinds: dict[str, list[Any]] = {}
+    for p in prov:
+        for kind, value in (p.get("seeds") or {}).items():
+            kinds.setdefault(kind, []).append(value)
+    parts = [f"{kind} {', '.join(str(v) for v in sorted(distinct(vals)))}" for kind, vals in sorted(kinds.items())
+             if distinct(vals)]
+    return "; ".join(parts) or DASH
+
+
+def _limits(records: list[dict[str, Any]]) -> str:
+    limits = distinct(dig(r, "accuracy", "limit") for r in records if r.get("accuracy"))
+    full = any(r.get("accuracy") and dig(r, "accuracy", "limit") is None for r in records)
+    if not limits:
+        return "none (full splits)" if full else DASH
+    text = f"{WARN} {'; '.join(str(v) for v in limits)} documents per task (subsets)"
+    return text + (" and full splits" if full else "") + (f" ({WARN} mixed)" if len(limits) + full > 1 else "")
+
+
+def _tasks(records: list[dict[str, Any]]) -> list[str]:
+    by_task: dict[str, list[str]] = {}
+    for r in records:
+        for name, t in (dig(r, "accuracy", "tasks") or {}).items():
+            n, total = t.get("n"), t.get("n_total")
+            docs = f"{n}/{total} documents" + (f" {WARN}" if n is not None and total and n < total else "")
+            text = (f"{t.get('split')} split, {docs}, {t.get('shots')}-shot, headline metric {t.get('metric')}, "
+                    f"lm-eval task version {t.get('version') or '?'}")
+            by_task.setdefault(name, []).append(text)
+    return [f"`{name}`: {joined(texts)}" for name, texts in by_task.items()]
+
+
+def _corpora(records: list[dict[str, Any]]) -> list[str]:
+    by_corpus: dict[str, list[str]] = {}
+    for r in records:
+        for p in r.get("perplexity") or []:
+            windows, total = p.get("windows"), p.get("windows_total")
+            subset = f" {WARN} {windows} of {total} windows" if windows and total and windows < total else ""
+            text = (f"{p.get('window')}-token windows, {p.get('tokens')} tokens scored{subset}, "
+                    f"source {p.get('source')}")
+            by_corpus.setdefault(str(p.get("corpus")), []).append(text)
+    return [f"{name}: {joined(texts)}" for name, texts in by_corpus.items()]
+
+
+def _data(records: list[dict[str, Any]]) -> str:
+    packages = []
+    for r in records:
+        for entry in (dig(r, "provenance", "data") or {}).values():
+            sha = entry.get("sha256")
+            packages.append(f"`{entry.get('package')}`" + (f" (sha256 `{sha[:16]}…`)" if sha else ""))
+    return ", ".join(distinct(packages)) or DASH
+
+
+def header(coll: Collection) -> str:
+    """The provenance section (markdown) for the records of `coll`."""
+    recs = coll.records
+    prov = [r.get("provenance") or {} for r in recs]
+    versions = [p.get("versions") or {} for p in prov]
+    pkgs = " · ".join(f"{name} {joined(v.get(name) for v in versions)}" for name in KEY_PACKAGES)
+    others = " · ".join(f"{name} {joined(v.get(name) for v in versions)}" for name in OTHER_PACKAGES
+                        if any(v.get(name) for v in versions))
+    device = joined(f"{p.get('device')}" + (f" ({p['device_name']})" if p.get("device_name") else "")
+                    for p in prov if p.get("device"))
+    calib = [p.get("calibration") for p in prov if p.get("calibration")]
+    superseded = sum(g.superseded for g in coll.groups)
+    lines = [
+        "## Provenance",
+        "",
+        f"- Date (newest record): {newest_date(recs) or DASH}",
+        f"- Harness: {joined(p.get('harness_version') for p in prov)}, git commit "
+        f"{joined((p.get('git_commit') for p in prov), _commit)}",
+        f"- Versions: {pkgs}" + (f" (also {others})" if others else ""),
+        f"- Python: {joined(p.get('python') for p in prov)}; preset: {joined(p.get('preset') for p in prov)}",
+        f"- Device: {device}; dtype: {joined(p.get('dtype') for p in prov)}; torch threads: "
+        f"{joined(p.get('torch_threads') for p in prov)}",
+        f"- Evaluation batch size: {joined(p.get('batch_size') for p in prov)}; latency batch size: "
+        f"{joined(dig(r, 'latency', 'batch_size') for r in recs)}",
+        f"- Seeds: {_seeds(prov)}",
+        f"- Limit: {_limits(recs)}",
+        f"- Few-shot: {joined(dig(r, 'accuracy', 'num_fewshot') for r in recs)}",
+        f"- Data packages: {_data(recs)}",
+        f"- Calibration: {joined(calib, _calibration) if calib else DASH}",
+    ]
+    tasks, corpora = _tasks(recs), _corpora(recs)
+    if tasks:
+        lines += ["- Tasks:", *[f"  - {t}" for t in tasks]]
+    if corpora:
+        lines += ["- Perplexity corpora:", *[f"  - {c}" for c in corpora]]
+    lines.append(f"- Records: {len(coll.ok_records)} finished, {len(coll.failed)} failed"
+                 + (f", {superseded} superseded by newer records of the same cell" if superseded else ""))
+    return "\n".join(lines) + "\n"
