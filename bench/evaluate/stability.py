@@ -1,0 +1,144 @@
+"""Stability (LLM-Streamline, Chen et al., ICLR 2025, Eq. 5-6): do pruned and dense models agree per sample?
+
+For sample i of a multiple-choice task with k choices, the *dense* model's perplexity of choice j is
+PPL_ij = exp(-loglik_ij / n_tokens_ij) (n_tokens: the continuation's token count). Its sample standard
+deviation std_i (ddof=1, over the k choices) weights the sample by exp(std_i): samples the dense model
+separates sharply weigh more. A sample agrees when it is correct under both models or wrong under both
+(not necessarily the same wrong choice). Per task:
+
+    Stability = sum_i exp(std_i) * [i agrees] / sum_i exp(std_i)
+
+and a suite's stability is the plain mean over its tasks. The sums are taken in log space
+(logsumexp), so large perplexity spreads cannot overflow.
+
+The official script (`calculate_stability.py`) differs: population std (ddof 0) and a bug, it counts the
+agreeing samples M and then sums the weights of the *first M samples* rather than of the agreeing ones.
+`official=True` reproduces it, for comparison with published numbers only.
+
+Everything here is a pure function over plain per-sample records, as `bench.evaluate.accuracy` keeps
+them: {"doc_id", optional "subtask", "loglik": [..], "n_tokens": [..], "acc": 0/1, "acc_norm": 0/1}.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Record = Mapping[str, Any]
+
+
+def choice_perplexities(record: Record) -> list[float]:
+    """PPL_ij = exp(-loglik_ij / n_tokens_ij) for each choice j of one sample."""
+    return [math.exp(-ll / n) for ll, n in zip(record["loglik"], record["n_tokens"], strict=True)]
+
+
+def _std(values: Sequence[float], ddof: int) -> float:
+    k = len(values)
+    if k - ddof <= 0:
+        raise ValueError(f"a standard deviation with ddof={ddof} needs more than {ddof} values, got {k}")
+    scale = max(abs(v) for v in values) or 1.0   # scaled, so that huge perplexities cannot overflow the squares
+    scaled = [v / scale for v in values]
+    mean = sum(scaled) / k
+    return scale * math.sqrt(sum((v - mean) ** 2 for v in scaled) / (k - ddof))
+
+
+def log_weight(record: Record, ddof: int = 1) -> float:
+    """log of the sample's weight exp(std_i): simply std_i."""
+    return _std(choice_perplexities(record), ddof)
+
+
+def is_correct(record: Record, metric: str = "acc") -> bool:
+    """Whether the sample was answered correctly under `metric` (acc when the task has no `metric`)."""
+    value = record.get(metric, record.get("acc"))
+    if value is None:
+        raise ValueError(f"sample {record.get('doc_id')} carries neither {metric!r} nor 'acc'")
+    return bool(value)
+
+
+def _key(record: Record) -> tuple[str, int]:
+    return (str(record.get("subtask", "")), int(record["doc_id"]))
+
+
+def _logsumexp(xs: Sequence[float]) -> float:
+    if not xs:
+        return -math.inf
+    top = max(xs)
+    return top + math.log(sum(math.exp(x - top) for x in xs))
+
+
+def agreement(dense: Sequence[Record], pruned: Sequence[Record], metric: str = "acc") -> list[bool]:
+    """Per dense sample (in dense order): correct under both models or wrong under both."""
+    by_key = {_key(r): r for r in pruned}
+    missing = [k for k in map(_key, dense) if k not in by_key]
+    if missing or len(by_key) != len(dense):
+        raise ValueError(f"dense and pruned samples differ ({len(dense)} vs {len(by_key)} samples, "
+                         f"{len(missing)} dense samples unmatched); evaluate both with the same tasks and limit")
+    return [is_correct(r, metric) == is_correct(by_key[_key(r)], metric) for r in dense]
+
+
+def task_stability(dense: Sequence[Record], pruned: Sequence[Record], *, metric: str = "acc",
+                   official: bool = False) -> float:
+    """Stability of one task from dense and pruned per-sample records (weights from the dense model only)."""
+    if not dense:
+        raise ValueError("no samples")
+    agree = agreement(dense, pruned, metric)
+    logw = [log_weight(r, ddof=0 if official else 1) for r in dense]
+    if official:  # the script's bug: the weights of the first M samples, M = number of agreeing samples
+        chosen = logw[:sum(agree)]
+    else:
+        chosen = [w for w, a in zip(logw, agree, strict=True) if a]
+    return math.exp(_logsumexp(chosen) - _logsumexp(logw))
+
+
+def is_multiple_choice(records: Sequence[Record]) -> bool:
+    return bool(records) and all(len(r["loglik"]) >= 2 for r in records)
+
+
+@dataclass
+class StabilityResult:
+    """Per-task stability and their mean; which formula and correctness metric produced them."""
+
+    per_task: dict[str, float]
+    mean: float
+    metric: str
+    official: bool
+    n: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)   # tasks that are not multiple choice (e.g. lambada)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"per_task": dict(self.per_task), "mean": self.mean, "metric": self.metric,
+                "official": self.official, "n": dict(self.n), "skipped": list(self.skipped)}
+
+
+def stability(dense: Mapping[str, Sequence[Record]], pruned: Mapping[str, Sequence[Record]], *,
+              metric: str | Mapping[str, str] = "acc", official: bool = False) -> StabilityResult:
+    """Stability per task and averaged over tasks, for every multiple-choice task present in both.
+
+    `dense`/`pruned` map task -> per-sample records (`AccuracyResult.samples`). `metric` decides what
+    "correct" means: one name for all tasks, or task -> name (e.g. each task's headline metric); tasks
+    lm-eval scores with acc only fall back to acc.
+    """
+    per_task, n, skipped = {}, {}, []
+    for task, records in dense.items():
+        if task not in pruned:
+            continue
+        if not is_multiple_choice(records):
+            skipped.append(task)
+            continue
+        m = metric if isinstance(metric, str) else metric.get(task, "acc")
+        per_task[task] = task_stability(records, pruned[task], metric=m, official=official)
+        n[task] = len(records)
+    mean = sum(per_task.values()) / len(per_task) if per_task else math.nan
+    label = metric if isinstance(metric, str) else "per-task"
+    return StabilityResult(per_task=per_task, mean=mean, metric=label, official=official, n=n, skipped=skipped)
+
+
+def stability_of(dense_result, pruned_result, **kwargs) -> StabilityResult:
+    """Stability between two `AccuracyResult`s, after checking they were evaluated the same way."""
+    mismatched = {k: (v, pruned_result.settings()[k]) for k, v in dense_result.settings().items()
+                  if pruned_result.settings()[k] != v}
+    if mismatched:
+        raise ValueError(f"dense and pruned accuracy were evaluated differently: {mismatched}")
+    return stability(dense_result.samples, pruned_result.samples, **kwargs)

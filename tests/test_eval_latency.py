@@ -1,0 +1,60 @@
+"""Latency and size measurements on a tiny model: positive numbers, raw repeats, tied weights once."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+import torch
+from tiny import tiny_model
+
+from bench.evaluate.latency import LatencyResult, measure_latency, parameter_size
+
+
+def test_latency_numbers_and_repeats():
+    model, _ = tiny_model("llama")
+    r = measure_latency(model, batch_size=2, prompt_tokens=12, new_tokens=5, warmup=1, repeats=3,
+                        identity={"model": "tiny"})
+    assert r.prefill_ms > 0 and r.ttft_ms > 0 and r.decode_tokens_per_s > 0 and r.generate_s > 0
+    for runs, median in ((r.prefill_ms_runs, r.prefill_ms), (r.ttft_ms_runs, r.ttft_ms),
+                         (r.decode_tokens_per_s_runs, r.decode_tokens_per_s), (r.generate_s_runs, r.generate_s)):
+        assert len(runs) == 3 and all(x > 0 for x in runs) and median == pytest.approx(statistics.median(runs))
+    assert r.peak_memory_bytes > 0 and r.peak_memory_kind == "process_peak_rss"
+    assert (r.device, r.dtype, r.torch_threads) == ("cpu", "float32", torch.get_num_threads())
+    assert r.identity == {"model": "tiny"}
+    assert LatencyResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_generate_produces_exactly_the_new_tokens(monkeypatch):
+    model, _ = tiny_model("gpt2")
+    lengths = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        out = generate(**kwargs)
+        lengths.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+    monkeypatch.setattr(model, "generate", spy)
+    measure_latency(model, batch_size=1, prompt_tokens=4, new_tokens=6, warmup=0, repeats=2)
+    assert sorted(set(lengths)) == [1, 6]     # time to first token: 1; decode: exactly 6 (eos ignored)
+
+
+def test_tied_weights_are_counted_once():
+    model, _ = tiny_model("llama")                    # tie_word_embeddings=True
+    assert model.get_input_embeddings().weight is model.get_output_embeddings().weight
+    count, nbytes = parameter_size(model)
+    naive = sum(p.numel() for p in model.state_dict().values() if p.is_floating_point())
+    embed = model.get_input_embeddings().weight.numel()
+    assert count == sum(p.numel() for p in model.parameters()) == naive - embed
+    assert nbytes == count * 4
+    half, _ = tiny_model("llama", dtype=torch.bfloat16)
+    assert parameter_size(half) == (count, count * 2)
+
+
+def test_untied_model_counts_both_matrices():
+    model, _ = tiny_model("mistral")                  # untied lm_head
+    count, _ = parameter_size(model)
+    assert count == sum(p.numel() for p in model.parameters())
+    assert model.get_input_embeddings().weight.data_ptr() != model.get_output_embeddings().weight.data_ptr()

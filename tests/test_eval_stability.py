@@ -1,0 +1,105 @@
+"""Stability (LLM-Streamline Eq. 5-6) against hand-computed cases, and the official script's bug."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.evaluate.stability import (
+    agreement,
+    choice_perplexities,
+    log_weight,
+    stability,
+    task_stability,
+)
+
+LN3, LN5 = math.log(3), math.log(5)
+
+
+def rec(doc_id, loglik, n_tokens, acc, **extra):
+    return {"doc_id": doc_id, "loglik": loglik, "n_tokens": n_tokens, "acc": acc, **extra}
+
+
+# dense model: per-choice perplexities by construction
+#   s0: exp(2/1), exp(4/2)   -> [e^2, e^2]  std 0           weight 1
+#   s1: exp(0), exp(ln 3)    -> [1, 3]      std sqrt(2)     (ddof 0: 1)
+#   s2: [1, 5, 1]                           std 4/sqrt(3)   (ddof 0: 4 sqrt(2) / 3)
+DENSE = [rec(0, [-2.0, -4.0], [1, 2], 1.0), rec(1, [0.0, -LN3], [1, 1], 0.0),
+         rec(2, [0.0, -LN5, 0.0], [1, 1, 1], 1.0)]
+W = [1.0, math.exp(math.sqrt(2)), math.exp(4 / math.sqrt(3))]          # exp(std), ddof 1
+W0 = [1.0, math.e, math.exp(4 * math.sqrt(2) / 3)]                      # exp(std), ddof 0
+
+
+def test_choice_perplexities_and_weights_by_hand():
+    assert choice_perplexities(DENSE[0]) == pytest.approx([math.e ** 2, math.e ** 2])
+    assert choice_perplexities(DENSE[1]) == pytest.approx([1.0, 3.0])
+    assert [math.exp(log_weight(r)) for r in DENSE] == pytest.approx(W)
+    assert [math.exp(log_weight(r, ddof=0)) for r in DENSE] == pytest.approx(W0)
+
+
+def test_agreement_counts_both_right_and_both_wrong():
+    # s0 right->right, s1 wrong->wrong (agree), s2 right->wrong
+    pruned = [rec(0, [0, 0], [1, 1], 1.0), rec(1, [0, 0], [1, 1], 0.0), rec(2, [0, 0, 0], [1, 1, 1], 0.0)]
+    assert agreement(DENSE, pruned) == [True, True, False]
+    assert task_stability(DENSE, pruned) == pytest.approx((W[0] + W[1]) / sum(W))
+
+
+def test_weights_come_from_the_dense_model_only():
+    pruned = [rec(i, [-100.0] * len(r["loglik"]), [1] * len(r["loglik"]), r["acc"]) for i, r in enumerate(DENSE)]
+    assert task_stability(DENSE, pruned) == pytest.approx(1.0)
+    pruned[2]["acc"] = 0.0
+    assert task_stability(DENSE, pruned) == pytest.approx((W[0] + W[1]) / sum(W))
+
+
+def test_official_script_weights_the_first_m_samples_not_the_agreeing_ones():
+    """Only s2 agrees (M = 1). The paper weights s2; the official script weights s0 (the first sample)."""
+    pruned = [rec(0, [0, 0], [1, 1], 0.0), rec(1, [0, 0], [1, 1], 1.0), rec(2, [0, 0, 0], [1, 1, 1], 1.0)]
+    paper = task_stability(DENSE, pruned)
+    official = task_stability(DENSE, pruned, official=True)
+    assert paper == pytest.approx(W[2] / sum(W))                 # 0.66: the agreeing sample weighs most
+    assert official == pytest.approx(W0[0] / sum(W0))            # 0.10: a disagreeing sample's weight
+    assert paper > 0.6 and official < 0.1
+
+
+def test_samples_are_matched_by_subtask_and_doc_id_not_order():
+    dense = [rec(0, [0.0, -LN3], [1, 1], 1.0, subtask="mmlu_a"), rec(0, [0.0, -LN5], [1, 1], 1.0, subtask="mmlu_b")]
+    pruned = [rec(0, [0, 0], [1, 1], 0.0, subtask="mmlu_b"), rec(0, [0, 0], [1, 1], 1.0, subtask="mmlu_a")]
+    w_a, w_b = math.exp(math.sqrt(2)), math.exp(math.sqrt(8))   # std of [1,3] and of [1,5]
+    assert task_stability(dense, pruned) == pytest.approx(w_a / (w_a + w_b))
+
+
+def test_mismatched_samples_raise():
+    with pytest.raises(ValueError, match="differ"):
+        task_stability(DENSE, DENSE[:2])
+
+
+def test_large_perplexity_spreads_do_not_overflow():
+    dense = [rec(0, [0.0, -5000.0], [1, 1], 1.0), rec(1, [0.0, -1.0], [1, 1], 1.0)]   # ppl e^5000: inf
+    dense[1]["loglik"] = [0.0, -700.0]
+    pruned = [rec(0, [0, 0], [1, 1], 1.0), rec(1, [0, 0], [1, 1], 0.0)]
+    with pytest.raises(OverflowError):
+        task_stability(dense, pruned)           # exp(5000) itself is not representable: a loud failure
+    dense[0]["loglik"] = [0.0, -705.0]          # std ~ 1e306: exp(std) overflows, log space does not
+    value = task_stability(dense, pruned)
+    assert 0.0 <= value <= 1.0 and not math.isnan(value)
+
+
+def test_correctness_metric_choice_and_fallback():
+    dense = [rec(0, [0.0, -LN3], [1, 1], 1.0, acc_norm=0.0), rec(1, [0.0, -LN5], [1, 1], 1.0)]
+    pruned = [rec(0, [0, 0], [1, 1], 1.0, acc_norm=1.0), rec(1, [0, 0], [1, 1], 1.0)]
+    assert task_stability(dense, pruned, metric="acc") == pytest.approx(1.0)
+    w_a, w_b = math.exp(math.sqrt(2)), math.exp(math.sqrt(8))
+    # acc_norm: s0 flips; s1 has no acc_norm (an acc-only task) and falls back to acc
+    assert task_stability(dense, pruned, metric="acc_norm") == pytest.approx(w_b / (w_a + w_b))
+
+
+def test_suite_stability_is_the_mean_over_multiple_choice_tasks():
+    pruned_flip = [dict(r, acc=1.0 - r["acc"]) for r in DENSE]
+    lam = [rec(0, [-3.0], [2], 1.0)]
+    res = stability({"a": DENSE, "b": DENSE, "lambada_openai": lam},
+                    {"a": DENSE, "b": pruned_flip, "lambada_openai": lam})
+    assert res.per_task == pytest.approx({"a": 1.0, "b": 0.0})
+    assert res.mean == pytest.approx(0.5)
+    assert res.skipped == ["lambada_openai"] and res.n == {"a": 3, "b": 3}
+    assert res.to_dict()["official"] is False
