@@ -2,12 +2,30 @@
 
 By default the very last layer goes too, as in the official code (32-layer models keep layers 0-23);
 `keep_last=true` drops the k layers just before it instead (Gromov et al.'s simpler variant).
+
+`heal=true` adds the paper's partial fine-tuning: the final norm, the LM head and the last `heal_layers`
+remaining layers train on next-token loss (everything else frozen; the paper's best is 3 layers). The
+paper tunes on Alpaca instructions; here it is plain text from the training split (`bench.traindata`).
+
+Tied embeddings (`tied_head`, only when the model ties its LM head to the input embedding):
+- `shared` (default): the tie is kept and the shared matrix trains through its output use only (the
+  gradient through the input side would need a backward through the whole network). Being one tensor,
+  the input embedding moves with it; the parameter count and the checkpoint stay tied.
+- `untie`: the LM head gets its own copy and trains alone; the input embedding stays frozen. The pruned
+  model then has vocab x hidden more parameters (subtracted from `params_removed` in the plan) and the
+  checkpoint says `tie_word_embeddings: false`, so it reloads untied.
+- `freeze`: the head is not trained (only the norm and the layers).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
+from bench.cost import CostMeter
+from bench.errors import ConfigError
+from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train, unique
 from methods.base import Budget, Pruner
 
 
@@ -16,15 +34,94 @@ class LastLayers(Pruner):
     title = "Last-layer baseline (reverse order)"
     paper = "2411.15558"
     needs_calibration = False
+    trains = True
 
     @dataclass(frozen=True)
-    class Params:
+    class Params(TrainParams):
         keep_last: bool = False
+        heal: bool = False
+        heal_layers: int = 3
+        tied_head: Literal["shared", "untie", "freeze"] = "shared"
+
+        def __post_init__(self):
+            super().__post_init__()
+            if self.heal_layers < 0:
+                raise ValueError("heal_layers must be >= 0")
 
     def plan(self, model, calib, budget: Budget):
         from bench import arch
 
-        n = arch.num_layers(model)
-        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
-        stop = n - 1 if self.params.keep_last else n
-        return self.removal_plan(model, budget, list(range(stop - k, stop)), {}, None)
+        p = self.params
+        with CostMeter(next(model.parameters()).device) as meter:
+            n = arch.num_layers(model)
+            k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+            stop = n - 1 if p.keep_last else n
+            plan = self.removal_plan(model, budget, list(range(stop - k, stop)), {}, None)
+        plan.cost["pruning"] = meter.result()
+        if p.heal:
+            plan.notes.append(f"Healed: the final norm, the LM head and the last {p.heal_layers} remaining layers "
+                              f"were trained on next-token loss ({p.train_samples} windows of {p.train_seq_len} "
+                              "tokens); see plan.json cost.training.")
+            if arch.embeddings_tied(model) and p.tied_head == "untie":
+                head = model.get_output_embeddings().weight.numel()
+                plan.params_removed -= head
+                plan.notes.append(f"The LM head was untied from the input embedding to train it alone: the pruned "
+                                  f"model has {head:,} more parameters (counted in the ratio).")
+            elif arch.embeddings_tied(model) and p.tied_head == "shared":
+                plan.notes.append("The LM head is tied to the input embedding; the shared matrix was trained "
+                                  "through the output head, so the input embedding changed with it.")
+        return plan
+
+    def heal(self, model, plan, data):
+        from bench import arch
+
+        p = self.params
+        if not p.heal:
+            return None
+        if data is None:
+            raise ConfigError("last heal=true fine-tunes the last layers and needs training data",
+                              "pass --train-data c4 (or wikipedia, or a text file)")
+        layers = arch.decoder_layers(model)
+        n = len(layers)
+        k = min(p.heal_layers, n)
+        trained = list(layers[n - k:])
+        norm = arch.final_norm(model)
+        if norm is not None:
+            trained.append(norm)
+        head = model.get_output_embeddings()
+        tied = arch.embeddings_tied(model)
+        hooks = []
+        if not tied or p.tied_head != "freeze":
+            if tied and p.tied_head == "untie":
+                untie_head(model)
+            elif tied:  # shared: no gradient through the input side of the shared matrix
+                hooks.append(model.get_input_embeddings().register_forward_hook(lambda _m, _a, out: out.detach()))
+            trained.append(head)
+        params = unique(q for m in trained for q in m.parameters())
+        device = next(model.parameters()).device
+        n_batches = math.ceil(p.train_samples / p.train_batch)
+        batches = data.batches(p.train_samples, p.train_seq_len, p.train_batch, p.train_seed, device)
+        frozen = matmul_params(layers[:n - k])
+        path = matmul_params([*layers[n - k:], head])
+        try:
+            cost = train(model, params, lambda ids: lm_loss(model, ids), batches, n_batches, p,
+                         flops_token=flops_per_token(frozen, path), what=f"last-layer healing ({k} layers)")
+        finally:
+            for h in hooks:
+                h.remove()
+        cost["objective"] = "lm"
+        cost["tied_head"] = p.tied_head if tied else "untied model"
+        cost["data"] = data.describe()
+        return cost
+
+
+def untie_head(model) -> None:
+    """Give the LM head its own copy of the shared matrix; the config then saves and reloads untied."""
+    import torch
+
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=head.weight.requires_grad)
+    model.config.tie_word_embeddings = False
+    text_config = getattr(model.config, "get_text_config", None)
+    if text_config is not None:
+        text_config().tie_word_embeddings = False

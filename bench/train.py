@@ -1,0 +1,192 @@
+"""A small, seeded training loop shared by healing and replacement modules.
+
+One optimizer over the given parameters, everything else frozen (their `requires_grad` is restored after).
+Numerics: the trained parameters are fp32 master weights for the whole run (cast back to the model's
+dtype at the end). An fp32 model trains in plain fp32; a bf16/fp16 model runs its forward under bf16
+autocast (frozen parts stay in their dtype, matmuls in bf16, losses in fp32). The model stays in eval
+mode: no dropout, so a run is a function of its seed and data. AdamW (betas 0.9/0.95, weight decay 1e-3,
+lr 2e-4 by default, as LLM-Streamline's official code), linear warm-up, cosine decay to `min_lr`, gradient
+clipping. A NaN or inf loss stops training with TrainingError naming the step.
+
+Cost is measured with `bench.cost.CostMeter`; FLOPs are estimated as
+    2 x (frozen forward parameters) x tokens  +  6 x (trainable-path parameters) x tokens,
+where the trainable path is every matmul between the first trained module and the loss (forward,
+activation gradients and weight gradients; frozen matmuls on that path get no weight gradient, so this
+over-counts them by a third) and the frozen part is what only runs forward (the teacher, the prefix).
+Embedding lookups, norms and attention scores (about 4 x seq_len x d per layer and token) are left out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.cost import CostMeter
+from bench.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Training knobs shared by every method that trains (CPU-sized defaults)."""
+
+    train_samples: int = 128  # training windows drawn from the training split (one epoch)
+    train_seq_len: int = 256  # tokens per window
+    train_batch: int = 4  # windows per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 2e-4
+    min_lr: float = 5e-5
+    weight_decay: float = 1e-3
+    warmup: float = 0.01  # share of the steps with a linear warm-up
+    grad_clip: float = 5.0  # max gradient norm; 0 disables clipping
+    train_seed: int = 0  # window sampling and order, and any random init
+
+    def __post_init__(self):
+        if min(self.train_samples, self.train_seq_len - 1, self.train_batch, self.grad_accum) < 1:
+            raise ValueError("train_samples, train_batch and grad_accum must be >= 1 and train_seq_len >= 2")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr and 0 <= self.warmup < 1 and self.grad_clip >= 0):
+            raise ValueError("need lr > 0, 0 <= min_lr <= lr, 0 <= warmup < 1 and grad_clip >= 0")
+
+    def train_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k in TrainParams.__dataclass_fields__}
+
+
+def flops_per_token(frozen_params: int, path_params: int) -> float:
+    return 2.0 * frozen_params + 6.0 * path_params
+
+
+def matmul_params(modules: Iterable[nn.Module]) -> int:
+    """Weights that take part in matmuls (2-D or more), each tensor once: the FLOPs-relevant size."""
+    seen, total = set(), 0
+    for module in modules:
+        for p in module.parameters():
+            if p.dim() >= 2 and id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return total
+
+
+@contextlib.contextmanager
+def only_trainable(model: nn.Module, params: Sequence[nn.Parameter]):
+    """Freeze every parameter of `model` except `params`; restore the flags afterwards."""
+    flags = {p: p.requires_grad for p in model.parameters()}
+    extra = {p: p.requires_grad for p in params if p not in flags}
+    try:
+        for p in flags:
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        yield
+    finally:
+        for p, flag in {**flags, **extra}.items():
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def fp32_master(params: Sequence[nn.Parameter]):
+    """Hold `params` in fp32 while training (same Parameter objects, so ties survive); cast back after."""
+    dtypes = {p: p.dtype for p in params}
+    try:
+        for p in params:
+            if p.dtype != torch.float32:
+                p.data = p.data.float()
+        yield
+    finally:
+        with torch.no_grad():
+            for p, dtype in dtypes.items():
+                if p.dtype != dtype:
+                    p.data = p.data.to(dtype)
+
+
+def unique(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    out, seen = [], set()
+    for p in params:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
+
+
+def lr_lambda(steps: int, warmup: float, min_ratio: float) -> Callable[[int], float]:
+    warm = max(1, round(warmup * steps)) if warmup > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, steps - warm)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def train(model: nn.Module, params: Sequence[nn.Parameter], loss_fn: Callable[[torch.Tensor], torch.Tensor],
+          batches: Iterable[torch.Tensor], n_batches: int, cfg: TrainParams, *, flops_token: float,
+          what: str) -> dict[str, Any]:
+    """Minimise `loss_fn(batch)` over `params` of `model`, one pass over `batches` (token-id tensors).
+
+    Returns the measured cost and the loss trajectory (plain data for `plan.cost["training"]`).
+    """
+    params = unique(params)
+    ref = next(model.parameters())
+    device, model_dtype = ref.device, ref.dtype
+    use_autocast = model_dtype != torch.float32
+    steps = math.ceil(n_batches / cfg.grad_accum)
+    torch.manual_seed(cfg.train_seed)
+    curve: list[tuple[int, float]] = []
+    every = max(1, steps // 20)
+    losses: list[float] = []
+    meter = CostMeter(device)
+    with meter, only_trainable(model, params), fp32_master(params):
+        opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, cfg.warmup, cfg.min_lr / cfg.lr))
+        step, micro, accum_loss, accum_tokens = 0, 0, 0.0, 0
+        for batch in batches:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                loss = loss_fn(batch)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingError(f"{what}: the training loss became {value} at optimizer step {step + 1} "
+                                    f"of {steps}", "lower the learning rate (--param lr=...) or train in fp32")
+            (loss.float() / cfg.grad_accum).backward()
+            micro += 1
+            accum_loss += value / cfg.grad_accum
+            accum_tokens += batch.numel()
+            if micro % cfg.grad_accum and micro != n_batches:
+                continue
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(accum_loss)
+            if step == 1 or step % every == 0 or step == steps:
+                curve.append((step, round(accum_loss, 5)))
+            meter.add(tokens=accum_tokens, steps=1, flops=flops_token * accum_tokens)
+            log.debug("%s: step %d/%d loss %.4f", what, step, steps, accum_loss)
+            accum_loss, accum_tokens = 0.0, 0
+        del opt
+    tail = losses[-max(1, len(losses) // 10):]
+    result = meter.result()
+    result.update({
+        "what": what, "trainable_params": sum(p.numel() for p in params),
+        "precision": "bf16 autocast, fp32 master weights" if use_autocast else "fp32",
+        "loss_first": losses[0] if losses else None, "loss_last": sum(tail) / len(tail) if tail else None,
+        "loss_curve": curve, "flops_per_token": flops_token, "hyper": cfg.train_dict(),
+    })
+    log.info("%s: %d steps, %d tokens, loss %.4f -> %.4f in %.1f s", what, step, meter.tokens,
+             result["loss_first"] or float("nan"), result["loss_last"] or float("nan"), meter.wall_seconds)
+    return result
+
+
+def lm_loss(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of `model` on a batch of full (unpadded) windows."""
+    return model(input_ids=ids, labels=ids, use_cache=False).loss

@@ -1,0 +1,114 @@
+"""Last-layer baseline healing: what trains, tied-embedding behaviours, parameter accounting, export."""
+
+import copy
+
+import pytest
+import torch
+from tiny import tiny_model
+from transformers import AutoModelForCausalLM
+
+import methods
+from bench import arch
+from bench.export import save_pruned
+from bench.pipeline import prune
+from bench.train import lm_loss
+from bench.traindata import TrainData, TrainDataSpec
+from methods.base import Budget
+
+TEXT = "\n\n".join(f"Entry {i}: the mill by the river ground {i % 9} sacks of wheat each morning before the market "
+                   f"opened in the square of {'PQRSTU'[i % 6]}ford." for i in range(100))
+FAST = {"heal": "true", "heal_layers": 2, "train_samples": 8, "train_seq_len": 16, "train_batch": 4, "lr": 1e-3}
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run ~100x faster on one thread than on oversubscribed cores; restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "train.txt"
+    path.write_text(TEXT)
+    return str(path)
+
+
+def _heal(fam, corpus, **params):
+    model, tok = tiny_model(fam, n_layers=6)
+    result = prune(model, methods.create("last", {**FAST, **params}), Budget(layers=2), None,
+                   heal_data=TrainData(TrainDataSpec(source=corpus), tok))
+    return model, result, tok
+
+
+def _changed(a, b):
+    return not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("fam", ["llama", "gpt2"])
+def test_shared_head_keeps_the_tie(fam, corpus, tmp_path):
+    model, result, tok = _heal(fam, corpus)
+    pruned = result.model
+    assert arch.embeddings_tied(model) and arch.embeddings_tied(pruned)
+    layers, dense_layers = arch.decoder_layers(pruned), arch.decoder_layers(model)
+    assert _changed(pruned.get_output_embeddings().weight, model.get_output_embeddings().weight)
+    for i in range(4):  # layers 0-1 frozen, the last two trained
+        same = all(torch.equal(p, q) for p, q in zip(layers[i].parameters(), dense_layers[i].parameters()))
+        assert same == (i < 2)
+    assert arch.count_parameters(model) - arch.count_parameters(pruned) == result.plan.params_removed
+    cost = result.plan.cost["training"]
+    assert cost["tied_head"] == "shared" and cost["steps"] == 2
+    ids = TrainData(TrainDataSpec(source=corpus), tok).windows(8, 16, seed=0)
+    unhealed = methods.create("last").apply(copy.deepcopy(model), result.plan)
+    with torch.no_grad():
+        assert lm_loss(pruned, ids) < lm_loss(unhealed, ids)
+    _round_trip(pruned, tok, result.plan, tmp_path, tied=True)
+
+
+def test_untie_freezes_the_input_embedding(corpus, tmp_path):
+    model, result, tok = _heal("llama", corpus, tied_head="untie")
+    pruned = result.model
+    assert not arch.embeddings_tied(pruned) and pruned.config.tie_word_embeddings is False
+    torch.testing.assert_close(pruned.get_input_embeddings().weight, model.get_input_embeddings().weight,
+                               rtol=0, atol=0)
+    assert _changed(pruned.get_output_embeddings().weight, model.get_output_embeddings().weight)
+    # the untied head's parameters are counted: the plan's net removal is the true difference
+    assert arch.count_parameters(model) - arch.count_parameters(pruned) == result.plan.params_removed
+    assert any("untied" in n for n in result.plan.notes)
+    reloaded = _round_trip(pruned, tok, result.plan, tmp_path, tied=False)
+    assert not torch.equal(reloaded.get_input_embeddings().weight, reloaded.get_output_embeddings().weight)
+
+
+def test_freeze_leaves_the_head(corpus):
+    model, result, _ = _heal("qwen2", corpus, tied_head="freeze")
+    pruned = result.model
+    torch.testing.assert_close(pruned.get_output_embeddings().weight, model.get_output_embeddings().weight,
+                               rtol=0, atol=0)
+    assert _changed(arch.final_norm(pruned).weight, arch.final_norm(model).weight)
+
+
+def test_untied_model_trains_its_head(corpus):
+    model, result, _ = _heal("mistral", corpus)
+    assert not arch.embeddings_tied(model)
+    assert _changed(result.model.get_output_embeddings().weight, model.get_output_embeddings().weight)
+    torch.testing.assert_close(result.model.get_input_embeddings().weight, model.get_input_embeddings().weight)
+    assert result.plan.cost["training"]["tied_head"] == "untied model"
+
+
+def test_no_heal_by_default():
+    model, _ = tiny_model("llama", n_layers=6)
+    result = prune(model, methods.create("last"), Budget(layers=2), None)
+    assert result.heal_cost is None and "training" not in result.plan.cost
+    assert result.plan.cost["pruning"]["wall_seconds"] >= 0
+
+
+def _round_trip(model, tok, plan, tmp_path, tied):
+    out = save_pruned(model, tok, plan, tmp_path / "out", base_model="tiny")
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    assert arch.embeddings_tied(reloaded) == tied
+    ids = torch.randint(1, len(tok), (2, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
+    return reloaded
