@@ -53,8 +53,8 @@ _NOTES = {
     "mlp": "LLM-Streamline `mlp`: the window {l}..{last} ({w} layers) is replaced by one feed-forward block (layer "
            "{l}'s pre-MLP norm and MLP with its residual, trained); net parameters removed = the window's minus "
            "the block's. The checkpoint stores the block as a stock decoder layer with its attention zeroed "
-           "(weights and biases of every attention parameter written as zeros), which computes the same "
-           "function but still runs attention: the exported model is slower than the in-harness block, whose "
+           "(every parameter outside the feed-forward path, the attention and its norm, written as zeros), "
+           "which computes the same function but still runs attention: the exported model is slower than the in-harness block, whose "
            "latency is what the benchmark reports.",
     "ffn": "LLM-Streamline `ffn`: the window {l}..{last} ({w} layers) is replaced by Linear(d, {m}d) -> ReLU -> "
            "Linear({m}d, d) (seeded random init, trained); net parameters removed = the window's minus the "
@@ -87,6 +87,11 @@ class Streamline(Pruner):
     def __init__(self, params=None):
         super().__init__(params)
         self._teachers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @property
+    def exportable(self) -> bool:
+        """Whether the pruned model has a stock transformers form (`ffn` has none)."""
+        return self.params.replacement != "ffn"
 
     # ------------------------------------------------------------------------------------------ plan
 

@@ -18,6 +18,11 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="auto", help="auto, bfloat16, float32 or float16")
     p.add_argument("--batch-size", type=int, default=8, help="calibration batch size")
+    p.add_argument("--train-data", default="c4",
+                   help="training text for methods that train: c4, wikipedia (their training splits, disjoint from "
+                        "the perplexity-evaluation head) or a .txt/.jsonl path (default c4)")
+    p.add_argument("--train-samples", type=int,
+                   help="training windows (sets the method parameter train_samples; sizes are method parameters)")
     p.add_argument("--out", required=True, help="output folder (created; a previous export is replaced)")
     p.set_defaults(func=run)
 
@@ -28,7 +33,15 @@ def run(args) -> int:
     from methods.params import parse_param_args
 
     # validate everything the user typed before loading a model
-    pruner = methods.create(args.method, parse_param_args(args.param))
+    params = parse_param_args(args.param)
+    if args.train_samples is not None:
+        params["train_samples"] = str(args.train_samples)
+    pruner = methods.create(args.method, params)
+    if not getattr(pruner, "exportable", True):
+        from bench.errors import ExportError
+
+        raise ExportError(f"{args.method} with these parameters makes a model with no stock transformers form, and "
+                          "`bench prune` writes a checkpoint", "use `bench run` to evaluate it in the harness")
     budget = Budget(layers=args.layers, ratio=args.ratio)
 
     from bench import zoo
@@ -40,10 +53,20 @@ def run(args) -> int:
                      batch_size=args.batch_size)
     model, tokenizer = zoo.load(args.model, device=args.device, dtype=args.dtype)
     calib = Calibration(spec, model, tokenizer) if pruner.needs_calibration else None
-    result = prune(model, pruner, budget, calib, copy_model=False)
+    heal_data = None
+    if pruner.trains:
+        from bench.traindata import TrainData, TrainDataSpec
+
+        heal_data = TrainData(TrainDataSpec(source=args.train_data), tokenizer)
+    result = prune(model, pruner, budget, calib, copy_model=False, heal_data=heal_data)
     out = save_pruned(result.model, tokenizer, result.plan, args.out, base_model=args.model)
     plan = result.plan
     print(f"{args.method}: removed dense layers {plan.removed_original} ({plan.layers_removed} of {plan.n_layers} "
           f"layers, {100 * plan.param_ratio:.2f} % of parameters) in {result.seconds:.1f} s")
+    training = plan.cost.get("training")
+    if training:
+        print(f"trained {training['steps']} steps on {training['tokens']:,} tokens of {args.train_data} in "
+              f"{training['wall_seconds']:.1f} s (loss {training['loss_first']:.4g} -> {training['loss_last']:.4g}, "
+              f"peak memory {training['peak_memory_bytes'] / 2**20:.0f} MiB)")
     print(f"saved {out}")
     return 0
