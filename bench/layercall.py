@@ -152,7 +152,7 @@ class MLPBlock(nn.Module):
         for key, value in layer.state_dict().items():
             if key not in own:
                 self._stock[key] = (tuple(value.shape), None if key in params else value.detach().clone())
-        self._register_state_dict_hook(MLPBlock._add_stock_keys)
+        self.register_state_dict_post_hook(MLPBlock._add_stock_keys)
         self.register_load_state_dict_pre_hook(MLPBlock._drop_stock_keys)
 
     def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:

@@ -34,7 +34,6 @@ class LastLayers(Pruner):
     title = "Last-layer baseline (reverse order)"
     paper = "2411.15558"
     needs_calibration = False
-    trains = True
 
     @dataclass(frozen=True)
     class Params(TrainParams):
@@ -47,6 +46,10 @@ class LastLayers(Pruner):
             super().__post_init__()
             if self.heal_layers < 0:
                 raise ValueError("heal_layers must be >= 0")
+
+    @property
+    def trains(self) -> bool:  # per instance: only with heal=true (then it needs training data)
+        return self.params.heal
 
     def plan(self, model, calib, budget: Budget):
         from bench import arch

@@ -76,7 +76,6 @@ class Streamline(Pruner):
     title = "LLM-Streamline"
     paper = "2403.19135"
     needs_calibration = True
-    trains = True
 
     @dataclass(frozen=True)
     class Params(TrainParams):
@@ -87,6 +86,10 @@ class Streamline(Pruner):
     def __init__(self, params=None):
         super().__init__(params)
         self._teachers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @property
+    def trains(self) -> bool:  # per instance: `none` trains nothing (and needs no training data)
+        return self.params.replacement != "none"
 
     @property
     def exportable(self) -> bool:

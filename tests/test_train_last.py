@@ -112,3 +112,9 @@ def _round_trip(model, tok, plan, tmp_path, tied):
     with torch.no_grad():
         torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
     return reloaded
+
+
+def test_trains_only_when_healing():
+    assert not methods.create("last").trains
+    assert methods.create("last", {"heal": "true"}).trains
+    assert methods.create("streamline").trains and not methods.create("streamline", {"replacement": "none"}).trains
