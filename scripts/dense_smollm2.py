@@ -19,12 +19,14 @@ import torch
 
 from bench.atomic import write_json, write_text
 from bench.evaluate.accuracy import evaluate_accuracy
+from bench.evaluate.latency import measure_latency
 from bench.evaluate.perplexity import evaluate_perplexity
 
 # (step name, task or corpus, limit): accuracy steps first, cheapest first
 ACCURACY = [("winogrande", "winogrande", None), ("piqa", "piqa", None), ("arc_easy", "arc_easy", None),
             ("hellaswag-500", "hellaswag", 500), ("lambada_openai-1000", "lambada_openai", 1000)]
 PERPLEXITY = [("ppl-wikipedia", "wikipedia"), ("ppl-c4", "c4")]
+LATENCY = [("latency-bs1", 1, 128, 64)]          # (step, batch, prompt tokens, new tokens)
 
 
 def load(args):
@@ -78,6 +80,14 @@ def main() -> None:
         write_json(out / f"{step}.json", r.to_dict())
         print(f"{step}: ppl {r.perplexity:.3f} tokens {r.tokens} windows {r.windows} wall {r.wall_s:.1f} s",
               flush=True)
+    for step, batch, prompt, new in LATENCY:
+        if (only and step not in only) or (out / f"{step}.json").exists():
+            continue
+        r = measure_latency(model, batch_size=batch, prompt_tokens=prompt, new_tokens=new, warmup=1, repeats=5,
+                            identity=identity)
+        write_json(out / f"{step}.json", r.to_dict())
+        print(f"{step}: prefill {r.prefill_ms:.1f} ms, ttft {r.ttft_ms:.1f} ms, decode {r.decode_tokens_per_s:.1f} tok/s",
+              flush=True)
     write_text(out / "summary.md", summary(out))
     print(summary(out))
 
@@ -101,6 +111,16 @@ def summary(out: Path) -> str:
             d = json.loads(f.read_text())
             lines.append(f"| {d['corpus']} | {d['window']} | {d['tokens']} | {d['windows']}/{d['windows_total']} | "
                          f"{d['perplexity']:.3f} | {d['wall_s']:.0f} |")
+    lines += ["", "| Latency | prefill ms | TTFT ms | decode tok/s | peak RSS MB | params | repeats (decode tok/s) |",
+              "|---|---|---|---|---|---|---|"]
+    for step, batch, prompt, new in LATENCY:
+        f = out / f"{step}.json"
+        if f.exists():
+            d = json.loads(f.read_text())
+            runs = ", ".join(f"{x:.1f}" for x in d["decode_tokens_per_s_runs"])
+            lines.append(f"| bs {batch} x {prompt} + {new} new ({d['dtype']}, {d['torch_threads']} threads) | "
+                         f"{d['prefill_ms']:.1f} | {d['ttft_ms']:.1f} | {d['decode_tokens_per_s']:.1f} | "
+                         f"{d['peak_memory_bytes'] / 2**20:.0f} | {d['parameters']:,} | {runs} |")
     return "\n".join(lines) + "\n"
 
 

@@ -54,3 +54,13 @@ def test_real_tasks_through_lm_eval():
         assert len(r.samples[name]) == 20
     arc = r.samples["arc_easy"]
     assert all(len(s["loglik"]) == len(s["n_tokens"]) >= 3 and s["gold"] is not None for s in arc)
+
+
+def test_gold_index_for_letter_targets():
+    """commonsense_qa's target is a letter ("A".."E"): gold is its position among the choices."""
+    from bench.evaluate.accuracy import evaluate_accuracy
+
+    model, tok = tiny_model("llama")
+    r = evaluate_accuracy(model, tok, ["commonsense_qa"], batch_size=8, limit=10)
+    docs = loaders.commonsense_qa()["validation"]
+    assert [s["gold"] for s in r.samples["commonsense_qa"]] == ["ABCDE".index(docs[i]["answerKey"]) for i in range(10)]

@@ -187,11 +187,19 @@ def _continuation_tokens(lm, context: str, continuation: str) -> int:
     return len(lm._encode_pair(context, continuation)[1])
 
 
-def _gold_index(task, doc) -> int | None:
-    """The gold choice index exactly as lm-eval's multiple-choice process_results derives it."""
-    gold = task.doc_to_text(doc) if task.multiple_input else task.doc_to_target(doc)
+def _gold_index(task, sample: Mapping[str, Any]) -> int | None:
+    """The gold choice index exactly as lm-eval's multiple-choice process_results derives it.
+
+    lm-eval logs `target` = doc_to_target(doc), and each request's continuation is the target delimiter
+    plus a choice, so no template is rendered again (except for multiple-input tasks such as
+    WinoGrande, whose gold index is doc_to_text(doc)).
+    """
+    gold = task.doc_to_text(sample["doc"]) if task.multiple_input else sample["target"]
     if isinstance(gold, str):
-        choices = task.doc_to_choice(doc)
+        delimiter = task.config.target_delimiter
+        choices = [cont.removeprefix(delimiter) for _, cont in sample["arguments"]]
+        if gold not in choices and not task.multiple_input:
+            choices = task.doc_to_choice(sample["doc"])
         gold = choices.index(gold) if gold in choices else None
     if isinstance(gold, list):  # multiple targets: not a single gold index
         return None
@@ -207,7 +215,7 @@ def _sample_record(lm, task, sample: Mapping[str, Any], subtask: str | None) -> 
     record["n_tokens"] = [_continuation_tokens(lm, *args) for args in sample["arguments"]]
     record["is_greedy"] = [bool(r[1]) for r in sample["filtered_resps"]]
     if task.OUTPUT_TYPE == "multiple_choice":
-        record["gold"] = _gold_index(task, sample["doc"])
+        record["gold"] = _gold_index(task, sample)
     for metric in ("acc", "acc_norm"):
         if metric in sample:
             record[metric] = float(sample[metric])
@@ -250,6 +258,9 @@ def evaluate_accuracy(
     """
     infos = task_registry.resolve(tasks)
     task_registry.configure_offline(data)   # before lm_eval/datasets are imported
+    if num_fewshot and data == "local":
+        log.warning("%d-shot: no train split is shipped, so few-shot examples come from the scored split "
+                    "itself (the document being scored excluded; MMLU uses its dev split)", num_fewshot)
     import lm_eval
 
     from bench.evaluate._provenance import environment
