@@ -9,6 +9,7 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 
 from bench import __version__
@@ -37,7 +38,18 @@ def _setup_logging(verbosity: int) -> None:
     logging.getLogger("bench").setLevel(logging.INFO if verbosity == 0 else level)
 
 
+def _quiet_third_party_progress() -> None:
+    """Our own progress display is the UI: transformers' loading bars always off, tqdm (lm-eval) off when
+    stderr is not a terminal or under CI. Set before transformers is imported."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (an embedding program, a test): switch off directly
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if os.environ.get("CI") or not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_third_party_progress()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
