@@ -135,7 +135,12 @@ def windows_nll(model, windows: torch.Tensor, *, batch_size: int = 8, chunk_toke
     chunk = chunk_tokens or max(1, _LOGIT_BUDGET // vocab)
     softcap = _softcap(model)
     total = 0.0
-    for start in range(0, windows.shape[0], batch_size):
+    n_batches = -(-windows.shape[0] // batch_size)
+    every, began = max(1, n_batches // 10), time.perf_counter()
+    for i, start in enumerate(range(0, windows.shape[0], batch_size)):
+        if i and i % every == 0:
+            log.info("perplexity: %d/%d batches, %.0f tokens/s", i, n_batches,
+                     start * windows.shape[1] / (time.perf_counter() - began))
         batch = windows[start:start + batch_size].to(device)
         targets = batch[:, 1:]
         if split is not None:
