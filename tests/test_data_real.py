@@ -64,3 +64,15 @@ def test_gold_index_for_letter_targets():
     r = evaluate_accuracy(model, tok, ["commonsense_qa"], batch_size=8, limit=10)
     docs = loaders.commonsense_qa()["validation"]
     assert [s["gold"] for s in r.samples["commonsense_qa"]] == ["ABCDE".index(docs[i]["answerKey"]) for i in range(10)]
+
+
+def test_perplexity_on_the_real_corpora():
+    import math
+
+    from bench.evaluate.perplexity import evaluate_perplexity
+
+    model, tok = tiny_model("llama")
+    for corpus, label in (("wikipedia", "Wikipedia-sample"), ("c4", "C4-sample")):
+        r = evaluate_perplexity(model, tok, corpus, window=64, batch_size=4, max_windows=4)
+        assert r.corpus == label and r.windows == 4 and r.tokens == 4 * 63 and r.windows_total > 1000
+        assert math.isfinite(r.perplexity) and r.perplexity > 1
