@@ -8,8 +8,10 @@ exceeds T, then l -= I (clamped to the compressed model); else l -= 1; stop belo
 
 Harness additions, both stated in the plan: (1) a stop at the layer budget — the last merge shrinks its
 group so that exactly the budgeted number of layers goes; (2) when a pass ends short of the budget and
-`relax_step` > 0, the threshold is lowered by that step and the search repeats on the compressed model
-(the paper has no budget; its ratio emerges from T).
+`relax_step` > 0, the threshold is lowered to the best similarity rejected in that pass (and by at least
+`relax_step`), so the next pass accepts at least that merge, and the search repeats on the compressed model
+(the paper has no budget; its ratio emerges from T). Each pass thus makes progress: at most about
+k / (C - 1) extra passes.
 
 `merge=official` reproduces the official notebook's in-place update, whose result is the last layer of
 each group (layer dropping in disguise, LaCo issues #4/#5); `merge=paper` (default) is Eq. 1.
@@ -42,8 +44,8 @@ class LaCo(Pruner):
         low: int = 0  # L: lowest layer a merge may start at
         high: int = -1  # H: merges start at H - C; -1 means the number of layers
         n_sentences: int = 10  # calibration sequences compared (paper: 10 for Llama2)
-        relax_step: float = 0.05  # lower T by this after a pass short of the budget; 0 disables
-        min_threshold: float = 0.0
+        relax_step: float = 0.05  # least drop of T after a pass short of the budget; 0 disables
+        min_threshold: float = -1.0  # relaxation floor; -1 (cosine's minimum) always meets the budget
 
         def __post_init__(self):
             if self.layers_per_merge < 2 or self.interval < 1 or self.n_sentences < 1:
@@ -65,7 +67,7 @@ class LaCo(Pruner):
         origin = [[i] for i in range(len(per_layer))]  # dense layers folded into each current layer
         ops, trials, threshold, removed = [], [], p.threshold, 0
         while removed < k:
-            accepted_this_pass = 0
+            best_rejected = float("-inf")
             n = arch.num_layers(work)
             high = n if p.high < 0 else min(p.high, n)
             layer = high - p.layers_per_merge
@@ -87,14 +89,15 @@ class LaCo(Pruner):
                     ops.append({"op": "merge", "base": layer, "others": others, "rule": p.merge})
                     origin[layer:layer + group] = [sum(origin[layer:layer + group], [])]
                     removed += group - 1
-                    accepted_this_pass += 1
                     layer = min(layer - p.interval, arch.num_layers(work) - 1 - p.layers_per_merge)
                 else:
                     _restore(work, snapshot)
+                    best_rejected = max(best_rejected, sim)
                     layer -= 1
-            if removed >= k or p.relax_step <= 0 or threshold - p.relax_step < p.min_threshold:
+            next_threshold = min(threshold - p.relax_step, best_rejected - 1e-6)
+            if removed >= k or p.relax_step <= 0 or next_threshold < p.min_threshold:
                 break
-            threshold -= p.relax_step
+            threshold = next_threshold
         del work
         removed_original = sorted(i for group in origin for i in group[1:])
         plan = PrunePlan(
