@@ -38,6 +38,11 @@ class MethodSpec:
     def params_dict(self) -> dict[str, Any]:
         return dict(self.params)
 
+    def with_defaults(self, defaults: tuple[MethodSpec, ...]) -> MethodSpec:
+        """This method with the run's `method_params` for it underneath its own parameters."""
+        base = {k: v for d in defaults if d.name == self.name for k, v in d.params}
+        return MethodSpec(self.name, tuple(sorted({**base, **self.params_dict()}.items())))
+
 
 @dataclass(frozen=True)
 class PerplexitySpec:
@@ -104,6 +109,18 @@ class CalibConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """bench.traindata.TrainDataSpec: the training text of methods that train (healing, replacements)."""
+
+    source: str = "c4"  # c4 | wikipedia (their training splits, disjoint from the perplexity head) | a path
+    eval_share: float = 0.5  # head of each built-in corpus reserved for perplexity evaluation
+
+    def __post_init__(self):
+        if not 0.0 < self.eval_share < 1.0:
+            raise ConfigError(f"train.eval_share {self.eval_share} is outside (0, 1)", "e.g. eval_share: 0.5")
+
+
+@dataclass(frozen=True)
 class SlurmSpec:
     partition: str | None = None
     gpus_per_cell: int = 1
@@ -128,11 +145,13 @@ class RunSpec:
     preset: str = "quick"
     models: tuple[ModelSpec, ...] = ()
     methods: tuple[MethodSpec, ...] = ()
+    method_params: tuple[MethodSpec, ...] = ()  # per-method parameter defaults for this run (if listed)
     ratios: tuple[float, ...] = ()
     layers: tuple[int, ...] = ()
     seeds: tuple[int, ...] = (0,)
     eval: EvalSpec = field(default_factory=EvalSpec)
     calib: CalibConfig = field(default_factory=CalibConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     device: str = "auto"
     dtype: str = "auto"
     executor: str = "local"
@@ -221,7 +240,7 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         out.pop("ratios", None)
         out.pop("layers", None)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("params",):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("params", "methods"):
             out[key] = merge(out[key], value)
         else:
             out[key] = value
@@ -277,7 +296,7 @@ def _build(cls: type, data: Any, path: str):
         if key not in known:
             raise _unknown_key(path, key, known)
         where = _where(path, key)
-        if cls is RunSpec and key == "methods":
+        if cls is RunSpec and key in ("methods", "method_params"):
             kwargs[key] = _methods(value, where)
         elif cls is RunSpec and key == "models":
             kwargs[key] = tuple(ModelSpec(n) for n in _names(value, where, "model"))

@@ -27,6 +27,27 @@ def _fmt_s(seconds: float | None) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+class DropRedraws:
+    """A stderr wrapper that drops carriage-return redraws (third-party tqdm bars, e.g. lm-eval's, which
+    are created with an explicit `disable=False`, so TQDM_DISABLE cannot silence them) and passes the rest."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self._dropped = False
+
+    def write(self, text: str) -> int:
+        if "\r" in text:
+            self._dropped = True
+            return len(text)
+        if text == "\n" and self._dropped:
+            self._dropped = False
+            return len(text)
+        return self.stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 class Observer:
     """Receives run events; this base class ignores them all."""
 
@@ -100,8 +121,20 @@ class PlainObserver(Observer):
         super().__init__()
         self.stream = stream
         self.current = ""
+        self._saved_stderr = None
+
+    def _mute(self):
+        if self._saved_stderr is None:
+            self._saved_stderr = sys.stderr
+            sys.stderr = DropRedraws(sys.stderr)
+
+    def close(self):
+        if self._saved_stderr is not None:
+            sys.stderr = self._saved_stderr
+            self._saved_stderr = None
 
     def _say(self, text: str) -> None:
+        self._mute()
         print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=self.stream or sys.stderr, flush=True)
 
     def start(self, total, todo):
@@ -173,6 +206,7 @@ class RichObserver(Observer):
                                  redirect_stdout=True)
         self.matrix = self.cell_task = None
         self._handlers: list[tuple[logging.StreamHandler, Any]] = []
+        self._saved_stderr = None
 
     def _start_live(self):
         if self.matrix is not None:
@@ -182,6 +216,8 @@ class RichObserver(Observer):
         for handler in logging.getLogger().handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.__stderr__, sys.__stdout__):
                 self._handlers.append((handler, handler.setStream(sys.stderr)))
+        self._saved_stderr = sys.stderr
+        sys.stderr = DropRedraws(sys.stderr)
         self.matrix = self.progress.add_task("matrix", total=None, kind="matrix")
 
     def start(self, total, todo):
@@ -198,6 +234,9 @@ class RichObserver(Observer):
 
     def cell_done(self, cell, record):
         super().cell_done(cell, record)
+        if self.cell_task is not None:
+            self.progress.remove_task(self.cell_task)
+            self.cell_task = None
         status = "[green]ok" if record.get("status") == "ok" else "[red]FAILED"
         self.console.log(f"{status}[/] {cell.label}: {_outcome_text(record)} "
                          f"({_fmt_s((record.get('timings') or {}).get('total_s'))})")
@@ -226,6 +265,7 @@ class RichObserver(Observer):
 
     def close(self):
         if self.matrix is not None:
+            sys.stderr = self._saved_stderr
             self.progress.stop()
             for handler, old in self._handlers:
                 handler.setStream(old)

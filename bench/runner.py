@@ -125,14 +125,17 @@ def _calib_spec(spec: RunSpec, seed: int):
     return CalibSpec(seed=seed, **dataclasses.asdict(spec.calib))
 
 
-def resolve_params(method: MethodSpec, seed: int) -> tuple[tuple[str, Any], ...]:
-    """The method's full parameters (defaults filled, validated); a `seed` parameter follows the run seed."""
+def resolve_params(method: MethodSpec, seed: int, defaults: tuple[MethodSpec, ...] = ()) \
+        -> tuple[tuple[str, Any], ...]:
+    """The method's full parameters (the run's method_params under its own, then the method's defaults;
+    validated); `seed` and `train_seed` parameters follow the run seed unless given."""
     import methods
 
-    given = method.params_dict()
-    cls = methods.get_class(method.name)
-    if "seed" in {f.name for f in dataclasses.fields(cls.Params)} and "seed" not in given:
-        given["seed"] = seed
+    given = method.with_defaults(defaults).params_dict()
+    fields = {f.name for f in dataclasses.fields(methods.get_class(method.name).Params)}
+    for name in ("seed", "train_seed"):
+        if name in fields and name not in given:
+            given[name] = seed
     return tuple(sorted(methods.create(method.name, given).params_dict().items()))
 
 
@@ -144,7 +147,7 @@ def expand(spec: RunSpec) -> list[Cell]:
         cells.append(keyer(Cell(model.name, DENSE)))
         for seed in spec.seeds:
             for method in spec.methods:
-                params = resolve_params(method, seed)
+                params = resolve_params(method, seed, spec.method_params)
                 for budget in spec.budgets:
                     cells.append(keyer(Cell(model.name, method.name, params, budget["ratio"], budget["layers"],
                                             seed)))
@@ -164,6 +167,7 @@ class _Keyer:
         self.versions = key_versions()
         self.eval = dataclasses.asdict(spec.eval)
         self.calib = dataclasses.asdict(spec.calib)
+        self.train = dataclasses.asdict(spec.train)
 
     def __call__(self, cell: Cell) -> Cell:
         needs_calib = not cell.dense and _needs_calibration(cell.method)
@@ -171,6 +175,7 @@ class _Keyer:
             "cell": {"model": cell.model, "weights": model_fingerprint(cell.model), "method": cell.method,
                      "params": [list(p) for p in cell.params], "budget": cell.budget, "seed": cell.seed},
             "eval": self.eval, "calib": self.calib if needs_calib else None,
+            "train": self.train if not cell.dense and _may_train(cell.method) else None,
             "device": self.device, "dtype": self.dtype, "versions": self.versions,
         }
         blob = json.dumps(canonical, sort_keys=True, default=str).encode()
@@ -183,6 +188,12 @@ def _needs_calibration(method: str) -> bool:
     return bool(methods.REGISTRY[method][3])
 
 
+def _may_train(method: str) -> bool:
+    import methods
+
+    return methods.REGISTRY[method][4] != "no"
+
+
 # ------------------------------------------------------------------------------------------ validation
 
 
@@ -193,8 +204,10 @@ def validate(spec: RunSpec) -> None:
     from bench.data import tasks
 
     check_location(spec.store)
-    for method in spec.methods:
+    for method in spec.method_params:
         methods.create(method.name, method.params_dict())  # unknown names and bad params raise here
+    for method in spec.methods:
+        methods.create(method.name, method.with_defaults(spec.method_params).params_dict())
     if spec.eval.tasks:
         tasks.resolve(list(spec.eval.tasks))
     if spec.eval.perplexity:
@@ -220,7 +233,9 @@ def prepare(spec: RunSpec, observer: Observer) -> None:
         sources.add(loaders.OLMO)
     builtin = {"wikipedia", "c4", "wikipedia-sample", "c4-sample"}
     corpora = list(spec.eval.perplexity.corpora) if spec.eval.perplexity else []
-    if any(c.lower() in builtin for c in [*corpora, spec.calib.source]):
+    trains = any(_may_train(m.name) for m in spec.methods)
+    if trains or any(c.lower() in builtin for c in [*corpora, spec.calib.source]):  # training text is
+        # checked against the built-in corpora's evaluation heads, whatever its source
         sources.add(loaders.EXL)
     for source in sorted(sources):
         if not fetch.is_cached(source):
@@ -257,6 +272,7 @@ def run(spec: RunSpec, observer: Observer | None = None) -> RunOutcome:
     prepare(spec, observer)
     store = Store(spec.store)
     outcome = RunOutcome(cells)
+    started = dt.datetime.now(dt.UTC).isoformat()  # a cell finished after this by another process is skipped
     todo = []
     for cell in cells:
         if not spec.force and store.is_done(cell.key):
@@ -271,8 +287,7 @@ def run(spec: RunSpec, observer: Observer | None = None) -> RunOutcome:
             slurm.execute(spec, todo, store, observer)
             outcome.computed = [c.key for c in todo]
         else:
-            outcome.computed = execute_local(spec, todo, store, observer,
-                                             started=dt.datetime.now(dt.UTC).isoformat())
+            outcome.computed = execute_local(spec, todo, store, observer, started=started)
         outcome.skipped += [c.key for c in todo if c.key not in outcome.computed]
     store.sync_index()
     store.write_view()
@@ -339,6 +354,7 @@ class ModelSession:
         self.model = self.tokenizer = self.load_error = None
         self.load_seconds = 0.0
         self.calibs: dict[int, Any] = {}
+        self.train_data = None
         self.reference: dict[str, Any] | None = None  # {"accuracy": AccuracyResult | None, "latency": dict}
         self.dense_key = dense_cell(spec, model).key
 
@@ -419,12 +435,30 @@ class ModelSession:
             self.calibs[seed] = Calibration(_calib_spec(self.spec, seed), self.model, self.tokenizer)
         return self.calibs[seed]
 
+    def _training_data(self):
+        """The training split for methods that train, built once per session and checked against every
+        perplexity evaluation of the run (training text must not be scored)."""
+        if self.train_data is None:
+            from bench.traindata import TrainData, TrainDataSpec
+
+            data = TrainData(TrainDataSpec(**dataclasses.asdict(self.spec.train)), self.tokenizer)
+            ppl = self.spec.eval.perplexity
+            for corpus in ppl.corpora if ppl else ():
+                if not Path(corpus).expanduser().is_file():
+                    data.assert_disjoint(corpus, ppl.window, max_windows=ppl.max_windows)
+            self.train_data = data
+        return self.train_data
+
     def _prune(self, cell, record, artifacts, timings, stage):
         import methods
         from bench.pipeline import prune
         from methods.base import Budget
 
         pruner = methods.create(cell.method, dict(cell.params))
+        heal_data = None
+        if pruner.trains:
+            stage[0] = "training data"
+            heal_data = self._training_data()
         calib = None
         if pruner.needs_calibration:
             stage[0] = "calibration"
@@ -432,9 +466,10 @@ class ModelSession:
             if "stats" not in calib.__dict__:  # captured once per (model, calibration spec)
                 with self.observer.stage("calibration"), _timed(timings, "calibration_s"):
                     calib.stats  # noqa: B018 - the cached property computes the capture
-        stage[0] = "training" if pruner.trains else "pruning"
+        stage[0] = "pruning + training" if pruner.trains else "pruning"
         with self.observer.stage(stage[0]), _timed(timings, "prune_s"):
-            result = prune(self.model, pruner, Budget(layers=cell.layers, ratio=cell.ratio), calib, copy_model=True)
+            result = prune(self.model, pruner, Budget(layers=cell.layers, ratio=cell.ratio), calib, copy_model=True,
+                           heal_data=heal_data)
         plan = result.plan
         from bench import arch
 
@@ -447,7 +482,7 @@ class ModelSession:
             "plan_hash": plan.structure_hash(), "seconds": result.seconds,
             "plan_seconds": plan.cost.get("plan_seconds"), "capture_seconds": plan.cost.get("capture_seconds"),
             "training": result.heal_cost, "cost": plan.cost, "scores": plan.scores, "notes": plan.notes,
-            "calibration": plan.calib,
+            "calibration": plan.calib, "training_data": heal_data.describe() if heal_data is not None else None,
         }
         artifacts["plan.json"] = plan.to_dict()
         return result.model

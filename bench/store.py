@@ -15,6 +15,33 @@ Every file is written to a temporary name and renamed, so a crash (even kill -9)
 file or the new one. A cell is finished when its record.json exists; its other files are written first.
 The index is derived data: `sync_index` rebuilds lines for records it lacks (a crash between the record
 and the index update loses nothing).
+
+A record (schema 1; a part that does not apply is null):
+
+    key, schema, status ("ok" | "failed"), error {type, message, stage, user_error, traceback},
+    started_at, finished_at, files
+    cell        {kind "dense"|"pruned", model, method, params (resolved), budget {layers, ratio}, seed, label}
+    model       {name, source (zoo provenance: kind, sha256, wheels, licence), n_layers, params_total}
+    pruning     {method, params, budget, n_layers, layers_after, layers_removed, removed_layers (dense
+                 indices), ops, params_total, params_removed, params_after, param_ratio (tied weights
+                 once), plan_hash, seconds, plan_seconds, capture_seconds, training (cost: wall_seconds,
+                 steps, tokens, flops, peak memory, loss), training_data, cost, scores (per_layer
+                 importance profile and the method's own), notes, calibration}
+    accuracy    {tasks {<task>: {acc, acc_stderr, acc_norm, acc_norm_stderr, metric, score, n, n_total,
+                 split, limit, shots, version, extra}}, average (of each task's headline `metric`),
+                 average_of, delta_vs_dense, limit, num_fewshot, batch_size, data, softmax_dtype, wall_s,
+                 task_versions}
+    stability   {per_task, mean, metric, official, n, skipped} (vs the dense cell's per-sample records)
+    perplexity  [{corpus (label), window, tokens, windows, windows_total, perplexity, nll, source,
+                 add_bos, batch_size, wall_s}]
+    latency     {prefill_ms, ttft_ms, decode_tokens_per_s, generate_s, *_runs, prompt_tokens, new_tokens,
+                 batch_size, warmup, repeats, peak_memory_bytes, parameters, checkpoint_bytes, device,
+                 dtype, decode_speedup_vs_dense, prefill_speedup_vs_dense}
+    timings     {calibration_s, prune_s, accuracy_<task>_s, perplexity_<corpus>_s, latency_s, total_s}
+    provenance  {harness_version, git_commit {sha, dirty}, versions {torch, transformers, lm-eval,
+                 datasets, tokenizers}, python, host, pid, device, device_name, dtype, torch_threads,
+                 batch_size, seeds {run, calibration, latency}, data {<package>: {package, sha256}},
+                 calibration (CalibSpec), preset, executor, slurm_job_id, model_load_s, peak_rss_mb, date}
 """
 
 from __future__ import annotations
@@ -220,7 +247,8 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
         "removed_layers": json.dumps(pruning.get("removed_layers")) if pruning else None,
         "params_total": pruning.get("params_total"), "params_after": pruning.get("params_after"),
         "param_ratio": pruning.get("param_ratio"),
-        "prune_s": pruning.get("seconds"), "train_s": _get(pruning, "training", "seconds"),
+        "prune_s": pruning.get("seconds"),
+        "train_s": _get(pruning, "training", "wall_seconds", default=_get(pruning, "training", "seconds")),
         "accuracy_avg": _finite(_get(record, "accuracy", "average")),
         "stability": _finite(_get(record, "stability", "mean")),
         "prefill_ms": _get(record, "latency", "prefill_ms"),

@@ -15,6 +15,11 @@ boom_method = fx.boom_method  # a shared fixture
 tiny_env = fx.tiny_env  # a shared fixture
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the report pages land in ./reports
+
+
 def _run(env, tmp_path, *extra, config=None, **over):
     cfg = config or env.config(tmp_path / "run.yaml", **over)
     return main(["run", "--config", str(cfg), "--store", str(tmp_path / "store"), "--plain", *extra])
@@ -34,6 +39,7 @@ def test_run_then_resume_then_force(tiny_env, tmp_path, capsys):
     assert len(pd.read_parquet(store / "results.parquet")) == 3
     out = capsys.readouterr()
     assert "leaderboard" in out.out and "3 cells computed" in out.out
+    assert (tmp_path / "reports" / "leaderboard.md").exists()  # the report generator ran on the store
     finished = {r["key"]: r["finished_at"] for r in index}
 
     assert _run(tiny_env, tmp_path) == 0  # resume: nothing to do
@@ -56,7 +62,7 @@ def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(tiny_env, tmp_path, c
     assert by_method["last"]["status"] == "ok" and by_method["dense"]["status"] == "ok"
     failed = by_method["boom"]
     assert failed["status"] == "failed" and failed["error"]["type"] == "TrainingError"
-    assert failed["error"]["stage"] == "training" and "NaN" in failed["error"]["message"]
+    assert failed["error"]["stage"] == "pruning + training" and "NaN" in failed["error"]["message"]
 
 
 def _bad_yaml(tmp_path, env):

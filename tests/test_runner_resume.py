@@ -45,8 +45,8 @@ def test_kill_9_mid_cell_then_resume(tiny_env, tmp_path, capsys):
     cfg = tiny_env.config(tmp_path / "run.yaml", methods=["shortgpt", "last", "random"])
     store, marker = tmp_path / "store", tmp_path / "hanging"
     args = ["run", "--config", str(cfg), "--store", str(store), "--plain"]
-    proc = subprocess.Popen([PYTHON, "-c", HANG, str(marker), "3", *args], env=subprocess_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([PYTHON, "-c", HANG, str(marker), "3", *args, "--no-report"], env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
         deadline = time.time() + 120
         while not marker.exists():
@@ -65,7 +65,7 @@ def test_kill_9_mid_cell_then_resume(tiny_env, tmp_path, capsys):
     index = [json.loads(line) for line in (store / "results.jsonl").read_text().splitlines()]
     assert sorted(r["key"] for r in index) == sorted(before)
 
-    assert main(args) == 0  # the rerun completes the rest
+    assert main([*args, "--no-report"]) == 0  # the rerun completes the rest
     assert "2 cells computed, 2 skipped" in capsys.readouterr().out
     after = _records(store)
     assert sorted(r["cell"]["method"] for r in after.values()) == ["dense", "last", "random", "shortgpt"]
@@ -78,9 +78,9 @@ def test_kill_9_mid_cell_then_resume(tiny_env, tmp_path, capsys):
 def test_two_concurrent_runs_on_one_store(tiny_env, tmp_path):
     cfg = tiny_env.config(tmp_path / "run.yaml", methods=["shortgpt", "last", "random"])
     store = tmp_path / "store"
-    args = [PYTHON, "-m", "bench", "run", "--config", str(cfg), "--store", str(store), "--plain"]
-    procs = [subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    args = [PYTHON, "-m", "bench", "run", "--config", str(cfg), "--store", str(store), "--plain", "--no-report"]
+    procs = [subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=tmp_path) for _ in range(2)]
     outs = [p.communicate(timeout=240) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]

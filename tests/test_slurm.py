@@ -15,16 +15,17 @@ tiny_env = fx.tiny_env  # a shared fixture
 
 
 @pytest.fixture
-def job_env(monkeypatch):
+def job_env(monkeypatch, tmp_path):
     for key, value in subprocess_env().items():  # the job subprocesses inherit it
         monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
 
 
 def test_two_cell_matrix_through_submitit_local(tiny_env, tmp_path, job_env, capsys):
     cfg = tiny_env.config(tmp_path / "run.yaml", methods=["shortgpt"], eval={"stability": True},
                           slurm={"cluster": "local", "gpus_per_cell": 0, "cpus_per_cell": 1, "time_min": 5})
     store = tmp_path / "store"
-    rc = main(["run", "--config", str(cfg), "--store", str(store), "--executor", "slurm", "--plain"])
+    rc = main(["run", "--config", str(cfg), "--store", str(store), "--executor", "slurm", "--plain", "--no-report"])
     out = capsys.readouterr()
     assert rc == 0, out.err[-3000:]
     records = [json.loads(p.read_text()) for p in store.glob("cells/*/record.json")]
@@ -39,7 +40,8 @@ def test_two_cell_matrix_through_submitit_local(tiny_env, tmp_path, job_env, cap
     assert len(index) == 2 and (store / "results.parquet").exists()
     assert list((store / ".submitit").glob("*/*_log.out"))  # submitit's job logs beside the store
     # a rerun submits nothing
-    assert main(["run", "--config", str(cfg), "--store", str(store), "--executor", "slurm", "--plain"]) == 0
+    assert main(["run", "--config", str(cfg), "--store", str(store), "--executor", "slurm", "--plain",
+                 "--no-report"]) == 0
     assert "0 cells computed, 2 skipped" in capsys.readouterr().out
 
 

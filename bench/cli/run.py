@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     r.add_argument("--store", help="result store folder (default ./store)")
     r.add_argument("--force", action="store_true", help="recompute cells already in the store")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of progress bars")
+    r.add_argument("--report-dir", default="reports", help="where the report pages go after the run (default reports)")
+    r.add_argument("--no-report", action="store_true", help="do not regenerate the report pages after the run")
     s = p.add_argument_group("slurm (with --executor slurm)")
     s.add_argument("--partition", help="Slurm partition")
     s.add_argument("--gpus-per-cell", type=int, help="GPUs per cell job (default 1)")
@@ -54,7 +56,11 @@ def run(args) -> int:
     from bench import config
 
     spec = config.from_cli(args)  # bad options, YAML and keys fail here, before anything is imported or written
-    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's bars would tear ours; progress is ours
+    os.environ.setdefault("TQDM_DISABLE", "1")  # third-party bars would tear ours; progress is ours
+    if not args.verbose:  # lm-eval warns on every model-object evaluation; that is our normal path
+        import logging
+
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
 
     from rich.console import Console
 
@@ -68,11 +74,12 @@ def run(args) -> int:
     progress.summary(records, console, title=f"leaderboard ({spec.store})")
     console.print(f"{len(outcome.computed)} cells computed, {len(outcome.skipped)} skipped (already stored) "
                   f"in {outcome.seconds:.1f} s; store: {os.path.abspath(spec.store)}")
-    if importlib.util.find_spec("bench.report") is not None:
+    if not args.no_report and importlib.util.find_spec("bench.report") is not None:
         try:
             from bench import report
 
-            report.render(spec.store)
+            written = report.render(spec.store, args.report_dir)
+            console.print(f"report: {', '.join(str(p) for p in written if p.suffix == '.md')}")
         except Exception as exc:  # a report problem must not hide the run's results
             print(f"warning: the report generator failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     if outcome.failures:
