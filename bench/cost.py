@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from bench.device import is_cuda
+
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -63,7 +65,7 @@ class CostMeter:
     # ------------------------------------------------------------------------------------------ phases
 
     def __enter__(self) -> CostMeter:
-        if self.device.type == "cuda":
+        if is_cuda(self.device):
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start_bytes = torch.cuda.memory_allocated(self.device)
@@ -83,10 +85,10 @@ class CostMeter:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.device.type == "cuda":
+        if is_cuda(self.device):
             torch.cuda.synchronize(self.device)
         self.wall_seconds = time.perf_counter() - self._t0
-        if self.device.type == "cuda":
+        if is_cuda(self.device):
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
         elif self._thread is not None:
             self._stop.set()
@@ -102,7 +104,7 @@ class CostMeter:
         self.tokens += int(tokens)
         self.steps += int(steps)
         self.flops += float(flops)
-        if self.device.type != "cuda":
+        if not is_cuda(self.device):
             self.sample()
 
     def sample(self) -> None:

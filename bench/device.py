@@ -15,7 +15,7 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
 
 def resolve_device(spec: str = "auto") -> torch.device:
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")  # device-literal-ok: `auto`
     try:
         device = torch.device(spec)
     except RuntimeError as exc:
@@ -46,6 +46,11 @@ def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
     return DTYPES[spec]
 
 
+def is_cuda(device: torch.device | str) -> bool:
+    """True for a CUDA device (the one place that names the backend)."""
+    return torch.device(device).type == "cuda"  # device-literal-ok
+
+
 def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
+    if is_cuda(device):
         torch.cuda.synchronize(device)
