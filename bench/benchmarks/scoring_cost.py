@@ -28,7 +28,8 @@ def _score_all(model, calib, budget) -> dict:
 
     fresh = Calibration.__new__(Calibration)  # same windows, no cached stats: capture again
     fresh.__dict__.update({k: v for k, v in calib.__dict__.items() if k != "stats"})
-    plans = {name: methods.create(name).plan(model, fresh, budget) for name in ("shortgpt", "streamline", "angular")}
+    scorers = {"shortgpt": None, "streamline": {"replacement": "none"}, "angular": None}  # selection only
+    plans = {name: methods.create(name, params).plan(model, fresh, budget) for name, params in scorers.items()}
     return {name: plan.removed_original for name, plan in plans.items()}
 
 
