@@ -24,7 +24,8 @@ from bench.evaluate.perplexity import evaluate_perplexity
 
 # (step name, task or corpus, limit): accuracy steps first, cheapest first
 ACCURACY = [("winogrande", "winogrande", None), ("piqa", "piqa", None), ("arc_easy", "arc_easy", None),
-            ("hellaswag-500", "hellaswag", 500), ("lambada_openai-1000", "lambada_openai", 1000)]
+            ("hellaswag-500", "hellaswag", 500), ("lambada_openai-1000", "lambada_openai", 1000),
+            ("lambada_openai", "lambada_openai", None)]   # full LAMBADA: only with --only lambada_openai
 PERPLEXITY = [("ppl-wikipedia", "wikipedia"), ("ppl-c4", "c4")]
 LATENCY = [("latency-bs1", 1, 128, 64)]          # (step, batch, prompt tokens, new tokens)
 
@@ -65,6 +66,8 @@ def main() -> None:
     print(f"model loaded in {load_s:.1f} s; {identity['dtype']}; torch threads {torch.get_num_threads()}", flush=True)
     for step, task, limit in ACCURACY:
         if (only and step not in only) or (out / f"{step}.json").exists():
+            continue
+        if step == "lambada_openai" and not only:
             continue
         r = evaluate_accuracy(model, tok, [task], batch_size=args.batch_size, limit=limit, identity=identity,
                               keep_lm_eval_samples=False)
