@@ -8,6 +8,7 @@ import pytest
 
 from bench.evaluate.stability import (
     agreement,
+    choice_nlls,
     choice_perplexities,
     log_weight,
     stability,
@@ -103,3 +104,17 @@ def test_suite_stability_is_the_mean_over_multiple_choice_tasks():
     assert res.mean == pytest.approx(0.5)
     assert res.skipped == ["lambada_openai"] and res.n == {"a": 3, "b": 3}
     assert res.to_dict()["official"] is False
+
+
+def test_nll_spread_weights_by_the_std_of_per_token_nll():
+    """spread="nll": std of -loglik/n_tokens (log PPL), what OpenCompass's "PPL" field holds."""
+    assert choice_nlls(DENSE[0]) == pytest.approx([2.0, 2.0])
+    assert choice_nlls(DENSE[2]) == pytest.approx([0.0, LN5, 0.0])
+    w = [1.0, math.exp(LN3 / math.sqrt(2)), math.exp(LN5 / math.sqrt(3))]   # std of [0, ln3]; of [0, ln5, 0]
+    assert [math.exp(log_weight(r, spread="nll")) for r in DENSE] == pytest.approx(w)
+    pruned = [rec(0, [0, 0], [1, 1], 1.0), rec(1, [0, 0], [1, 1], 0.0), rec(2, [0, 0, 0], [1, 1, 1], 0.0)]
+    assert task_stability(DENSE, pruned, spread="nll") == pytest.approx((w[0] + w[1]) / sum(w))
+    res = stability({"t": DENSE}, {"t": pruned}, spread="nll")
+    assert res.spread == "nll" and res.to_dict()["spread"] == "nll"
+    with pytest.raises(ValueError, match="spread"):
+        log_weight(DENSE[0], spread="log")
