@@ -182,3 +182,22 @@ def test_cli_data_fetch_and_status(fake_source, monkeypatch, capsys):
     assert "already cached" in capsys.readouterr().out
     assert main(["data", "fetch", "--source", "nope"]) == 2
     assert "unknown data source" in capsys.readouterr().err
+
+
+def test_offline_is_scoped_and_restores_the_previous_state(monkeypatch):
+    import os
+
+    import datasets
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "0")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with tasks.offline("local"):
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and huggingface_hub.constants.HF_HUB_OFFLINE is True
+        assert datasets.config.HF_DATASETS_OFFLINE is True
+    assert "HF_HUB_OFFLINE" not in os.environ and os.environ["HF_DATASETS_OFFLINE"] == "0"
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False and datasets.config.HF_DATASETS_OFFLINE is False
+    with tasks.offline("hub"):
+        assert "HF_HUB_OFFLINE" not in os.environ

@@ -14,6 +14,7 @@ This module imports neither torch nor lm-eval at import time: `bench ls tasks` s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from dataclasses import dataclass, field
@@ -111,24 +112,50 @@ def task_rows() -> list[dict[str, Any]]:
     return rows
 
 
+_OFFLINE_SWITCHES = (("HF_DATASETS_OFFLINE", "datasets", "config"), ("HF_HUB_OFFLINE", "huggingface_hub", "constants"))
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def _set_switches(values: dict[str, bool]) -> None:
+    import sys
+
+    for var, package, module in _OFFLINE_SWITCHES:
+        if package in sys.modules:  # already imported: it read the environment once, at import
+            setattr(getattr(sys.modules[package], module), var, values[var])
+
+
 def configure_offline(data: DataMode = "local") -> None:
     """With local data, forbid hub access before lm-eval/datasets look for it (else each task retries ~30 s).
 
     Sets the environment variables and, when `datasets`/`huggingface_hub` are already imported, their
-    module-level switches as well. With `data="hub"` nothing is changed.
+    module-level switches as well. With `data="hub"` nothing is changed. Prefer `offline()`, which
+    restores the previous state afterwards.
     """
     if data == "hub":
         return
     if data != "local":
         raise ConfigError(f"unknown data mode {data!r}", "use local (registry copies) or hub")
-    import sys
+    for var, _, _ in _OFFLINE_SWITCHES:
+        os.environ[var] = "1"
+    _set_switches({var: True for var, _, _ in _OFFLINE_SWITCHES})
 
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    if "datasets" in sys.modules:
-        sys.modules["datasets"].config.HF_DATASETS_OFFLINE = True
-    if "huggingface_hub" in sys.modules:
-        sys.modules["huggingface_hub"].constants.HF_HUB_OFFLINE = True
+
+@contextlib.contextmanager
+def offline(data: DataMode = "local"):
+    """Hub access off while the block runs (local data), then the environment and switches as they were,
+    so that a model later loaded from the hub in the same process is not refused."""
+    saved = {var: os.environ.get(var) for var, _, _ in _OFFLINE_SWITCHES}
+    configure_offline(data)
+    try:
+        yield
+    finally:
+        if data != "hub":
+            for var, value in saved.items():
+                if value is None:
+                    os.environ.pop(var, None)
+                else:
+                    os.environ[var] = value
+            _set_switches({var: (value or "").strip().upper() in _TRUE for var, value in saved.items()})
 
 
 def resolve(names: list[str] | tuple[str, ...] | str) -> list[TaskInfo]:

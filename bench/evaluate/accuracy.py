@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.data import tasks as task_registry
+from bench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -257,22 +258,24 @@ def evaluate_accuracy(
     is stamped on the result unchanged.
     """
     infos = task_registry.resolve(tasks)
-    task_registry.configure_offline(data)   # before lm_eval/datasets are imported
+    if data not in ("local", "hub"):
+        raise ConfigError(f"unknown data mode {data!r}", "use local (registry copies) or hub")
     if num_fewshot and data == "local":
         log.warning("%d-shot: no train split is shipped, so few-shot examples come from the scored split "
                     "itself (the document being scored excluded; MMLU uses its dev split)", num_fewshot)
-    import lm_eval
-
     from bench.evaluate._provenance import environment
 
     start = time.perf_counter()
-    lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length, softmax_dtype=softmax_dtype)
-    tm = task_manager()
-    loaded = tm.load(task_registry.lm_eval_spec(infos, data))
-    suite = loaded["groups"][task_registry.SUITE_GROUP]
-    res = lm_eval.simple_evaluate(model=lm, tasks=[suite], task_manager=tm, num_fewshot=num_fewshot,
-                                  batch_size=batch_size, limit=limit, log_samples=True,
-                                  bootstrap_iters=bootstrap_iters)
+    with task_registry.offline(data):   # before lm_eval/datasets are imported; restored afterwards
+        import lm_eval
+
+        lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length, softmax_dtype=softmax_dtype)
+        tm = task_manager()
+        loaded = tm.load(task_registry.lm_eval_spec(infos, data))
+        suite = loaded["groups"][task_registry.SUITE_GROUP]
+        res = lm_eval.simple_evaluate(model=lm, tasks=[suite], task_manager=tm, num_fewshot=num_fewshot,
+                                      batch_size=batch_size, limit=limit, log_samples=True,
+                                      bootstrap_iters=bootstrap_iters)
     wall = time.perf_counter() - start
 
     lm_tasks = loaded["tasks"]
