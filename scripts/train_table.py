@@ -45,7 +45,11 @@ def variants(args) -> list[tuple[str, str | None, dict]]:
         ("last", "last", {}),
         ("last-heal", "last", {"heal": True, "heal_layers": 3,
                                **{**train, "train_samples": args.heal_samples or args.train_samples}}),
-    ]
+    ] + ([("streamline-layer-lm", "streamline", {"replacement": "layer", "objective": "lm",
+                                                 **{**train, "train_samples": args.heal_samples or args.train_samples}})]
+         if args.with_lm else []) \
+      + ([("streamline-layer-skip1", "streamline", {"replacement": "layer", "mse_skip_first": 1, **train})]
+         if args.with_skip else [])
 
 
 def main() -> None:
@@ -62,6 +66,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--eval-batch", type=int, default=16)
     p.add_argument("--only", help="comma-separated variant names")
+    p.add_argument("--with-lm", action="store_true", help="add streamline layer with the next-token objective")
+    p.add_argument("--with-skip", action="store_true", help="add streamline layer, MSE without position 0")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     out = Path(args.out)
@@ -73,7 +79,8 @@ def main() -> None:
     head_tokens = eval_max_tokens(tok, "c4")
     data.assert_disjoint("c4", args.window, max_windows=args.ppl_windows)  # perplexity never sees training text
     print(f"C4-sample evaluation head: {head_tokens} tokens; training split: {data.describe()}", flush=True)
-    order = ["streamline-layer", "streamline-mlp", "last-heal", "dense", "shortgpt", "streamline-none", "last"]
+    order = ["streamline-layer", "streamline-mlp", "last-heal", "dense", "shortgpt", "streamline-none", "last",
+             "streamline-layer-lm", "streamline-layer-skip1"]
     for name, method, params in sorted(variants(args), key=lambda v: order.index(v[0])):
         path = out / f"{name}.json"
         if (only and name not in only) or path.exists():

@@ -241,3 +241,12 @@ def test_mlp_block_exports_as_a_stock_layer(fam, corpus, tmp_path):
     assert "slower than the in-harness block" in (out / "README.md").read_text()
 
 
+
+
+def test_mse_skip_first_leaves_positions_out(corpus):
+    """With every position but the last skipped, only the last position's error drives training."""
+    _, full, _, _ = _prune("llama", corpus, "layer")
+    _, skipped, _, _ = _prune("llama", corpus, "layer", mse_skip_first=15)
+    assert full.plan.cost["training"]["loss_first"] != skipped.plan.cost["training"]["loss_first"]
+    with pytest.raises(ConfigError):
+        methods.create("streamline", {"mse_skip_first": 256})
