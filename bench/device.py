@@ -20,7 +20,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         device = torch.device(spec)
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {spec!r}", "use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if is_cuda(device) and not torch.cuda.is_available():
         raise ConfigError(f"device {spec!r} requested but CUDA is not available", "use --device cpu or auto")
     return device
 
@@ -38,7 +38,7 @@ def cpu_has_fast_bf16() -> bool:
 def resolve_dtype(spec: str, device: torch.device) -> torch.dtype:
     """`auto`: bf16 on CUDA and on CPUs with native bf16, else fp32."""
     if spec == "auto":
-        if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()):
+        if is_cuda(device) or (device.type == "cpu" and cpu_has_fast_bf16()):
             return torch.bfloat16
         return torch.float32
     if spec not in DTYPES:

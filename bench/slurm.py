@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import RunSpec
-from bench.progress import Observer, PlainObserver
+from bench.observer import LogObserver, Observer
 from bench.store import SCHEMA, Store
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,13 @@ def run_job(spec: RunSpec, cell, store_root: str) -> dict[str, Any]:
     """The body of one job: compute `cell` into the store; returns its index line."""
     import submitit
 
-    from bench.runner import ModelSession
+    from bench.session import ModelSession
     from bench.store import index_line
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = Store(store_root)
     job_id = submitit.JobEnvironment().job_id
-    with ModelSession(spec, cell.model, store, PlainObserver(), executor="slurm", job_id=job_id) as session, \
+    with ModelSession(spec, cell.model, store, LogObserver(), executor="slurm", job_id=job_id) as session, \
             store.cell_lock(cell.key):
         record = session.run_cell(cell)
     return index_line(record)
@@ -96,10 +96,10 @@ def _wait(pending: list, store: Store, observer: Observer, since: str) -> None:
 
 
 def _died(cell, job, exc: BaseException) -> dict[str, Any]:
-    from bench.runner import _cell_info
+    from bench.session import cell_info
 
     now = dt.datetime.now(dt.UTC).isoformat()
-    return {"schema": SCHEMA, "key": cell.key, "cell": _cell_info(cell), "status": "failed",
+    return {"schema": SCHEMA, "key": cell.key, "cell": cell_info(cell), "status": "failed",
             "error": {"type": type(exc).__name__, "message": str(exc).strip().splitlines()[-1][:500] if str(exc)
                       else type(exc).__name__, "stage": "job", "job_id": job.job_id, "user_error": False},
             "timings": {}, "provenance": {"executor": "slurm", "slurm_job_id": job.job_id},

@@ -40,12 +40,23 @@ def _identity_layers(model, layers=(2, 3)):
             layer.mlp.down_proj.weight.zero_()
 
 
-@pytest.mark.parametrize("name", ["shortgpt", "streamline", "angular"])
-def test_similarity_methods_find_identity_layers(name, corpus):
+@pytest.mark.parametrize("name,params", [("shortgpt", {}), ("streamline", {"replacement": "none"}), ("angular", {})])
+def test_similarity_methods_find_identity_layers(name, params, corpus):
     model, tok = tiny_model("llama", n_layers=6)
     _identity_layers(model)
-    plan = methods.create(name).plan(model, _calib(model, tok, corpus), Budget(layers=2))
+    plan = methods.create(name, params).plan(model, _calib(model, tok, corpus), Budget(layers=2))
     assert plan.removed_original == [2, 3]
+
+
+def test_streamline_trained_window_spans_the_identity_layers(corpus):
+    """The default `layer` replacement scores k+1-layer windows: the chosen one holds both identity layers."""
+    model, tok = tiny_model("llama", n_layers=6)
+    _identity_layers(model)
+    plan = methods.create("streamline").plan(model, _calib(model, tok, corpus), Budget(layers=2))
+    (op,) = plan.ops
+    assert op["op"] == "replace" and op["stop"] - op["start"] == 3
+    assert {2, 3} <= set(range(op["start"], op["stop"]))
+    assert plan.layers_removed == 2
 
 
 def test_one_capture_serves_every_scorer(corpus):

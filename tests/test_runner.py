@@ -8,6 +8,7 @@ import weakref
 
 import test_runner_fixtures as fx
 
+from bench import cells as matrix
 from bench import config, runner
 from bench.config import MethodSpec
 
@@ -18,41 +19,41 @@ def test_quick_matrix_is_dense_plus_methods_times_ratios():
     import methods
 
     spec = config.resolve({})
-    cells = runner.expand(spec)
+    cells = matrix.expand(spec)
     assert len(cells) == 1 + 2 * len(methods.list_methods())
     assert cells[0].dense and cells[0].budget is None and cells[0].seed is None
     assert {(c.method, c.ratio) for c in cells[1:]} == {(m, r) for m in methods.list_methods() for r in (0.125, 0.25)}
     assert len({c.key for c in cells}) == len(cells)
-    assert [c.key for c in runner.expand(spec)] == [c.key for c in cells]  # stable
-    assert runner.dense_cell(spec, "smollm2-135m") == cells[0]
+    assert [c.key for c in matrix.expand(spec)] == [c.key for c in cells]  # stable
+    assert matrix.dense_cell(spec, "smollm2-135m") == cells[0]
 
 
 def test_keys_follow_what_changes_results(monkeypatch):
     spec = config.resolve({"methods": ["laco", "random"], "ratios": [0.25]})
-    base = {c.method: c.key for c in runner.expand(spec)}
+    base = {c.method: c.key for c in matrix.expand(spec)}
     same = dataclasses.replace(spec, store="elsewhere", force=True)
-    assert {c.method: c.key for c in runner.expand(same)} == base
+    assert {c.method: c.key for c in matrix.expand(same)} == base
     tuned = config.resolve({"methods": {"laco": {"threshold": 0.3}, "random": {}}, "ratios": [0.25]})
-    keys = {c.method: c.key for c in runner.expand(tuned)}
+    keys = {c.method: c.key for c in matrix.expand(tuned)}
     assert keys["laco"] != base["laco"] and keys["random"] == base["random"] and keys["dense"] == base["dense"]
     explicit_default = config.resolve({"methods": {"laco": {"threshold": 0.45}, "random": {}}, "ratios": [0.25]})
-    assert {c.method: c.key for c in runner.expand(explicit_default)} == base  # defaults are resolved
+    assert {c.method: c.key for c in matrix.expand(explicit_default)} == base  # defaults are resolved
     fewer = config.resolve({"methods": ["laco", "random"], "ratios": [0.25], "eval": {"limit": 5}})
-    assert all(k != base[m] for m, k in ((c.method, c.key) for c in runner.expand(fewer)))
-    monkeypatch.setattr(runner, "key_versions", lambda: {"harness": "9", "torch": "9", "transformers": "9",
+    assert all(k != base[m] for m, k in ((c.method, c.key) for c in matrix.expand(fewer)))
+    monkeypatch.setattr(matrix, "key_versions", lambda: {"harness": "9", "torch": "9", "transformers": "9",
                                                          "lm-eval": "9"})
-    assert all(c.key != base[c.method] for c in runner.expand(spec))
+    assert all(c.key != base[c.method] for c in matrix.expand(spec))
 
 
 def test_a_seed_parameter_follows_the_run_seed():
-    assert dict(runner.resolve_params(MethodSpec("random"), 3))["seed"] == 3
-    assert dict(runner.resolve_params(MethodSpec("random", (("seed", 7),)), 3))["seed"] == 7
-    assert dict(runner.resolve_params(MethodSpec("streamline"), 5))["train_seed"] == 5
+    assert dict(matrix.resolve_params(MethodSpec("random"), 3))["seed"] == 3
+    assert dict(matrix.resolve_params(MethodSpec("random", (("seed", 7),)), 3))["seed"] == 7
+    assert dict(matrix.resolve_params(MethodSpec("streamline"), 5))["train_seed"] == 5
     defaults = (MethodSpec("streamline", (("train_samples", 8), ("train_seed", 1))),)
-    params = dict(runner.resolve_params(MethodSpec("streamline", (("train_samples", 16),)), 5, defaults))
+    params = dict(matrix.resolve_params(MethodSpec("streamline", (("train_samples", 16),)), 5, defaults))
     assert params["train_samples"] == 16 and params["train_seed"] == 1
     spec = config.resolve({"methods": ["random"], "ratios": [0.25], "seeds": [0, 1]})
-    pruned = [c for c in runner.expand(spec) if not c.dense]
+    pruned = [c for c in matrix.expand(spec) if not c.dense]
     assert [dict(c.params)["seed"] for c in pruned] == [0, 1] and pruned[0].key != pruned[1].key
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -64,7 +65,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--layers", type=int, default=8)
     args = ap.parse_args()
-    print(json.dumps(measure(args.model, args.samples, args.seq_len, args.repeats, args.layers), indent=2))
+    result = measure(args.model, args.samples, args.seq_len, args.repeats, args.layers)
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")  # this command's output
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ def run(args) -> int:
 
     from rich.console import Console
 
-    from bench import progress, runner
+    from bench import runner
+    from bench.cli import progress
 
     observer = progress.PlainObserver() if args.plain or progress.wants_plain() else progress.RichObserver()
     with observer:

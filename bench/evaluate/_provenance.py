@@ -19,6 +19,8 @@ def _version(name: str) -> str | None:
 def environment(model=None) -> dict[str, Any]:
     import torch
 
+    from bench.device import is_cuda
+
     env: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(),
                            "torch_threads": torch.get_num_threads()}
     env.update({f"{name}_version": _version(name) for name in _PACKAGES})
@@ -27,6 +29,6 @@ def environment(model=None) -> dict[str, Any]:
         if param is not None:
             env["device"] = str(param.device)
             env["dtype"] = str(param.dtype).removeprefix("torch.")
-            if param.device.type == "cuda":
+            if is_cuda(param.device):
                 env["device_name"] = torch.cuda.get_device_name(param.device)
     return env

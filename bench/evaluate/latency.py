@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from bench.device import synchronize
+from bench.device import is_cuda, synchronize
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def measure_latency(model, *, batch_size: int = 1, prompt_tokens: int = 128, new
         return lambda: model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
                                       do_sample=False, use_cache=True, pad_token_id=pad)
 
-    if device.type == "cuda":
+    if is_cuda(device):
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
         prefill()
@@ -139,7 +139,7 @@ def measure_latency(model, *, batch_size: int = 1, prompt_tokens: int = 128, new
         ttft_runs.append(ttft)
         gen_runs.append(total)
         decode_runs.append(batch_size * (new_tokens - 1) / max(total - ttft, 1e-9))
-    if device.type == "cuda":
+    if is_cuda(device):
         peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
     else:
         peak, kind = _peak_rss_bytes(), "process_peak_rss"

@@ -1,7 +1,7 @@
 """The report's view of one record: a `Row` with the measures a report shows, plus the helpers that
 label cells (budget text, method titles) and tell which records are comparable (`settings`, `identity`).
 
-Records are read as the runner writes them (bench/runner.py) and never changed; a missing part reads as
+Records are read as the runner writes them (bench/session.py) and never changed; a missing part reads as
 None, so a record of an older or newer schema still renders.
 """
 

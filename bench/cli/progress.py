@@ -1,7 +1,6 @@
 """What a run shows while it works: rich progress bars on a terminal, plain log lines elsewhere or under CI.
 
-The runner reports to an `Observer` (the base class does nothing, so library callers stay silent):
-start / cell_start / stage / cell_done / cell_skipped / note. `RichObserver` draws the matrix bar with an
+The runner reports to a `bench.observer.Observer`. `RichObserver` draws the matrix bar with an
 ETA (mean seconds per finished cell x cells left), the running cell, and the running stage with the
 time it took in the previous cell as its estimate; `PlainObserver` writes one line per event. `summary`
 renders the leaderboard table at the end.
@@ -14,17 +13,11 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any, TextIO
 
+from bench.observer import Observer, fmt_s
+
 log = logging.getLogger(__name__)
-
-
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 class DropRedraws:
@@ -46,56 +39,6 @@ class DropRedraws:
 
     def __getattr__(self, name):
         return getattr(self.stream, name)
-
-
-class Observer:
-    """Receives run events; this base class ignores them all."""
-
-    def __init__(self):
-        self.total = self.todo = self.done = 0
-        self.started = time.perf_counter()
-        self.cell_seconds: list[float] = []
-        self.stage_seconds: dict[str, float] = {}  # last duration of each stage name (the next estimate)
-
-    def start(self, total: int, todo: int) -> None:
-        self.total, self.todo, self.started = total, todo, time.perf_counter()
-
-    def cell_start(self, cell) -> None:
-        pass
-
-    def cell_done(self, cell, record: dict[str, Any]) -> None:
-        self.done += 1
-        seconds = (record.get("timings") or {}).get("total_s")
-        if seconds is not None:
-            self.cell_seconds.append(seconds)
-
-    def cell_skipped(self, cell, why: str) -> None:
-        self.done += 1
-
-    @contextlib.contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.stage_seconds[name] = time.perf_counter() - start
-
-    def note(self, message: str) -> None:
-        pass
-
-    def eta(self) -> float | None:
-        if not self.cell_seconds:
-            return None
-        return sum(self.cell_seconds) / len(self.cell_seconds) * max(self.todo - self.done, 0)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _outcome_text(record: dict[str, Any]) -> str:
@@ -148,8 +91,8 @@ class PlainObserver(Observer):
     def cell_done(self, cell, record):
         super().cell_done(cell, record)
         seconds = (record.get("timings") or {}).get("total_s")
-        self._say(f"[{self.done}/{self.todo}] {cell.label}: {_outcome_text(record)} in {_fmt_s(seconds)}; "
-                  f"ETA {_fmt_s(self.eta())}")
+        self._say(f"[{self.done}/{self.todo}] {cell.label}: {_outcome_text(record)} in {fmt_s(seconds)}; "
+                  f"ETA {fmt_s(self.eta())}")
 
     def cell_skipped(self, cell, why):
         super().cell_skipped(cell, why)
@@ -158,7 +101,7 @@ class PlainObserver(Observer):
     @contextlib.contextmanager
     def stage(self, name):
         expected = self.stage_seconds.get(name)
-        hint = f" (last time {_fmt_s(expected)})" if expected is not None else ""
+        hint = f" (last time {fmt_s(expected)})" if expected is not None else ""
         self._say(f"  {name}{hint} ...")
         start = time.perf_counter()
         with super().stage(name):
@@ -193,12 +136,12 @@ class RichObserver(Observer):
 
                 if task.fields.get("kind") == "matrix":
                     eta = outer.eta()
-                    return Text(f"ETA {_fmt_s(eta)}" if eta is not None else "ETA after the first cell")
+                    return Text(f"ETA {fmt_s(eta)}" if eta is not None else "ETA after the first cell")
                 expected = task.fields.get("expected")
                 if expected is None:
                     return Text("")
                 left = expected - (task.elapsed or 0.0)
-                return Text(f"~{_fmt_s(max(left, 0))} left" if left > 0 else "longer than last time")
+                return Text(f"~{fmt_s(max(left, 0))} left" if left > 0 else "longer than last time")
 
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=30),
                                  MofNCompleteColumn(), TimeElapsedColumn(), EtaColumn(""),
@@ -239,7 +182,7 @@ class RichObserver(Observer):
             self.cell_task = None
         status = "[green]ok" if record.get("status") == "ok" else "[red]FAILED"
         self.console.log(f"{status}[/] {cell.label}: {_outcome_text(record)} "
-                         f"({_fmt_s((record.get('timings') or {}).get('total_s'))})")
+                         f"({fmt_s((record.get('timings') or {}).get('total_s'))})")
         if self.matrix is not None:
             self.progress.update(self.matrix, completed=self.done)
 
