@@ -1,10 +1,11 @@
 """Embedded run presets, in the YAML shape of `RunSpec.to_dict()`; a config file and options go on top.
 
 quick    the default `bench run`: SmolLM2-135M, every registered method, ratios 0.125 and 0.25, a CPU-sized
-         real suite. Sized on a shared 2-core AVX2 CPU (fp32; no bf16 units) to finish within 15 minutes
-         from a cold cache, downloads and conversion included: 13 cells (1 dense + 6 methods x 2 ratios),
-         each scoring 3 tasks x 40 documents (~10 K tokens through lm-eval), 8 windows x 256 tokens of
-         the C4 sample, and a 32 + 16 token latency probe; calibration is 32 x 128 tokens, once per run.
+         real suite: 13 cells (1 dense + 6 methods x 2 ratios), each scoring PIQA, ARC-Easy and WinoGrande
+         on their first 50 documents, 8 windows x 256 tokens of the C4 sample, and a 32 + 32 token latency
+         probe (3 repeats); calibration is 32 x 128 Wikipedia tokens, captured once per run. Sized on a
+         2-core AVX2 CPU (fp32; no bf16 units): about 5 minutes from a cold cache on a quiet machine,
+         downloads and conversion included, leaving room for a loaded one within 15 minutes.
 paper    the zero-shot suite of the pruning papers (LLM-Pruner, wanda, LLM-Streamline): BoolQ, PIQA,
          HellaSwag, WinoGrande, ARC-e, ARC-c, OpenBookQA at full size, Wikipedia- and C4-sample perplexity
          in 2048-token windows, on every registered model; meant for a GPU.
@@ -36,11 +37,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "seeds": [0],
         "eval": {
             "tasks": ["piqa", "arc_easy", "winogrande"],
-            "limit": 20,
+            "limit": 50,
             "num_fewshot": 0,
             "batch_size": 8,
-            "perplexity": {"corpora": ["c4"], "window": 256, "max_windows": 6, "batch_size": 3},
-            "latency": {"prompt_tokens": 16, "new_tokens": 8, "batch_size": 1, "warmup": 1, "repeats": 2},
+            "perplexity": {"corpora": ["c4"], "window": 256, "max_windows": 8, "batch_size": 4},
+            "latency": {"prompt_tokens": 32, "new_tokens": 32, "batch_size": 1, "warmup": 1, "repeats": 3},
             "stability": True,
         },
         "calib": {"source": "wikipedia", "n_samples": 32, "seq_len": 128, "batch_size": 8},

@@ -206,7 +206,7 @@ class ModelSession:
             from bench.evaluate.stability import stability_of
 
             record["stability"] = stability_of(ref["accuracy"], accuracy).to_dict()
-        if record["latency"] and ref.get("latency"):
+        if record["latency"] and "dense_paired" not in record["latency"] and ref.get("latency"):
             dense_lat = ref["latency"]
             record["latency"]["decode_speedup_vs_dense"] = (record["latency"]["decode_tokens_per_s"]
                                                             / dense_lat["decode_tokens_per_s"])
@@ -237,15 +237,26 @@ class ModelSession:
         return merged
 
     def _latency(self, model, cell) -> dict[str, Any]:
-        from bench.evaluate.latency import measure_latency
+        """The cell's latency; for a pruned cell measured interleaved with the dense model's (repeat by
+        repeat, same prompt), which gives the speed-ups: a dense number from another time of the run would
+        carry the machine's drift (warming caches, frequency, other jobs) into the ratio."""
+        from bench.evaluate.latency import measure_latencies
 
         lat = self.spec.eval.latency
-        result = measure_latency(model, batch_size=lat.batch_size, prompt_tokens=lat.prompt_tokens,
-                                 new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
-                                 seed=cell.seed or 0)
-        out = result.to_dict()
+        models = [model] if cell.dense or model is self.model else [model, self.model]
+        results = measure_latencies(models, batch_size=lat.batch_size, prompt_tokens=lat.prompt_tokens,
+                                    new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
+                                    seed=cell.seed or 0)
+        out = results[0].to_dict()
         out.pop("provenance", None)
         out.pop("identity", None)
+        if len(results) == 2:
+            dense = results[1]
+            out["dense_paired"] = {"prefill_ms": dense.prefill_ms, "decode_tokens_per_s": dense.decode_tokens_per_s,
+                                   "prefill_ms_runs": dense.prefill_ms_runs,
+                                   "decode_tokens_per_s_runs": dense.decode_tokens_per_s_runs}
+            out["decode_speedup_vs_dense"] = out["decode_tokens_per_s"] / dense.decode_tokens_per_s
+            out["prefill_speedup_vs_dense"] = dense.prefill_ms / out["prefill_ms"]
         return out
 
     def dense_reference(self) -> dict[str, Any]:

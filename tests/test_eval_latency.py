@@ -58,3 +58,26 @@ def test_untied_model_counts_both_matrices():
     count, _ = parameter_size(model)
     assert count == sum(p.numel() for p in model.parameters())
     assert model.get_input_embeddings().weight.data_ptr() != model.get_output_embeddings().weight.data_ptr()
+
+
+def test_interleaved_latencies_alternate_repeats(monkeypatch):
+    """measure_latencies runs model A's repeat, then B's, then A's ...: drift moves both alike."""
+    from bench.evaluate import latency
+
+    a, _ = tiny_model("llama")
+    b, _ = tiny_model("llama", n_layers=1)
+    order = []
+    for name, model in (("a", a), ("b", b)):
+        forward = model.forward
+
+        def spy(*args, _name=name, _forward=forward, **kwargs):
+            order.append(_name)
+            return _forward(*args, **kwargs)
+
+        monkeypatch.setattr(model, "forward", spy)
+    ra, rb = latency.measure_latencies([a, b], prompt_tokens=6, new_tokens=3, warmup=1, repeats=2)
+    # per model and round: warm-up (prefill + 3-token generate) or repeat (prefill + 1 + 3 tokens)
+    runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
+    assert runs == ["a", "b"] * 3
+    assert len(ra.prefill_ms_runs) == len(rb.prefill_ms_runs) == 2
+    assert ra.parameters > rb.parameters and ra.decode_tokens_per_s > 0 and rb.decode_tokens_per_s > 0

@@ -6,6 +6,7 @@ import dataclasses
 import gc
 import weakref
 
+import pytest
 import test_runner_fixtures as fx
 
 from bench import cells as matrix
@@ -83,3 +84,17 @@ def test_dense_loaded_once_and_one_pruned_variant_at_a_time(tiny_env, tmp_path, 
     assert len(loads) == 1
     gc.collect()
     assert all(ref() is None for ref in alive)
+
+
+def test_pruned_cell_speedup_comes_from_an_interleaved_dense_measurement(tiny_env, tmp_path):
+    latency = {"prompt_tokens": 4, "new_tokens": 3, "batch_size": 1, "warmup": 0, "repeats": 2}
+    spec = config.from_yaml(tiny_env.config(tmp_path / "run.yaml", methods=["last"], eval={"latency": latency}))
+    outcome = runner.run(dataclasses.replace(spec, store=str(tmp_path / "store")))
+    assert not outcome.failures
+    (dense,) = [r for r in outcome.records.values() if r["cell"]["kind"] == "dense"]
+    (pruned,) = [r for r in outcome.records.values() if r["cell"]["kind"] == "pruned"]
+    assert "dense_paired" not in dense["latency"]
+    paired = pruned["latency"]["dense_paired"]
+    assert len(paired["decode_tokens_per_s_runs"]) == 2
+    assert pruned["latency"]["decode_speedup_vs_dense"] == pytest.approx(
+        pruned["latency"]["decode_tokens_per_s"] / paired["decode_tokens_per_s"])

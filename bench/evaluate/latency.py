@@ -101,58 +101,91 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+class _Probe:
+    """One model's prefill / first-token / decode timings on the seeded prompt."""
+
+    def __init__(self, model, ids: torch.Tensor, new_tokens: int):
+        self.model, self.device, self.new_tokens = model, ids.device, new_tokens
+        mask = torch.ones_like(ids)
+        pad = _pad_token_id(model)
+        kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+        self.prefill = lambda: model(input_ids=ids, attention_mask=mask, use_cache=True, **kwargs)
+        self.generate = lambda n: (lambda: model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n,
+                                                          min_new_tokens=n, do_sample=False, use_cache=True,
+                                                          pad_token_id=pad))
+        self.batch = ids.shape[0]
+        self.prefill_runs: list[float] = []
+        self.ttft_runs: list[float] = []
+        self.gen_runs: list[float] = []
+        self.decode_runs: list[float] = []
+
+    def warm(self) -> None:
+        self.prefill()
+        self.generate(self.new_tokens)()
+
+    def repeat(self) -> None:
+        self.prefill_runs.append(_timed(self.prefill, self.device))
+        ttft = _timed(self.generate(1), self.device)
+        total = _timed(self.generate(self.new_tokens), self.device)
+        self.ttft_runs.append(ttft)
+        self.gen_runs.append(total)
+        self.decode_runs.append(self.batch * (self.new_tokens - 1) / max(total - ttft, 1e-9))
+
+
 @torch.inference_mode()
 def measure_latency(model, *, batch_size: int = 1, prompt_tokens: int = 128, new_tokens: int = 64,
                     warmup: int = 1, repeats: int = 3, seed: int = 0,
                     identity: Mapping[str, Any] | None = None) -> LatencyResult:
     """Prefill, time to first token and KV-cache decode speed of `model` on its own device."""
-    from bench.evaluate._provenance import environment
+    return measure_latencies([model], batch_size=batch_size, prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+                             warmup=warmup, repeats=repeats, seed=seed, identity=identity)[0]
 
+
+@torch.inference_mode()
+def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, new_tokens: int = 64,
+                      warmup: int = 1, repeats: int = 3, seed: int = 0,
+                      identity: Mapping[str, Any] | None = None) -> list[LatencyResult]:
+    """`measure_latency` of several models (a pruned one and its dense reference, say) with their repeats
+    interleaved, so that a machine speeding up or slowing down during the measurement (frequency, caches,
+    other jobs) moves all of them alike and their ratio stays fair. The same seeded prompt for all."""
     if new_tokens < 2 or repeats < 1 or prompt_tokens < 1 or batch_size < 1:
         raise ValueError("need new_tokens >= 2, repeats >= 1, prompt_tokens >= 1, batch_size >= 1")
-    param = next(model.parameters())
-    device = param.device
-    vocab = model.get_input_embeddings().weight.shape[0]
+    device = next(models[0].parameters()).device
+    vocab = models[0].get_input_embeddings().weight.shape[0]
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (batch_size, prompt_tokens), generator=gen).to(device)
-    mask = torch.ones_like(ids)
-    pad = _pad_token_id(model)
-    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-
-    def prefill():
-        model(input_ids=ids, attention_mask=mask, use_cache=True, **kwargs)
-
-    def generate(n: int):
-        return lambda: model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
-                                      do_sample=False, use_cache=True, pad_token_id=pad)
-
+    probes = [_Probe(m, ids, new_tokens) for m in models]
     if is_cuda(device):
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
-        prefill()
-        generate(new_tokens)()
-    prefill_runs, ttft_runs, gen_runs, decode_runs = [], [], [], []
+        for probe in probes:
+            probe.warm()
     for _ in range(repeats):
-        prefill_runs.append(_timed(prefill, device))
-        ttft = _timed(generate(1), device)
-        total = _timed(generate(new_tokens), device)
-        ttft_runs.append(ttft)
-        gen_runs.append(total)
-        decode_runs.append(batch_size * (new_tokens - 1) / max(total - ttft, 1e-9))
+        for probe in probes:
+            probe.repeat()
     if is_cuda(device):
         peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
     else:
         peak, kind = _peak_rss_bytes(), "process_peak_rss"
+    return [_result(p, prompt_tokens, warmup, repeats, seed, peak, kind, identity) for p in probes]
+
+
+def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, identity) -> LatencyResult:
+    from bench.evaluate._provenance import environment
+
+    model = probe.model
+    param = next(model.parameters())
     params, nbytes = parameter_size(model)
     result = LatencyResult(
-        batch_size=batch_size, prompt_tokens=prompt_tokens, new_tokens=new_tokens, warmup=warmup, repeats=repeats,
-        prefill_ms=statistics.median(prefill_runs) * 1e3, ttft_ms=statistics.median(ttft_runs) * 1e3,
-        decode_tokens_per_s=statistics.median(decode_runs), generate_s=statistics.median(gen_runs),
-        prefill_ms_runs=[t * 1e3 for t in prefill_runs], ttft_ms_runs=[t * 1e3 for t in ttft_runs],
-        decode_tokens_per_s_runs=decode_runs, generate_s_runs=gen_runs, peak_memory_bytes=int(peak),
-        peak_memory_kind=kind, parameters=params, checkpoint_bytes=nbytes, device=str(device),
-        dtype=str(param.dtype).removeprefix("torch."), torch_threads=torch.get_num_threads(), seed=seed,
-        provenance=environment(model), identity=dict(identity or {}))
-    log.info("latency bs %d x %d: prefill %.1f ms, ttft %.1f ms, decode %.1f tok/s", batch_size, prompt_tokens,
+        batch_size=probe.batch, prompt_tokens=prompt_tokens, new_tokens=probe.new_tokens, warmup=warmup,
+        repeats=repeats, prefill_ms=statistics.median(probe.prefill_runs) * 1e3,
+        ttft_ms=statistics.median(probe.ttft_runs) * 1e3, decode_tokens_per_s=statistics.median(probe.decode_runs),
+        generate_s=statistics.median(probe.gen_runs), prefill_ms_runs=[t * 1e3 for t in probe.prefill_runs],
+        ttft_ms_runs=[t * 1e3 for t in probe.ttft_runs], decode_tokens_per_s_runs=probe.decode_runs,
+        generate_s_runs=probe.gen_runs, peak_memory_bytes=int(peak), peak_memory_kind=kind, parameters=params,
+        checkpoint_bytes=nbytes, device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),
+        torch_threads=torch.get_num_threads(), seed=seed, provenance=environment(model),
+        identity=dict(identity or {}))
+    log.info("latency bs %d x %d: prefill %.1f ms, ttft %.1f ms, decode %.1f tok/s", probe.batch, prompt_tokens,
              result.prefill_ms, result.ttft_ms, result.decode_tokens_per_s)
     return result

@@ -145,7 +145,8 @@ COLUMNS = """\
   row's Avg acc as % of the dense row's.
 - **Stability**: LLM-Streamline's stability against the dense model's per-sample answers (%, mean over
   the multiple-choice tasks).
-- **Decode ×**: decode tokens/s over the dense model's, same device and probe.
+- **Decode ×**: decode tokens/s over the dense model's, same device and probe, their repeats interleaved in
+  the cell (so the machine's drift during a run does not enter the ratio).
 - **Prune s**: calibration capture + scoring + surgery, in seconds; **Train s**: healing or replacement
   training, in seconds.
 - **Points lost per 10 % removed**: (dense Avg acc − Avg acc) in points, divided by the share of parameters
