@@ -52,6 +52,10 @@ def _summary_line(group: Group) -> str:
             f"RP {md.num(best.retained)} %).")
     if len(ranked) > 1:
         line += " Then " + ", ".join(f"`{e.label}` {md.num(e.loss_per_10pct, 2)}" for e in ranked[1:]) + "."
+    se = group.dense.accuracy_stderr if group.dense is not None else None
+    if se is not None:
+        line += (f" The average accuracy's stderr is ±{md.num(100 * se)} points here (dense row), so gaps under about "
+                 f"{md.num(200 * se)} points are within sampling noise.")
     return line
 
 
