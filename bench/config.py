@@ -50,8 +50,12 @@ class PerplexitySpec:
     window: int = 512
     max_windows: int | None = None  # None: every full window of the corpus
     batch_size: int = 4
+    add_bos: bool | None = None  # None: BOS first in each window exactly when the tokenizer adds one itself
 
     def __post_init__(self):
+        if self.add_bos not in (None, True, False):
+            raise ConfigError(f"perplexity add_bos must be true, false or null (auto), got {self.add_bos!r}",
+                              "leave it out for auto")
         if self.window < 2 or self.batch_size < 1 or (self.max_windows is not None and self.max_windows < 1):
             raise ConfigError("perplexity needs window >= 2, batch_size >= 1 and max_windows >= 1",
                               "e.g. perplexity: {window: 512, max_windows: 16}")

@@ -339,7 +339,7 @@ def perplexity(model, tokenizer, corpus: str, spec) -> dict[str, Any]:
         from bench.evaluate.perplexity import evaluate_perplexity
 
         r = evaluate_perplexity(model, tokenizer, corpus, window=spec.window, batch_size=spec.batch_size,
-                                max_windows=spec.max_windows)
+                                max_windows=spec.max_windows, add_bos=spec.add_bos)
         return {"corpus": r.corpus, "window": r.window, "tokens": r.tokens, "windows": r.windows,
                 "windows_total": r.windows_total, "perplexity": r.perplexity, "nll": r.nll,
                 "source": r.source, "add_bos": r.add_bos, "batch_size": r.batch_size, "wall_s": r.wall_s}
@@ -347,16 +347,18 @@ def perplexity(model, tokenizer, corpus: str, spec) -> dict[str, Any]:
 
     import torch
 
-    from bench.evaluate.perplexity import make_windows, windows_nll
+    from bench.evaluate.perplexity import make_windows, resolve_add_bos, windows_nll
 
     start = time.perf_counter()
     ids = torch.tensor(tokenizer(path.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"])
-    wins = make_windows(ids, spec.window, max_windows=spec.max_windows)
+    add_bos = resolve_add_bos(tokenizer, spec.add_bos)
+    wins = make_windows(ids, spec.window, max_windows=spec.max_windows,
+                        bos_id=tokenizer.bos_token_id if add_bos else None)
     tokens = wins.shape[0] * (spec.window - 1)
     nll = windows_nll(model, wins, batch_size=spec.batch_size) / tokens
     return {"corpus": path.name, "window": spec.window, "tokens": tokens, "windows": wins.shape[0],
-            "windows_total": ids.numel() // spec.window, "perplexity": math.exp(nll), "nll": nll,
-            "source": f"file:{path.resolve()}", "add_bos": False, "batch_size": spec.batch_size,
+            "windows_total": ids.numel() // (spec.window - 1 if add_bos else spec.window), "perplexity": math.exp(nll),
+            "nll": nll, "source": f"file:{path.resolve()}", "add_bos": add_bos, "batch_size": spec.batch_size,
             "wall_s": time.perf_counter() - start}
 
 

@@ -70,3 +70,16 @@ def test_chunking_and_batching_do_not_change_the_sum():
     a = windows_nll(model, wins, batch_size=5, chunk_tokens=1000)
     b = windows_nll(model, wins, batch_size=2, chunk_tokens=3)
     assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_bos_follows_the_tokenizer_by_default(toy_corpus, monkeypatch):
+    """add_bos=None: BOS first exactly when the tokenizer adds it itself (Gemma does; SmolLM2's GGUF does not)."""
+    model, tok = tiny_model("llama")
+    adds = tok("a", verbose=False)["input_ids"][:1] == [tok.bos_token_id]
+    assert perplexity.tokenizer_adds_bos(tok) == adds
+    assert evaluate_perplexity(model, tok, "c4", window=16, max_windows=2).add_bos == adds
+    monkeypatch.setattr(perplexity, "tokenizer_adds_bos", lambda t: True)
+    auto = evaluate_perplexity(model, tok, "c4", window=16, max_windows=2)
+    forced = evaluate_perplexity(model, tok, "c4", window=16, max_windows=2, add_bos=True)
+    assert auto.add_bos and auto.perplexity == forced.perplexity
+    assert not evaluate_perplexity(model, tok, "c4", window=16, max_windows=2, add_bos=False).add_bos
