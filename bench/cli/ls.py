@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 # what -> "module:function" returning a list of row dicts (keys in column order)
 LISTERS = {
@@ -32,9 +33,10 @@ def run(args) -> int:
 
     table = Table(title=args.what)
     columns = list(rows[0]) if rows else []
-    for col in columns:
-        table.add_column(col)
+    for i, col in enumerate(columns):
+        table.add_column(col, no_wrap=i == 0)  # names are what a user copies: never cut
     for row in rows:
         table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
-    Console().print(table)
+    # a pipe or a log has no width: print whole rows there rather than rich's 80-column default
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 0
