@@ -151,3 +151,15 @@ def test_cli_report_imports_no_torch(store, tmp_path):
 def test_empty_store_is_a_user_error(tmp_path, capsys):
     assert main(["report", "--store", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 2
     assert "holds no records" in capsys.readouterr().err
+
+
+def test_committed_reports_regenerate_from_the_committed_store(tmp_path):
+    """reports/ in the repository is exactly what `bench report --store reports/store` writes (regenerate it
+    after an intended change of the report's layout: `bench report --store reports/store`)."""
+    committed = Path(__file__).resolve().parent.parent / "reports"
+    out = tmp_path / "reports"
+    render(committed / "store", out)
+    for page in (LEADERBOARD, PAPER_TABLES):
+        assert (out / page).read_text(encoding="utf-8") == (committed / page).read_text(encoding="utf-8"), page
+    assert sorted(p.name for p in (out / "figures").iterdir()) == \
+        sorted(p.name for p in (committed / "figures").iterdir())
