@@ -44,7 +44,7 @@ class ModelSession:
         self.load_seconds = 0.0
         self.calibs: dict[int, Any] = {}
         self.train_data = None
-        self.reference: dict[str, Any] | None = None  # {"accuracy": AccuracyResult | None, "latency": dict}
+        self.reference: dict[str, Any] | None = None  # {"accuracy": AccuracyResult | None}
         self.dense_key = dense_cell(spec, model).key
 
     def __enter__(self):
@@ -198,7 +198,7 @@ class ModelSession:
                 record["latency"] = self._latency(model, cell)
         record["stability"] = None
         if cell.dense:
-            self.reference = {"accuracy": accuracy, "latency": record["latency"]}
+            self.reference = {"accuracy": accuracy}
             return
         stage[0] = "stability"
         ref = self.dense_reference()
@@ -206,11 +206,6 @@ class ModelSession:
             from bench.evaluate.stability import stability_of
 
             record["stability"] = stability_of(ref["accuracy"], accuracy).to_dict()
-        if record["latency"] and "dense_paired" not in record["latency"] and ref.get("latency"):
-            dense_lat = ref["latency"]
-            record["latency"]["decode_speedup_vs_dense"] = (record["latency"]["decode_tokens_per_s"]
-                                                            / dense_lat["decode_tokens_per_s"])
-            record["latency"]["prefill_speedup_vs_dense"] = dense_lat["prefill_ms"] / record["latency"]["prefill_ms"]
         if accuracy is not None and ref.get("accuracy") is not None:
             record["accuracy"]["delta_vs_dense"] = accuracy.average() - ref["accuracy"].average()
 
@@ -260,7 +255,7 @@ class ModelSession:
         return out
 
     def dense_reference(self) -> dict[str, Any]:
-        """The dense cell's accuracy (with per-sample records) and latency: from memory, else the store,
+        """The dense cell's accuracy (with per-sample records, for stability): from memory, else the store,
         else computed now (waiting first if another process holds the dense cell)."""
         if self.reference is not None:
             return self.reference
@@ -297,7 +292,7 @@ class ModelSession:
 
 def reference_from_store(store: Store, key: str, record: dict[str, Any] | None) -> dict[str, Any]:
     if record is None or record.get("status") != "ok":
-        return {"accuracy": None, "latency": None}
+        return {"accuracy": None}
     accuracy = None
     raw = store.read_artifact(key, "accuracy.json")
     if raw is not None:
@@ -308,7 +303,7 @@ def reference_from_store(store: Store, key: str, record: dict[str, Any] | None) 
             row = dict(row)
             samples.setdefault(row.pop("task"), []).append(row)
         accuracy = AccuracyResult.from_dict({**raw, "samples": samples})
-    return {"accuracy": accuracy, "latency": record.get("latency")}
+    return {"accuracy": accuracy}
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -334,32 +329,19 @@ def _accuracy_summary(acc) -> dict[str, Any]:
 
 def perplexity(model, tokenizer, corpus: str, spec) -> dict[str, Any]:
     """Perplexity on a built-in corpus (bench.evaluate.perplexity) or a local .txt file, as a record part."""
+    from bench.evaluate.perplexity import evaluate_perplexity, text_perplexity
+
+    windows = {"window": spec.window, "batch_size": spec.batch_size, "max_windows": spec.max_windows,
+               "add_bos": spec.add_bos}
     path = Path(corpus).expanduser()
-    if not path.is_file():
-        from bench.evaluate.perplexity import evaluate_perplexity
-
-        r = evaluate_perplexity(model, tokenizer, corpus, window=spec.window, batch_size=spec.batch_size,
-                                max_windows=spec.max_windows, add_bos=spec.add_bos)
-        return {"corpus": r.corpus, "window": r.window, "tokens": r.tokens, "windows": r.windows,
-                "windows_total": r.windows_total, "perplexity": r.perplexity, "nll": r.nll,
-                "source": r.source, "add_bos": r.add_bos, "batch_size": r.batch_size, "wall_s": r.wall_s}
-    import math
-
-    import torch
-
-    from bench.evaluate.perplexity import make_windows, resolve_add_bos, windows_nll
-
-    start = time.perf_counter()
-    ids = torch.tensor(tokenizer(path.read_text(encoding="utf-8"), add_special_tokens=False)["input_ids"])
-    add_bos = resolve_add_bos(tokenizer, spec.add_bos)
-    wins = make_windows(ids, spec.window, max_windows=spec.max_windows,
-                        bos_id=tokenizer.bos_token_id if add_bos else None)
-    tokens = wins.shape[0] * (spec.window - 1)
-    nll = windows_nll(model, wins, batch_size=spec.batch_size) / tokens
-    return {"corpus": path.name, "window": spec.window, "tokens": tokens, "windows": wins.shape[0],
-            "windows_total": ids.numel() // (spec.window - 1 if add_bos else spec.window), "perplexity": math.exp(nll),
-            "nll": nll, "source": f"file:{path.resolve()}", "add_bos": add_bos, "batch_size": spec.batch_size,
-            "wall_s": time.perf_counter() - start}
+    if path.is_file():
+        r = text_perplexity(model, tokenizer, path.read_text(encoding="utf-8"), label=path.name,
+                            source=f"file:{path.resolve()}", documents=1, **windows)
+    else:
+        r = evaluate_perplexity(model, tokenizer, corpus, **windows)
+    return {"corpus": r.corpus, "window": r.window, "tokens": r.tokens, "windows": r.windows,
+            "windows_total": r.windows_total, "perplexity": r.perplexity, "nll": r.nll,
+            "source": r.source, "add_bos": r.add_bos, "batch_size": r.batch_size, "wall_s": r.wall_s}
 
 
 @contextlib.contextmanager

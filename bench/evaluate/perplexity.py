@@ -180,13 +180,23 @@ def evaluate_perplexity(model, tokenizer, corpus: str = "wikipedia", *, window: 
                         chunk_tokens: int | None = None,
                         identity: Mapping[str, Any] | None = None) -> PerplexityResult:
     """Token-level perplexity of `model` on a perplexity corpus (`wikipedia` / `c4`, or their labels)."""
-    from bench.evaluate._provenance import environment
-
     info = registry.get_corpus(corpus)
     start = time.perf_counter()
     text, documents = corpus_text(info.name)
+    return text_perplexity(model, tokenizer, text, label=info.label, source=info.source, documents=documents,
+                           window=window, batch_size=batch_size, max_windows=max_windows, max_tokens=max_tokens,
+                           add_bos=add_bos, chunk_tokens=chunk_tokens, identity=identity, started=start)
+
+
+def text_perplexity(model, tokenizer, text: str, *, label: str, source: str, documents: int, window: int = 512,
+                    batch_size: int = 8, max_windows: int | None = None, max_tokens: int | None = None,
+                    add_bos: bool | None = None, chunk_tokens: int | None = None,
+                    identity: Mapping[str, Any] | None = None, started: float | None = None) -> PerplexityResult:
+    """Token-level perplexity of `model` on any text (a built-in corpus, a user's file), windowed as above."""
+    from bench.evaluate._provenance import environment
+
+    start = time.perf_counter() if started is None else started
     ids = torch.tensor(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"], dtype=torch.long)
-    del text
     add_bos = resolve_add_bos(tokenizer, add_bos)
     bos = tokenizer.bos_token_id if add_bos else None
     wins = make_windows(ids, window, max_windows=max_windows, max_tokens=max_tokens, bos_id=bos)
@@ -195,10 +205,10 @@ def evaluate_perplexity(model, tokenizer, corpus: str = "wikipedia", *, window: 
     tokens = wins.shape[0] * (window - 1)
     wall = time.perf_counter() - start
     result = PerplexityResult(
-        corpus=info.label, window=window, tokens=tokens, windows=wins.shape[0], windows_total=total_windows,
+        corpus=label, window=window, tokens=tokens, windows=wins.shape[0], windows_total=total_windows,
         corpus_tokens=ids.numel(), documents=documents, nll=nll / tokens, perplexity=math.exp(nll / tokens),
-        batch_size=batch_size, add_bos=add_bos, wall_s=wall, source=info.source, provenance=environment(model),
+        batch_size=batch_size, add_bos=add_bos, wall_s=wall, source=source, provenance=environment(model),
         identity=dict(identity or {}))
-    log.info("%s perplexity %.3f over %d tokens (%d windows of %d) in %.1f s", info.label, result.perplexity,
+    log.info("%s perplexity %.3f over %d tokens (%d windows of %d) in %.1f s", label, result.perplexity,
              tokens, result.windows, window, wall)
     return result
