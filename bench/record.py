@@ -6,9 +6,9 @@ model (`ModelInfo`), what pruning did (`PruningInfo`), one typed part per evalua
 On disk it is the JSON the store documents (bench/store.py): each part under its evaluator's name at the
 top level, so `record.json` reads as before.
 
-Reading: `CellRecord.from_dict(raw)` first brings an older schema up to `SCHEMA` through `MIGRATIONS`
-(`{old schema: function(raw) -> raw of old + 1}`), then types every part with the class its evaluator
-declares; keys a class does not know are kept and written back unchanged (`Part.unknown`), so a record of a
+Reading: `bench.metrics.load_record(raw)` (which calls `CellRecord.from_dict(raw, parts)`) first brings an
+older schema up to `SCHEMA` through `MIGRATIONS` (`{old schema: function(raw) -> raw of old + 1}`), then
+types every part with the class its evaluator declares; keys a class does not know are kept and written back unchanged (`Part.unknown`), so a record of a
 newer harness round-trips. Writing: `to_dict()`.
 """
 
@@ -246,21 +246,19 @@ class CellRecord:
         return out
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> CellRecord:
-        from bench.metrics import evaluators
-
+    def from_dict(cls, raw: dict[str, Any], parts: dict[str, Callable[[Any], Any]] | None = None) -> CellRecord:
+        """The typed record of a stored one (migrated first); `parts` maps a part's name to the function that
+        types it (bench.metrics.load_record passes every registered evaluator's); other top-level keys stay
+        as they are in `extra`."""
         raw = migrate(raw)
-        parts = {}
-        for ev in evaluators():
-            if ev.name in raw:
-                parts[ev.name] = ev.read_part(raw[ev.name])
-        known = set(_TOP) | set(parts)
+        typed = {name: read(raw[name]) for name, read in (parts or {}).items() if name in raw}
+        known = set(_TOP) | set(typed)
         return cls(
             key=str(raw.get("key")), cell=CellInfo.from_dict(raw.get("cell") or {}), status=str(raw.get("status")),
             error=CellError.from_dict(raw.get("error")), schema=int(raw.get("schema") or SCHEMA),
             started_at=raw.get("started_at"), finished_at=raw.get("finished_at"), files=list(raw.get("files") or []),
             model=ModelInfo.from_dict(raw.get("model")), pruning=PruningInfo.from_dict(raw.get("pruning")),
-            parts=parts, timings=dict(raw.get("timings") or {}), provenance=dict(raw.get("provenance") or {}),
+            parts=typed, timings=dict(raw.get("timings") or {}), provenance=dict(raw.get("provenance") or {}),
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -285,8 +283,3 @@ def migrate(raw: dict[str, Any]) -> dict[str, Any]:
         raw = {**MIGRATIONS[version](raw), "schema": version + 1}
         version += 1
     return raw
-
-
-def as_record(record: CellRecord | dict[str, Any]) -> CellRecord:
-    """A typed record from either form (readers accept what the store and the runner hand them)."""
-    return record if isinstance(record, CellRecord) else CellRecord.from_dict(record)

@@ -24,8 +24,8 @@ from typing import Any
 
 from bench.atomic import write_text
 from bench.errors import BenchError
-from bench.metrics import metric_for, metrics
-from bench.record import CellRecord, as_record
+from bench.metrics import load_record, metric_for, metrics
+from bench.record import CellRecord
 from bench.report.provenance import newest_date
 from bench.report.rows import budget_label, canonical, identity, settings
 from bench.store import Store
@@ -78,7 +78,7 @@ class Comparison:
 def tracked(record: CellRecord | dict[str, Any]) -> dict[str, dict[str, float | None]]:
     """value name -> {"value", "stderr"} for every value of every metric with a regress rule (absent
     measurements are left out)."""
-    record = as_record(record)
+    record = load_record(record)
     return {name: {"value": m.value, "stderr": m.stderr}
             for metric in metrics() if metric.regress is not None for name, m in metric.read(record).items()}
 
@@ -99,7 +99,7 @@ def _ident(entry: dict[str, Any]) -> tuple:
 
 def _records(store: str | os.PathLike) -> list[CellRecord]:
     """The store's records, typed, oldest first."""
-    records = [CellRecord.from_dict(r) for r in Store(store).records()]
+    records = [load_record(r) for r in Store(store).records()]
     return sorted(records, key=lambda r: (str(r.finished_at or ""), str(r.key)))
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from bench.cells import Cell, calib_spec, dense_cell
 from bench.config import RunSpec
 from bench.errors import BenchError
-from bench.metrics import EvalContext, Outcome, evaluators
+from bench.metrics import EvalContext, Outcome, evaluators, load_record
 from bench.observer import Observer
 from bench.record import CellError, CellInfo, CellRecord, ModelInfo, PruningInfo
 from bench.store import Store
@@ -198,7 +198,7 @@ class ModelSession:
             raw = self.store.get(self.dense_key)
             if raw is None:
                 return self._compute(dense_cell(self.spec, self.name)).reference
-        record = CellRecord.from_dict(raw)
+        record = load_record(raw)
         if not record.ok:
             return {}
         out = {}

@@ -239,10 +239,9 @@ def flat_row(record: dict[str, Any]) -> dict[str, Any]:
     structure, and every declared metric's values (bench.metrics: a column per value name, e.g.
     `accuracy/avg`, `accuracy/piqa`, `perplexity/c4`, `latency/prefill_ms`, with `<name>:stderr` beside
     the values that carry one)."""
-    from bench.metrics import values
-    from bench.record import CellRecord
+    from bench.metrics import load_record, values
 
-    rec = CellRecord.from_dict(record)
+    rec = load_record(record)
     cell, pruning, budget = rec.cell, rec.pruning, rec.cell.budget or {}
     row: dict[str, Any] = {
         "key": rec.key, "status": rec.status, "kind": cell.kind, "model": cell.model, "method": cell.method,

@@ -44,10 +44,9 @@ class DropRedraws:
 
 def outcome_text(record: dict[str, Any]) -> str:
     """A finished cell in a few words: its error, or every declared metric's progress words."""
-    from bench.metrics import metrics
-    from bench.record import CellRecord
+    from bench.metrics import load_record, metrics
 
-    rec = CellRecord.from_dict(record)
+    rec = load_record(record)
     if not rec.ok:
         err = rec.error or CellError()
         return f"FAILED in {err.stage}: {err.type}: {err.message}"

@@ -298,6 +298,16 @@ def evaluator(cls: type[Evaluator]) -> type[Evaluator]:
     return cls
 
 
+def load_record(raw: CellRecord | dict[str, Any]) -> CellRecord:
+    """A typed record from a stored one (migrated, every registered evaluator's part typed); a typed record
+    is returned as it is."""
+    from bench.record import CellRecord
+
+    if isinstance(raw, CellRecord):
+        return raw
+    return CellRecord.from_dict(raw, {ev.name: ev.read_part for ev in evaluators()})
+
+
 def evaluators() -> list[Evaluator]:
     """Every registered evaluator, in run order."""
     _load()

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from bench.record import CellRecord, as_record
+from bench.metrics import load_record
+from bench.record import CellRecord
 from bench.report.rows import Row, budget_sort, canonical, identity, method_order, settings
 
 
@@ -138,7 +139,7 @@ def _settings_text(s: dict[str, Any]) -> str:
 
 def collect(records: Iterable[CellRecord | dict[str, Any]]) -> Collection:
     """Group the records of a store (any order) into report groups; deterministic for the same records."""
-    records = sorted((as_record(r) for r in records), key=lambda r: (str(r.finished_at or ""), str(r.key)))
+    records = sorted((load_record(r) for r in records), key=lambda r: (str(r.finished_at or ""), str(r.key)))
     ok = [r for r in records if r.ok]
     failed = [r for r in records if not r.ok]
     buckets: dict[tuple[str, str], dict[tuple, CellRecord]] = {}

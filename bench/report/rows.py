@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bench.record import CellRecord, as_record, number  # noqa: F401 - number: the report's finite-float helper
+from bench.metrics import load_record
+from bench.record import CellRecord, number  # noqa: F401 - number: the report's finite-float helper
 
 DENSE = "dense"
 
@@ -95,7 +96,7 @@ class Row:
     variant: str = ""  # the parameters that tell this method's rows apart, when a group holds several
 
     def __post_init__(self):
-        self.record = as_record(self.record)
+        self.record = load_record(self.record)
 
     @property
     def key(self) -> str:
