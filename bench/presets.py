@@ -21,78 +21,27 @@ from typing import Any
 from bench.errors import UnknownNameError
 
 DEFAULT = "quick"
+FILE = "presets.yaml"  # package data of `bench`
 
-PAPER_TASKS = ["boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa"]
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {
-        "models": ["smollm2-135m"],
-        "methods": "all",
-        # CPU-sized method settings: Streamline trains its replacement layer on 32 x 128 tokens; LaCo merges
-        # pairs of layers (merging 4 SmolLM2 layers drops the final-state similarity to 0.0-0.27, so the
-        # search only accepts after many passes of threshold relaxation: over 10 minutes per cell here)
-        "method_params": {"streamline": {"train_samples": 32, "train_seq_len": 128},
-                          "laco": {"layers_per_merge": 2, "n_sentences": 4}},
-        "ratios": [0.125, 0.25],
-        "seeds": [0],
-        "eval": {
-            "tasks": ["piqa", "arc_easy", "winogrande"],
-            "limit": 50,
-            "num_fewshot": 0,
-            "batch_size": 8,
-            "perplexity": {"corpora": ["c4"], "window": 256, "max_windows": 8, "batch_size": 4},
-            "latency": {"prompt_tokens": 32, "new_tokens": 32, "batch_size": 1, "warmup": 1, "repeats": 3},
-            "stability": True,
-        },
-        "calib": {"source": "wikipedia", "n_samples": 32, "seq_len": 128, "batch_size": 8},
-        "device": "auto",
-        "dtype": "auto",
-    },
-    "paper": {
-        "models": ["smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"],
-        "methods": "all",
-        "ratios": [0.125, 0.25],
-        "seeds": [0],
-        "eval": {
-            "tasks": PAPER_TASKS,
-            "limit": None,
-            "num_fewshot": 0,
-            "batch_size": 32,
-            "perplexity": {"corpora": ["wikipedia", "c4"], "window": 2048, "max_windows": None, "batch_size": 4},
-            "latency": {"prompt_tokens": 128, "new_tokens": 64, "batch_size": 1, "warmup": 2, "repeats": 5},
-            "stability": True,
-        },
-        "calib": {"source": "wikipedia", "n_samples": 64, "seq_len": 128, "batch_size": 8},
-        "device": "auto",
-        "dtype": "auto",
-    },
-    "nightly": {
-        "models": ["smollm2-135m"],
-        "methods": "all",
-        "ratios": [0.125, 0.25],
-        "seeds": [0],
-        "eval": {
-            "tasks": ["piqa", "arc_easy", "winogrande", "hellaswag", "boolq"],
-            "limit": 200,
-            "num_fewshot": 0,
-            "batch_size": 16,
-            "perplexity": {"corpora": ["wikipedia", "c4"], "window": 512, "max_windows": 32, "batch_size": 4},
-            "latency": {"prompt_tokens": 64, "new_tokens": 32, "batch_size": 1, "warmup": 2, "repeats": 5},
-            "stability": True,
-        },
-        "calib": {"source": "wikipedia", "n_samples": 64, "seq_len": 128, "batch_size": 8},
-        "device": "auto",
-        "dtype": "float32",
-    },
-}
+def _load() -> dict[str, dict[str, Any]]:
+    """The presets file, checked as a mapping of names to run mappings (each is validated key by key, with
+    suggestions, when `bench.config.resolve` turns it into a RunSpec; a test builds every preset)."""
+    from bench import tables
+
+    data = tables.load("bench", FILE)
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise tables.TableError(f"bench/{FILE}: expected a mapping of preset names to run mappings")
+    return data
 
 
 def names() -> list[str]:
-    return list(PRESETS)
+    return list(_load())
 
 
 def get(name: str) -> dict[str, Any]:
     """A deep copy of preset `name` (unknown names raise with a suggestion)."""
-    if name not in PRESETS:
-        raise UnknownNameError("preset", name, PRESETS)
-    return copy.deepcopy(PRESETS[name])
+    presets = _load()
+    if name not in presets:
+        raise UnknownNameError("preset", name, presets)
+    return copy.deepcopy(presets[name])

