@@ -16,10 +16,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import values
 from bench.errors import BudgetError, ConfigError
 
 EXECUTORS = ("local", "slurm")
 ALL = "all"  # `methods: all` means every registered method
+
+
+def option(default: Any = dataclasses.MISSING, *, flag: str | None = None, help: str = "", group: str = "run",
+           exclusive: str | None = None, choices: tuple[str, ...] | None = None, default_factory: Any = None,
+           none_clears_section: bool = False) -> Any:
+    """A spec field, and (with `flag`) the `bench run` option that sets it: the field is the one statement
+    of the option; `bench run`'s flags and the command-line layer of `resolve` are built from it.
+
+    group: the --help section; exclusive: options sharing a name exclude each other (the budget);
+    none_clears_section: `--flag none` drops the whole section the field is in (`--ppl none`).
+    """
+    meta = {"flag": flag, "help": help, "group": group, "exclusive": exclusive, "choices": choices,
+            "none_clears_section": none_clears_section}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -46,7 +63,8 @@ class MethodSpec:
 
 @dataclass(frozen=True)
 class PerplexitySpec:
-    corpora: tuple[str, ...] = ("c4",)  # wikipedia | c4 | a path to a .txt file
+    corpora: tuple[str, ...] = option(("c4",), flag="--ppl", group="evaluation", none_clears_section=True,
+                                      help="perplexity corpora: wikipedia, c4, a .txt path (comma-separated), or none")
     window: int = 512
     max_windows: int | None = None  # None: every full window of the corpus
     batch_size: int = 4
@@ -78,10 +96,12 @@ class LatencySpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    tasks: tuple[str, ...] = ()
-    limit: int | None = None  # the first N documents of each task (lm-eval's limit); None: all
-    num_fewshot: int = 0
-    batch_size: int = 8
+    tasks: tuple[str, ...] = option((), flag="--tasks", group="evaluation",
+                                    help="comma-separated tasks (see `bench ls tasks`), or none")
+    limit: int | None = option(None, flag="--limit", group="evaluation",  # lm-eval's limit; None: all
+                               help="first N documents per task, or none for all")
+    num_fewshot: int = option(0, flag="--num-fewshot", group="evaluation", help="few-shot examples (default 0)")
+    batch_size: int = option(8, flag="--batch-size", group="evaluation", help="evaluation batch size")
     perplexity: PerplexitySpec | None = None
     latency: LatencySpec | None = None
     stability: bool = True  # stability vs the dense model (needs multiple-choice tasks)
@@ -98,8 +118,9 @@ class EvalSpec:
 class CalibConfig:
     """bench.calib.CalibSpec without its seed, which comes from the matrix (one per run seed)."""
 
-    source: str = "wikipedia"  # wikipedia | c4 | a .txt or .jsonl path
-    n_samples: int = 64
+    source: str = option("wikipedia", flag="--calib", group="evaluation",
+                         help="calibration text: wikipedia, c4, or a .txt/.jsonl path")
+    n_samples: int = option(64, flag="--calib-samples", group="evaluation", help="calibration windows")
     seq_len: int = 128
     batch_size: int = 8
     last_boundary: str = "raw"
@@ -126,11 +147,12 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SlurmSpec:
-    partition: str | None = None
-    gpus_per_cell: int = 1
-    cpus_per_cell: int = 8
-    mem_gb: int = 64
-    time_min: int = 120
+    partition: str | None = option(None, flag="--partition", group="slurm", help="Slurm partition")
+    gpus_per_cell: int = option(1, flag="--gpus-per-cell", group="slurm", help="GPUs per cell job (default 1)")
+    cpus_per_cell: int = option(8, flag="--cpus-per-cell", group="slurm", help="CPUs per cell job (default 8)")
+    mem_gb: int = option(64, flag="--mem-gb", group="slurm", help="memory per cell job, GB (default 64)")
+    time_min: int = option(120, flag="--time-min", group="slurm",
+                           help="time limit per cell job, minutes (default 120)")
     array_parallelism: int = 32
     cluster: str | None = None  # None: Slurm; "local" or "debug": submitit's local executors (tests, laptops)
     folder: str | None = None  # submitit's logs and pickles; default <store>/.submitit (must be shared)
@@ -146,21 +168,27 @@ class SlurmSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    preset: str = "quick"
-    models: tuple[ModelSpec, ...] = ()
-    methods: tuple[MethodSpec, ...] = ()
+    preset: str = option("quick", flag="--preset", help="quick (default), paper or nightly")
+    models: tuple[ModelSpec, ...] = option((), flag="--models", group="matrix",
+                                           help="comma-separated zoo names, hub ids or local folders")
+    methods: tuple[MethodSpec, ...] = option((), flag="--methods", group="matrix",
+                                             help="comma-separated method names, or all (see `bench ls methods`)")
     method_params: tuple[MethodSpec, ...] = ()  # per-method parameter defaults for this run (if listed)
-    ratios: tuple[float, ...] = ()
-    layers: tuple[int, ...] = ()
-    seeds: tuple[int, ...] = (0,)
+    ratios: tuple[float, ...] = option((), flag="--ratios", group="matrix", exclusive="budget",
+                                       help="comma-separated parameter ratios in (0, 1), e.g. 0.125,0.25")
+    layers: tuple[int, ...] = option((), flag="--layers", group="matrix", exclusive="budget",
+                                     help="comma-separated layer counts to remove, e.g. 4 or 2,4")
+    seeds: tuple[int, ...] = option((0,), flag="--seed", group="matrix",
+                                    help="seed, or comma-separated seeds (calibration sampling, random methods)")
     eval: EvalSpec = field(default_factory=EvalSpec)
     calib: CalibConfig = field(default_factory=CalibConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    device: str = "auto"
-    dtype: str = "auto"
-    executor: str = "local"
-    store: str = "store"
-    force: bool = False
+    device: str = option("auto", flag="--device", help="auto, cpu, cuda or cuda:N")
+    dtype: str = option("auto", flag="--dtype", help="auto, bfloat16, float32 or float16")
+    executor: str = option("local", flag="--executor", choices=EXECUTORS,
+                           help="in-process (default) or one Slurm job per cell")
+    store: str = option("store", flag="--store", help="result store folder (default ./store)")
+    force: bool = option(False, flag="--force", help="recompute cells already in the store")
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
     def __post_init__(self):
@@ -350,11 +378,19 @@ def _methods(value: Any, where: str) -> tuple[MethodSpec, ...]:
     return tuple(out)
 
 
+def _is_number(value: Any) -> bool:
+    try:
+        values.to_number(value, float)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
 def _convert(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        if values.is_none(value):
             return None
         return _convert(value, args[0], where)
     if dataclasses.is_dataclass(tp):
@@ -367,19 +403,16 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             value = [value]
         return tuple(_convert(v, item, where) for v in value)
     if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where} must be true or false, not {value!r}", f"e.g. {where}: true")
-    if tp in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number, not {value!r}", f"e.g. {where}: 8")
         try:
-            number = float(value) if tp is float else int(value) if not isinstance(value, float) else value
+            return values.to_bool(value)
+        except ValueError:
+            raise ConfigError(f"{where} must be true or false, not {value!r}", f"e.g. {where}: true") from None
+    if tp in (int, float):
+        try:
+            return values.to_number(value, tp)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be a number, not {value!r}", f"e.g. {where}: 8") from None
-        if tp is int and (isinstance(number, float) and not number.is_integer()):
-            raise ConfigError(f"{where} must be a whole number, not {value!r}", f"e.g. {where}: 8")
-        return tp(number)
+            what = "a whole number" if tp is int and _is_number(value) else "a number"
+            raise ConfigError(f"{where} must be {what}, not {value!r}", f"e.g. {where}: 8") from None
     if tp is str:
         if isinstance(value, dict | list | tuple) or value is None:
             raise ConfigError(f"{where} must be a string, not {value!r}", f"e.g. {where}: auto")
@@ -389,34 +422,81 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
 
 # ------------------------------------------------------------------------------------------ the CLI side
 
-# argparse destination -> path in the spec mapping
-CLI_KEYS = {
-    "models": ("models",), "methods": ("methods",), "ratios": ("ratios",), "layers": ("layers",),
-    "seed": ("seeds",), "tasks": ("eval", "tasks"), "limit": ("eval", "limit"),
-    "batch_size": ("eval", "batch_size"), "num_fewshot": ("eval", "num_fewshot"),
-    "ppl": ("eval", "perplexity", "corpora"), "calib": ("calib", "source"),
-    "calib_samples": ("calib", "n_samples"), "device": ("device",), "dtype": ("dtype",),
-    "executor": ("executor",), "store": ("store",), "force": ("force",), "preset": ("preset",),
-    "partition": ("slurm", "partition"), "gpus_per_cell": ("slurm", "gpus_per_cell"),
-    "time_min": ("slurm", "time_min"), "cpus_per_cell": ("slurm", "cpus_per_cell"),
-    "mem_gb": ("slurm", "mem_gb"),
-}
+@dataclass(frozen=True)
+class CliOption:
+    """A `bench run` option, read off the spec field that states it (see `option`)."""
+
+    flag: str
+    path: tuple[str, ...]  # where its value goes in the spec mapping
+    help: str
+    group: str
+    exclusive: str | None
+    choices: tuple[str, ...] | None
+    kind: type  # bool: a switch; int: a number; str: text parsed by the spec (lists, none)
+    none_clears_section: bool
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+
+def cli_options(cls: type = None, path: tuple[str, ...] = ()) -> list[CliOption]:
+    """Every spec field that has a `bench run` flag, in declaration order (nested sections included)."""
+    cls = cls or RunSpec
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] if union else []
+        if dataclasses.is_dataclass(tp) or inner:
+            out += cli_options(tp if dataclasses.is_dataclass(tp) else inner[0], (*path, f.name))
+        elif f.metadata.get("flag"):
+            m = f.metadata
+            kind = bool if tp is bool else int if tp is int else str
+            out.append(CliOption(m["flag"], (*path, f.name), m["help"], m["group"], m["exclusive"], m["choices"],
+                                 kind, m["none_clears_section"]))
+    return out
+
+
+def add_cli_options(parser, groups: dict[str, Any]) -> None:
+    """The spec's options as argparse flags (unset ones stay None, so only given ones override).
+    `groups`: argument group name -> an argparse group (or parser) to add its options to."""
+    exclusive: dict[str, Any] = {}
+    for opt in cli_options():
+        target = groups.get(opt.group, parser)
+        if opt.exclusive:
+            if opt.exclusive not in exclusive:
+                exclusive[opt.exclusive] = target.add_mutually_exclusive_group()
+            target = exclusive[opt.exclusive]
+        kwargs: dict[str, Any] = {"dest": opt.dest, "help": opt.help}
+        if opt.kind is bool:
+            kwargs["action"] = "store_true"
+            kwargs["default"] = None
+        else:
+            kwargs["type"] = int if opt.kind is int else str
+            if opt.choices:
+                kwargs["choices"] = list(opt.choices)
+        target.add_argument(opt.flag, **kwargs)
 
 
 def cli_overrides(args) -> dict[str, Any]:
     """The options the user actually gave (argparse defaults are None), as a nested spec mapping."""
     out: dict[str, Any] = {}
-    for dest, path in CLI_KEYS.items():
-        value = getattr(args, dest, None)
+    for opt in cli_options():
+        value = getattr(args, opt.dest, None)
         if value is None or value is False:
             continue
-        if dest == "ppl" and str(value).strip().lower() in ("none", ""):
-            out.setdefault("eval", {})["perplexity"] = None
+        if opt.none_clears_section and str(value).strip().lower() in ("none", ""):
+            node = out
+            for part in opt.path[:-2]:
+                node = node.setdefault(part, {})
+            node[opt.path[-2]] = None
             continue
         node = out
-        for part in path[:-1]:
+        for part in opt.path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = value
+        node[opt.path[-1]] = value
     return out
 
 

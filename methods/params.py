@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
+from bench import values
 from bench.errors import ConfigError, UnknownNameError
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def parse_param_args(items: list[str] | None) -> dict[str, str]:
@@ -31,25 +30,16 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}",
                               f"e.g. --param {where.split('.')[-1]}={choices[0]}")
         return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in {"none", "null", ""}):
+        if values.is_none(value) or value == "":
             return None
         return _convert(value, args[0], where)
     try:
         if tp is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).lower()
-            if text in _TRUE | _FALSE:
-                return text in _TRUE
-            raise ValueError(value)
-        if tp is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if tp is float:
-            return float(value)
+            return values.to_bool(value)
+        if tp in (int, float):
+            return values.to_number(value, tp)
         if tp is str:
             return str(value)
     except (TypeError, ValueError):

@@ -14,7 +14,7 @@ from bench.errors import BudgetError, ConfigError, UnknownNameError
 
 def _args(**kw):
     """An argparse namespace as `bench run` builds it (unset options are None)."""
-    keys = [*config.CLI_KEYS, "config", "param"]
+    keys = [*(o.dest for o in config.cli_options()), "config", "param"]
     return argparse.Namespace(**{k: None for k in keys} | kw)
 
 
@@ -127,3 +127,23 @@ def test_method_params_are_defaults_under_each_methods_own(tmp_path):
     assert ("train_samples", 32) in dict((m.name, m.params) for m in spec.method_params)["streamline"]
     with pytest.raises(ConfigError, match="train.eval_share"):
         config.resolve({"train": {"eval_share": 1.5}})
+
+
+def test_run_flags_are_the_spec_fields_options():
+    """Each `bench run` option is stated once, on its spec field: the parser and the CLI layer come from it."""
+    from bench.cli import build_parser
+
+    opts = config.cli_options()
+    assert {o.flag for o in opts} >= {"--models", "--ratios", "--limit", "--ppl", "--calib-samples", "--mem-gb"}
+    for o in opts:  # every option lands on a real field of the spec mapping
+        node = dataclasses.asdict(config.resolve({}))
+        for part in o.path:
+            assert part in node, o
+            node = node[part] if part != o.path[-1] else node
+    args = build_parser().parse_args(["run", "--limit", "7", "--gpus-per-cell", "2", "--ppl", "none", "--force",
+                                      "--layers", "3", "--calib", "c4"])
+    spec = config.from_cli(args)
+    assert (spec.eval.limit, spec.slurm.gpus_per_cell, spec.eval.perplexity, spec.force) == (7, 2, None, True)
+    assert spec.layers == (3,) and spec.ratios == () and spec.calib.source == "c4"
+    with pytest.raises(SystemExit):  # the budget options exclude each other
+        build_parser().parse_args(["run", "--layers", "3", "--ratios", "0.1"])

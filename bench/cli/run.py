@@ -12,41 +12,19 @@ def register(subparsers) -> None:
                     "cell in the store. Finished cells are skipped on a rerun. Without options: the `quick` "
                     "preset (SmolLM2-135M, every method, ratios 0.125 and 0.25, a CPU-sized suite). "
                     "Precedence: preset < --config YAML < options.")
-    m = p.add_argument_group("matrix")
-    m.add_argument("--models", help="comma-separated zoo names, hub ids or local folders")
-    m.add_argument("--methods", help="comma-separated method names, or all (see `bench ls methods`)")
-    budget = m.add_mutually_exclusive_group()
-    budget.add_argument("--ratios", help="comma-separated parameter ratios in (0, 1), e.g. 0.125,0.25")
-    budget.add_argument("--layers", help="comma-separated layer counts to remove, e.g. 4 or 2,4")
-    m.add_argument("--seed", help="seed, or comma-separated seeds (calibration sampling, random methods)")
-    m.add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
-                   help="a method parameter, e.g. laco.threshold=0.3 (repeatable)")
-    e = p.add_argument_group("evaluation")
-    e.add_argument("--tasks", help="comma-separated tasks (see `bench ls tasks`), or none")
-    e.add_argument("--limit", help="first N documents per task, or none for all")
-    e.add_argument("--num-fewshot", type=int, help="few-shot examples (default 0)")
-    e.add_argument("--batch-size", type=int, help="evaluation batch size")
-    e.add_argument("--ppl", help="perplexity corpora: wikipedia, c4, a .txt path (comma-separated), or none")
-    e.add_argument("--calib", help="calibration text: wikipedia, c4, or a .txt/.jsonl path")
-    e.add_argument("--calib-samples", type=int, help="calibration windows")
-    r = p.add_argument_group("run")
-    r.add_argument("--preset", help="quick (default), paper or nightly")
+    from bench.config import add_cli_options
+
+    groups = {"matrix": p.add_argument_group("matrix"), "evaluation": p.add_argument_group("evaluation"),
+              "run": p.add_argument_group("run"), "slurm": p.add_argument_group("slurm (with --executor slurm)")}
+    add_cli_options(p, groups)  # the spec's options, each stated once on its field (bench/config.py)
+    groups["matrix"].add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
+                                  help="a method parameter, e.g. laco.threshold=0.3 (repeatable)")
+    r = groups["run"]
     r.add_argument("--config", help="a YAML run file (keys as in the presets; unknown keys are errors)")
-    r.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    r.add_argument("--dtype", help="auto, bfloat16, float32 or float16")
-    r.add_argument("--executor", choices=["local", "slurm"], help="in-process (default) or one Slurm job per cell")
-    r.add_argument("--store", help="result store folder (default ./store)")
-    r.add_argument("--force", action="store_true", help="recompute cells already in the store")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of progress bars")
     r.add_argument("--reports", "--report-dir", dest="report_dir", metavar="DIR",
                    help="where the report pages go after the run (default: <store>/reports, beside the records)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report pages after the run")
-    s = p.add_argument_group("slurm (with --executor slurm)")
-    s.add_argument("--partition", help="Slurm partition")
-    s.add_argument("--gpus-per-cell", type=int, help="GPUs per cell job (default 1)")
-    s.add_argument("--time-min", type=int, help="time limit per cell job, minutes (default 120)")
-    s.add_argument("--cpus-per-cell", type=int, help="CPUs per cell job (default 8)")
-    s.add_argument("--mem-gb", type=int, help="memory per cell job, GB (default 64)")
     p.set_defaults(func=run)
 
 
