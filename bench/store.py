@@ -16,7 +16,8 @@ file or the new one. A cell is finished when its record.json exists; its other f
 The index is derived data: `sync_index` rebuilds lines for records it lacks (a crash between the record
 and the index update loses nothing).
 
-A record (schema 1; a part that does not apply is null):
+A record (schema 1: bench.record.CellRecord as JSON, its parts typed by their evaluators in bench.metrics;
+a part that does not apply is null, an evaluation the run does not ask for leaves its key out):
 
     key, schema, status ("ok" | "failed"), error {type, message, stage, user_error, traceback},
     started_at, finished_at, files
