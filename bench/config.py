@@ -27,7 +27,8 @@ def option(default: Any = dataclasses.MISSING, *, flag: str | None = None, help:
            exclusive: str | None = None, choices: tuple[str, ...] | None = None, default_factory: Any = None,
            none_clears_section: bool = False) -> Any:
     """A spec field, and (with `flag`) the `bench run` option that sets it: the field is the one statement
-    of the option; `bench run`'s flags and the command-line layer of `resolve` are built from it.
+    of the option; `bench run`'s flags and the command-line layer of `resolve` are built from it
+    (bench.cli.options).
 
     group: the --help section; exclusive: options sharing a name exclude each other (the budget);
     none_clears_section: `--flag none` drops the whole section the field is in (`--ppl none`).
@@ -227,10 +228,6 @@ class RunSpec:
     def from_yaml(cls, path: str | Path) -> RunSpec:
         return from_yaml(path)
 
-    @classmethod
-    def from_cli(cls, args) -> RunSpec:
-        return from_cli(args)
-
     @property
     def budgets(self) -> list[dict[str, Any]]:
         return [{"layers": None, "ratio": r} for r in self.ratios] + [{"layers": n, "ratio": None}
@@ -418,117 +415,6 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be a string, not {value!r}", f"e.g. {where}: auto")
         return str(value)
     return value
-
-
-# ------------------------------------------------------------------------------------------ the CLI side
-
-@dataclass(frozen=True)
-class CliOption:
-    """A `bench run` option, read off the spec field that states it (see `option`)."""
-
-    flag: str
-    path: tuple[str, ...]  # where its value goes in the spec mapping
-    help: str
-    group: str
-    exclusive: str | None
-    choices: tuple[str, ...] | None
-    kind: type  # bool: a switch; int: a number; str: text parsed by the spec (lists, none)
-    none_clears_section: bool
-
-    @property
-    def dest(self) -> str:
-        return self.flag.removeprefix("--").replace("-", "_")
-
-
-def cli_options(cls: type = None, path: tuple[str, ...] = ()) -> list[CliOption]:
-    """Every spec field that has a `bench run` flag, in declaration order (nested sections included)."""
-    cls = cls or RunSpec
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        union = typing.get_origin(tp) in (typing.Union, types.UnionType)
-        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] if union else []
-        if dataclasses.is_dataclass(tp) or inner:
-            out += cli_options(tp if dataclasses.is_dataclass(tp) else inner[0], (*path, f.name))
-        elif f.metadata.get("flag"):
-            m = f.metadata
-            kind = bool if tp is bool else int if tp is int else str
-            out.append(CliOption(m["flag"], (*path, f.name), m["help"], m["group"], m["exclusive"], m["choices"],
-                                 kind, m["none_clears_section"]))
-    return out
-
-
-def add_cli_options(parser, groups: dict[str, Any]) -> None:
-    """The spec's options as argparse flags (unset ones stay None, so only given ones override).
-    `groups`: argument group name -> an argparse group (or parser) to add its options to."""
-    exclusive: dict[str, Any] = {}
-    for opt in cli_options():
-        target = groups.get(opt.group, parser)
-        if opt.exclusive:
-            if opt.exclusive not in exclusive:
-                exclusive[opt.exclusive] = target.add_mutually_exclusive_group()
-            target = exclusive[opt.exclusive]
-        kwargs: dict[str, Any] = {"dest": opt.dest, "help": opt.help}
-        if opt.kind is bool:
-            kwargs["action"] = "store_true"
-            kwargs["default"] = None
-        else:
-            kwargs["type"] = int if opt.kind is int else str
-            if opt.choices:
-                kwargs["choices"] = list(opt.choices)
-        target.add_argument(opt.flag, **kwargs)
-
-
-def cli_overrides(args) -> dict[str, Any]:
-    """The options the user actually gave (argparse defaults are None), as a nested spec mapping."""
-    out: dict[str, Any] = {}
-    for opt in cli_options():
-        value = getattr(args, opt.dest, None)
-        if value is None or value is False:
-            continue
-        if opt.none_clears_section and str(value).strip().lower() in ("none", ""):
-            node = out
-            for part in opt.path[:-2]:
-                node = node.setdefault(part, {})
-            node[opt.path[-2]] = None
-            continue
-        node = out
-        for part in opt.path[:-1]:
-            node = node.setdefault(part, {})
-        node[opt.path[-1]] = value
-    return out
-
-
-def apply_params(spec: RunSpec, items: list[str] | None) -> RunSpec:
-    """`--param method.name=value` (or `name=value` when the run has one method) onto the spec's methods."""
-    if not items:
-        return spec
-    from methods.params import parse_param_args
-
-    by_method: dict[str, dict[str, Any]] = {}
-    names = [m.name for m in spec.methods]
-    for dotted, value in parse_param_args(items).items():
-        method, dot, name = dotted.rpartition(".")
-        if not dot:
-            if len(set(names)) != 1:
-                raise ConfigError(f"--param {dotted}={value} does not say which method it is for",
-                                  f"write --param METHOD.{dotted}={value}")
-            method = names[0]
-        if method not in names:
-            raise ConfigError(f"--param {dotted}={value} is for method {method!r}, which is not in this run",
-                              f"methods in this run: {', '.join(names)}")
-        by_method.setdefault(method, {})[name] = value
-    methods = tuple(
-        MethodSpec(m.name, tuple(sorted({**m.params_dict(), **by_method.get(m.name, {})}.items())))
-        for m in spec.methods)
-    return dataclasses.replace(spec, methods=methods)
-
-
-def from_cli(args) -> RunSpec:
-    """The RunSpec for `bench run` options: preset <- --config YAML <- options."""
-    spec = resolve(cli_overrides(args), getattr(args, "config", None))
-    return apply_params(spec, getattr(args, "param", None))
 
 
 def from_yaml(path: str | Path) -> RunSpec:

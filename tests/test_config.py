@@ -8,18 +8,19 @@ import dataclasses
 import pytest
 
 from bench import config, presets
+from bench.cli import options
 from bench.config import MethodSpec, RunSpec
 from bench.errors import BudgetError, ConfigError, UnknownNameError
 
 
 def _args(**kw):
     """An argparse namespace as `bench run` builds it (unset options are None)."""
-    keys = [*(o.dest for o in config.cli_options()), "config", "param"]
+    keys = [*(o.dest for o in options.cli_options()), "config", "param"]
     return argparse.Namespace(**{k: None for k in keys} | kw)
 
 
 def test_default_is_the_quick_preset():
-    spec = config.from_cli(_args())
+    spec = options.from_cli(_args())
     assert spec.preset == "quick"
     assert [m.name for m in spec.models] == ["smollm2-135m"]
     import methods
@@ -39,13 +40,13 @@ def test_precedence_cli_over_yaml_over_preset(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("methods: [shortgpt, laco]\nlayers: [2]\neval:\n  limit: 7\n  batch_size: 3\n"
                     "  perplexity: {window: 64}\n")
-    spec = config.from_cli(_args(config=str(path), limit="11", methods="laco"))
+    spec = options.from_cli(_args(config=str(path), limit="11", methods="laco"))
     assert [m.name for m in spec.methods] == ["laco"]  # CLI over YAML
     assert spec.eval.limit == 11 and spec.eval.batch_size == 3  # CLI, YAML
     assert spec.layers == (2,) and spec.ratios == ()  # a YAML budget replaces the preset's
     assert spec.eval.perplexity.window == 64 and spec.eval.perplexity.corpora == ("c4",)  # nested merge
     assert spec.eval.tasks == tuple(presets.get("quick")["eval"]["tasks"])
-    spec = config.from_cli(_args(config=str(path), ratios="0.5"))
+    spec = options.from_cli(_args(config=str(path), ratios="0.5"))
     assert spec.ratios == (0.5,) and spec.layers == ()
 
 
@@ -60,20 +61,20 @@ def test_yaml_preset_and_method_forms(tmp_path):
 
 
 def test_none_values_and_lists_from_strings():
-    spec = config.from_cli(_args(tasks="none", limit="none", ppl="none", seed="1,2", models="a,b"))
+    spec = options.from_cli(_args(tasks="none", limit="none", ppl="none", seed="1,2", models="a,b"))
     assert spec.eval.tasks == () and spec.eval.limit is None and spec.eval.perplexity is None
     assert spec.seeds == (1, 2) and [m.name for m in spec.models] == ["a", "b"]
 
 
 def test_params_go_to_their_method():
-    spec = config.from_cli(_args(methods="laco,random", param=["laco.threshold=0.3", "random.seed=4"]))
+    spec = options.from_cli(_args(methods="laco,random", param=["laco.threshold=0.3", "random.seed=4"]))
     assert spec.methods == (MethodSpec("laco", (("threshold", "0.3"),)), MethodSpec("random", (("seed", "4"),)))
-    spec = config.from_cli(_args(methods="laco", param=["threshold=0.3"]))
+    spec = options.from_cli(_args(methods="laco", param=["threshold=0.3"]))
     assert spec.methods == (MethodSpec("laco", (("threshold", "0.3"),)),)
     with pytest.raises(ConfigError, match="not in this run"):
-        config.from_cli(_args(methods="laco", param=["shortgpt.x=1"]))
+        options.from_cli(_args(methods="laco", param=["shortgpt.x=1"]))
     with pytest.raises(ConfigError, match="which method"):
-        config.from_cli(_args(methods="laco,last", param=["threshold=0.3"]))
+        options.from_cli(_args(methods="laco,last", param=["threshold=0.3"]))
 
 
 @pytest.mark.parametrize("text, match", [
@@ -104,7 +105,7 @@ def test_bad_yaml_is_one_config_error(tmp_path, text, match):
 ])
 def test_bad_options(kw, error):
     with pytest.raises(error):
-        config.from_cli(_args(**kw))
+        options.from_cli(_args(**kw))
 
 
 def test_spec_is_frozen_and_hashable():
@@ -133,7 +134,7 @@ def test_run_flags_are_the_spec_fields_options():
     """Each `bench run` option is stated once, on its spec field: the parser and the CLI layer come from it."""
     from bench.cli import build_parser
 
-    opts = config.cli_options()
+    opts = options.cli_options()
     assert {o.flag for o in opts} >= {"--models", "--ratios", "--limit", "--ppl", "--calib-samples", "--mem-gb"}
     for o in opts:  # every option lands on a real field of the spec mapping
         node = dataclasses.asdict(config.resolve({}))
@@ -142,7 +143,7 @@ def test_run_flags_are_the_spec_fields_options():
             node = node[part] if part != o.path[-1] else node
     args = build_parser().parse_args(["run", "--limit", "7", "--gpus-per-cell", "2", "--ppl", "none", "--force",
                                       "--layers", "3", "--calib", "c4"])
-    spec = config.from_cli(args)
+    spec = options.from_cli(args)
     assert (spec.eval.limit, spec.slurm.gpus_per_cell, spec.eval.perplexity, spec.force) == (7, 2, None, True)
     assert spec.layers == (3,) and spec.ratios == () and spec.calib.source == "c4"
     with pytest.raises(SystemExit):  # the budget options exclude each other

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
                     "cell in the store. Finished cells are skipped on a rerun. Without options: the `quick` "
                     "preset (SmolLM2-135M, every method, ratios 0.125 and 0.25, a CPU-sized suite). "
                     "Precedence: preset < --config YAML < options.")
-    from bench.config import add_cli_options
+    from bench.cli.options import add_cli_options
 
     groups = {"matrix": p.add_argument_group("matrix"), "evaluation": p.add_argument_group("evaluation"),
               "run": p.add_argument_group("run"), "slurm": p.add_argument_group("slurm (with --executor slurm)")}
@@ -32,9 +32,9 @@ def run(args) -> int:
     import importlib.util
     import os
 
-    from bench import config
+    from bench.cli import options
 
-    spec = config.from_cli(args)  # bad options, YAML and keys fail here, before anything is imported or written
+    spec = options.from_cli(args)  # bad options, YAML and keys fail here, before anything is imported or written
     os.environ.setdefault("TQDM_DISABLE", "1")  # third-party bars would tear ours; progress is ours
     if not args.verbose:  # lm-eval warns on every model-object evaluation; that is our normal path
         import logging
