@@ -39,8 +39,6 @@ from typing import Any
 
 from bench.errors import UnknownNameError
 
-_HELPERS = {"base", "params", "surgery", "windows"}  # modules of the package that hold no method
-
 
 @dataclass(frozen=True)
 class MethodInfo:
@@ -100,7 +98,7 @@ def _scan() -> None:
         return
     _scanned = True
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name in _HELPERS or mod.name.startswith("_"):
+        if mod.name.startswith("_"):
             continue
         source = (Path(__path__[0]) / f"{mod.name}.py").read_text(encoding="utf-8")
         for node in ast.parse(source).body:

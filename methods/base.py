@@ -68,7 +68,7 @@ class PrunePlan:
 
     method: str
     n_layers: int  # dense model's layer count
-    ops: list[dict[str, Any]]  # ordered: {"op": "remove", "layers": [...]} | {"op": "merge", ...} | {"op": "replace", ...}
+    ops: list[dict[str, Any]]  # ordered methods.ops operations as JSON (`ops.to_dict`); `typed_ops` reads them
     removed_original: list[int]  # dense indices whose layer no longer exists as itself
     budget: dict[str, Any]  # {"layers": requested, "ratio": requested}
     layers_removed: int  # net layers removed
@@ -79,6 +79,13 @@ class PrunePlan:
     calib: dict[str, Any] | None = None
     cost: dict[str, Any] = field(default_factory=dict)  # scoring seconds, training cost, ...
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def typed_ops(self) -> list:
+        """The operations as `methods.ops` dataclasses (Remove | Merge | Replace)."""
+        from methods.ops import parse
+
+        return [parse(op) for op in self.ops]
 
     @property
     def param_ratio(self) -> float:
@@ -160,11 +167,12 @@ class Pruner(ABC):
                      calib=None, cost: dict[str, Any] | None = None) -> PrunePlan:
         """A plan that deletes `removed` (dense indices) and nothing else."""
         from bench import arch
+        from methods import ops
 
         per_layer = arch.layer_parameter_counts(model)
         removed = sorted(int(i) for i in removed)
         return PrunePlan(
-            method=self.name, n_layers=len(per_layer), ops=[{"op": "remove", "layers": removed}],
+            method=self.name, n_layers=len(per_layer), ops=[ops.to_dict(ops.Remove(removed))],
             removed_original=removed, budget=budget.to_dict(), layers_removed=len(removed),
             params_total=arch.count_parameters(model), params_removed=sum(per_layer[i] for i in removed),
             scores=scores, params=self.params_dict(), calib=calib.spec.to_dict() if calib is not None else None,

@@ -28,6 +28,7 @@ import torch
 
 from methods import register
 from methods.base import Budget, PrunePlan, Pruner
+from methods.ops import Merge, to_dict
 
 
 @register
@@ -89,7 +90,7 @@ class LaCo(Pruner):
                 trials.append({"layer": layer, "group": group, "similarity": sim, "threshold": threshold,
                                "accepted": ok})
                 if ok:
-                    ops.append({"op": "merge", "base": layer, "others": others, "rule": p.merge})
+                    ops.append(to_dict(Merge(base=layer, others=others, rule=p.merge)))
                     origin[layer:layer + group] = [sum(origin[layer:layer + group], [])]
                     removed += group - 1
                     layer = min(layer - p.interval, arch.num_layers(work) - 1 - p.layers_per_merge)

@@ -50,6 +50,7 @@ from bench.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train
 from methods import register
 from methods.base import Budget, PrunePlan, Pruner
+from methods.ops import Replace, to_dict
 from methods.windows import best_start, block_influence, window_scores
 
 _NOTES = {
@@ -135,7 +136,7 @@ class Streamline(Pruner):
                                             m=p.ffn_mult)
         return PrunePlan(
             method=self.name, n_layers=len(per_layer),
-            ops=[{"op": "replace", "start": start, "stop": stop, "module": f"streamline-{p.replacement}"}],
+            ops=[to_dict(Replace(start=start, stop=stop, module=f"streamline-{p.replacement}"))],
             removed_original=list(range(start, stop)), budget=budget.to_dict(), layers_removed=k,
             params_total=arch.count_parameters(model), params_removed=sum(per_layer[start:stop]) - module_params,
             scores={**scores, "module_params": module_params}, params=self.params_dict(),

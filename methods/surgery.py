@@ -9,6 +9,7 @@ import torch
 
 from bench import arch
 from bench.errors import SurgeryError
+from methods.ops import Merge, Op, Remove, parse
 
 
 def mergeable_names(layer: torch.nn.Module) -> set[str]:
@@ -49,21 +50,19 @@ def merge_rule(rule: str, mergeable: set[str]) -> Callable[[str, torch.Tensor, l
     return combine
 
 
-def apply_ops(model, ops: list[dict[str, Any]], modules: dict[str, torch.nn.Module] | None = None):
-    """Apply plan ops in order. `modules` maps a replace op's `module` key to the module to install."""
-    for op in ops:
-        kind = op["op"]
-        if kind == "remove":
-            arch.remove_layers(model, op["layers"])
-        elif kind == "merge":
-            base = arch.decoder_layers(model)[op["base"]]
-            arch.merge_layers(model, op["base"], op["others"], merge_rule(op["rule"], mergeable_names(base)))
-        elif kind == "replace":
-            if not modules or op["module"] not in modules:
-                raise SurgeryError(f"the plan replaces layers {op['start']}..{op['stop'] - 1} with a trained "
-                                   f"module {op['module']!r} that was not given",
-                                   "heal the model (train the replacement) or load the saved checkpoint")
-            arch.replace_span(model, op["start"], op["stop"], modules[op["module"]])
+def apply_ops(model, ops: list[Op | dict[str, Any]], modules: dict[str, torch.nn.Module] | None = None):
+    """Apply plan ops (typed, or as the plan's JSON) in order. `modules` maps a replace op's `module` name
+    to the module to install."""
+    for op in map(parse, ops):
+        if isinstance(op, Remove):
+            arch.remove_layers(model, op.layers)
+        elif isinstance(op, Merge):
+            base = arch.decoder_layers(model)[op.base]
+            arch.merge_layers(model, op.base, op.others, merge_rule(op.rule, mergeable_names(base)))
         else:
-            raise SurgeryError(f"unknown plan operation {kind!r}", "the plan file may be from a newer version")
+            if not modules or op.module not in modules:
+                raise SurgeryError(f"the plan replaces layers {op.start}..{op.stop - 1} with a trained "
+                                   f"module {op.module!r} that was not given",
+                                   "heal the model (train the replacement) or load the saved checkpoint")
+            arch.replace_span(model, op.start, op.stop, modules[op.module])
     return model

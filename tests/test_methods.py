@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 import methods
 from bench import arch
 from bench.calib import Calibration, CalibSpec
-from bench.errors import BudgetError, ConfigError, UnknownNameError
+from bench.errors import BudgetError, ConfigError, SurgeryError, UnknownNameError
 from bench.export import save_pruned
 from methods.base import Budget, PrunePlan
 from methods.surgery import merge_rule
@@ -175,3 +175,16 @@ def test_every_method_prunes_every_family_and_exports(fam, name, corpus, tmp_pat
         torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
     assert json.loads((out / "plan.json").read_text())["method"] == name
     assert "base_model: tiny" in (out / "README.md").read_text()
+
+
+def test_plan_ops_are_typed_and_round_trip():
+    from methods import ops
+
+    typed = [ops.Remove([1, 2]), ops.Merge(base=3, others=[4], rule="paper"), ops.Replace(0, 2, "m")]
+    as_json = [ops.to_dict(op) for op in typed]
+    assert as_json[0] == {"op": "remove", "layers": [1, 2]}
+    assert [ops.parse(d) for d in as_json] == typed
+    with pytest.raises(SurgeryError, match="unknown plan operation 'fold'"):
+        ops.parse({"op": "fold"})
+    with pytest.raises(SurgeryError, match="expected"):
+        ops.parse({"op": "remove", "layer": [1]})
