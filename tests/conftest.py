@@ -13,6 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from test_runner_fixtures import boom_method, tiny_env  # noqa: E402, F401 - fixtures shared by the runner tests
+
 
 @pytest.fixture(scope="module")
 def one_thread():

@@ -7,12 +7,8 @@ import json
 
 import pandas as pd
 import pytest
-import test_runner_fixtures as fx
 
 from bench.cli import main
-
-boom_method = fx.boom_method  # a shared fixture
-tiny_env = fx.tiny_env  # a shared fixture
 
 
 @pytest.fixture(autouse=True)

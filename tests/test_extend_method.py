@@ -8,13 +8,10 @@ import json
 from dataclasses import dataclass
 
 import pytest
-import test_runner_fixtures as fx
 
 import methods
 from bench.cli import main
 from methods.base import Budget, Pruner
-
-tiny_env = fx.tiny_env  # a shared fixture
 
 
 class MiddleLayers(Pruner):

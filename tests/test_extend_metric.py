@@ -8,14 +8,11 @@ import json
 from dataclasses import dataclass
 
 import pytest
-import test_runner_fixtures as fx
 
 from bench import metrics
 from bench.cli import main
 from bench.metrics import EvalContext, Evaluator, Measure, Metric, Outcome, RelativeChange
 from bench.record import Part
-
-tiny_env = fx.tiny_env  # a shared fixture
 
 
 @dataclass

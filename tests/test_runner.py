@@ -7,13 +7,10 @@ import gc
 import weakref
 
 import pytest
-import test_runner_fixtures as fx
 
 from bench import cells as matrix
 from bench import config, runner
 from bench.config import MethodSpec
-
-tiny_env = fx.tiny_env  # a shared fixture
 
 
 def test_quick_matrix_is_dense_plus_methods_times_ratios():

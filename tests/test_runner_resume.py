@@ -12,12 +12,9 @@ import subprocess
 import time
 
 import pandas as pd
-import test_runner_fixtures as fx
 from test_runner_fixtures import PYTHON, subprocess_env
 
 from bench.cli import main
-
-tiny_env = fx.tiny_env  # a shared fixture
 
 # runs `bench run` with the perplexity stage of the N-th cell hanging (after writing a marker)
 HANG = """

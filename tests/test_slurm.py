@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import test_runner_fixtures as fx
 from test_runner_fixtures import subprocess_env
 
 from bench.cli import main
-
-tiny_env = fx.tiny_env  # a shared fixture
 
 
 @pytest.fixture

@@ -1,0 +1,44 @@
+"""The typed cell record: every committed record reads into a CellRecord and writes back to the same JSON
+(typed parts lose nothing, unknown keys survive), and an older schema is migrated on reading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench import record
+from bench.metrics import load_record
+from bench.metrics.accuracy import AccuracyPart
+from bench.metrics.perplexity import CorpusPerplexity
+
+STORE = Path(__file__).resolve().parent.parent / "reports" / "store"
+
+
+def test_committed_records_round_trip_through_the_typed_record():
+    paths = sorted(STORE.glob("cells/*/record.json"))
+    assert paths
+    for path in paths:
+        raw = json.loads(path.read_text())
+        typed = load_record(raw)
+        assert isinstance(typed.accuracy, AccuracyPart) and all(isinstance(p, CorpusPerplexity)
+                                                                for p in typed.perplexity)
+        assert typed.to_dict() == raw, path
+
+
+def test_unknown_keys_survive_and_old_schemas_migrate(monkeypatch):
+    raw = {"key": "k", "schema": 1, "status": "ok", "cell": {"kind": "dense", "model": "m", "method": "dense"},
+           "accuracy": {"average": 0.5, "tasks": {}, "from_the_future": 1}, "new_part": {"x": 1}}
+    typed = load_record(raw)
+    assert typed.accuracy.unknown == {"from_the_future": 1} and typed.extra == {"new_part": {"x": 1}}
+    assert typed.to_dict()["accuracy"]["from_the_future"] == 1 and typed.to_dict()["new_part"] == {"x": 1}
+
+    def rename(old):  # a schema-1 -> 2 migration: `accuracy.average` became `accuracy.mean`, say
+        new = json.loads(json.dumps(old))
+        new["accuracy"]["average"] = new["accuracy"].pop("average") * 100
+        return new
+
+    monkeypatch.setattr(record, "SCHEMA", 2)
+    monkeypatch.setitem(record.MIGRATIONS, 1, rename)
+    migrated = load_record(raw)
+    assert migrated.schema == 2 and migrated.accuracy.average == 50.0
+    assert raw["accuracy"]["average"] == 0.5  # the stored dict is not changed
