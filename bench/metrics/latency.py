@@ -8,17 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.metrics import (
-    Column,
-    EvalContext,
-    Evaluator,
-    Measure,
-    Metric,
-    Outcome,
-    RelativeChange,
-    evaluator,
-    metric,
-)
+from bench.metrics import evaluator, metric
+from bench.metrics._types import Column, EvalContext, Evaluator, Measure, Metric, Outcome, RelativeChange
 from bench.record import Part, number
 
 
