@@ -7,8 +7,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.metrics import evaluator, metric
-from bench.metrics._types import AbsoluteDrop, Column, EvalContext, Evaluator, Measure, Metric, Outcome
+from bench.metrics import (
+    AbsoluteDrop,
+    Column,
+    EvalContext,
+    Evaluator,
+    Measure,
+    Metric,
+    Outcome,
+    evaluator,
+    metric,
+)
 from bench.record import Part, number
 
 

@@ -8,8 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.metrics import evaluator, metric
-from bench.metrics._types import Column, EvalContext, Evaluator, Measure, Metric, Outcome, RelativeChange
+from bench.metrics import (
+    Column,
+    EvalContext,
+    Evaluator,
+    Measure,
+    Metric,
+    Outcome,
+    RelativeChange,
+    evaluator,
+    metric,
+)
 from bench.record import Part, number
 
 

@@ -6,8 +6,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.metrics import evaluator, metric
-from bench.metrics._types import Column, EvalContext, Evaluator, Measure, Metric, Outcome, RelativeChange
+from bench.metrics import (
+    Column,
+    EvalContext,
+    Evaluator,
+    Measure,
+    Metric,
+    Outcome,
+    RelativeChange,
+    evaluator,
+    metric,
+)
 from bench.record import Part
 
 
