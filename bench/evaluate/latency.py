@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import logging
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,6 @@ from typing import Any
 
 import torch
 
-from bench.cost import max_rss
 from bench.device import is_cuda, synchronize
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,13 @@ def parameter_size(model: torch.nn.Module) -> tuple[int, int]:
             count += p.numel()
             nbytes += p.numel() * p.element_size()
     return count, nbytes
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024   # Linux reports KiB
 
 
 def _pad_token_id(model) -> int:
@@ -159,7 +166,7 @@ def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, 
     if is_cuda(device):
         peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
     else:
-        peak, kind = max_rss(), "process_peak_rss"
+        peak, kind = _peak_rss_bytes(), "process_peak_rss"
     return [_result(p, prompt_tokens, warmup, repeats, seed, peak, kind, identity) for p in probes]
 
 
