@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -12,13 +14,18 @@ def register(subparsers) -> None:
     p.add_argument("--store", default="store", help="result store folder (default ./store)")
     p.add_argument("--out", default="reports", help="output folder (default ./reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, kept="the store is untouched; pages already rewritten are complete, the others unchanged")
 
 
 def run(args) -> int:
     from bench import report
+    from bench.pathcheck import no_empty_leftovers, readable_folder, writable_folder
 
-    written = report.render(args.store, args.out, figures=not args.no_figures)
+    if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
+        readable_folder(args.store, "--store", "result store")
+    writable_folder(args.out, "--out")
+    with no_empty_leftovers(args.out):
+        written = report.render(args.store, args.out, figures=not args.no_figures)
     pages = [p for p in written if p.suffix == ".md"]
     print(f"wrote {', '.join(str(p) for p in pages)} and {len(written) - len(pages)} figure(s)")
     return 0

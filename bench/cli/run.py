@@ -34,7 +34,9 @@ def register(subparsers) -> None:
     r.add_argument("--config", help="a YAML run file (keys as in the presets; unknown keys are errors)")
     r.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--dtype", help="auto, bfloat16, float32 or float16")
-    r.add_argument("--executor", choices=["local", "slurm"], help="in-process (default) or one Slurm job per cell")
+    r.add_argument("--executor", choices=["local", "slurm", "submitit-local"],
+                   help="in-process (default), one Slurm job per cell, or one local subprocess per cell through "
+                        "submitit (no Slurm needed)")
     r.add_argument("--store", help="result store folder (default ./store)")
     r.add_argument("--force", action="store_true", help="recompute cells already in the store")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of progress bars")
@@ -46,7 +48,7 @@ def register(subparsers) -> None:
     s.add_argument("--time-min", type=int, help="time limit per cell job, minutes (default 120)")
     s.add_argument("--cpus-per-cell", type=int, help="CPUs per cell job (default 8)")
     s.add_argument("--mem-gb", type=int, help="memory per cell job, GB (default 64)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, kept="every cell finished before is in the store; the run resumes where it stopped")
 
 
 def run(args) -> int:
@@ -56,6 +58,10 @@ def run(args) -> int:
     from bench import config
 
     spec = config.from_cli(args)  # bad options, YAML and keys fail here, before anything is imported or written
+    if not args.no_report:
+        from bench.pathcheck import writable_folder
+
+        writable_folder(args.report_dir, "--report-dir")
     os.environ.setdefault("TQDM_DISABLE", "1")  # third-party bars would tear ours; progress is ours
     if not args.verbose:  # lm-eval warns on every model-object evaluation; that is our normal path
         import logging
