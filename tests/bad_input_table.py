@@ -68,7 +68,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-store-is-a-file", ["run", "--config", "{cfg}", "--store", "{file}"], "is a file, not a folder"),
     ("run-store-under-a-file", ["run", "--config", "{cfg}", "--store", "{file}/store"], "lies under the file"),
     ("run-store-in-proc", ["run", "--config", "{cfg}", "--store", "/proc/x"], "--store /proc/x is not writable"),
-    ("run-report-dir-is-a-file", [*RUN, "--report-dir", "{file}"], "--report-dir"),
+    ("run-report-dir-is-a-file", [*RUN, "--reports", "{file}"], "--reports"),
     ("run-report-dir-under-a-file", [*RUN, "--report-dir", "{file}/pages"], "lies under the file"),
     ("run-calib-missing", [*RUN, "--methods", "shortgpt", "--calib", "/nonexistent.txt"],
      "calibration text source '/nonexistent.txt' is neither wikipedia nor c4 nor a file"),

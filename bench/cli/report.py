@@ -1,4 +1,5 @@
-"""`bench report`: regenerate reports/*.md and reports/figures/ from a result store (runs no model)."""
+"""`bench report`: write the pages and figures of a result store (runs no model); by default beside the
+store (`<store>/reports`), so the committed `reports/` changes only when asked for with `--out reports`."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ def register(subparsers) -> None:
                     "--store. A pure function of the store: no model runs, torch is not imported, and the "
                     "same store gives byte-identical markdown.")
     p.add_argument("--store", default="store", help="result store folder (default ./store)")
-    p.add_argument("--out", default="reports", help="output folder (default ./reports)")
+    p.add_argument("--out", help="output folder (default: <store>/reports, beside the records; the committed "
+                                 "pages: --store reports/store --out reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
     p.set_defaults(func=run, kept="the store is untouched; pages already rewritten are complete, the others unchanged")
 
@@ -23,9 +25,10 @@ def run(args) -> int:
 
     if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
         readable_folder(args.store, "--store", "result store")
-    writable_folder(args.out, "--out")
-    with no_empty_leftovers(args.out):
-        written = report.render(args.store, args.out, figures=not args.no_figures)
+    out = args.out or report.default_out(args.store)
+    writable_folder(out, "--out")
+    with no_empty_leftovers(out):
+        written = report.render(args.store, out, figures=not args.no_figures)
     pages = [p for p in written if p.suffix == ".md"]
     print(f"wrote {', '.join(str(p) for p in pages)} and {len(written) - len(pages)} figure(s)")
     return 0

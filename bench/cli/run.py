@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     r.add_argument("--store", help="result store folder (default ./store)")
     r.add_argument("--force", action="store_true", help="recompute cells already in the store")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of progress bars")
-    r.add_argument("--report-dir", default="reports", help="where the report pages go after the run (default reports)")
+    r.add_argument("--reports", "--report-dir", dest="report_dir", metavar="DIR",
+                   help="where the report pages go after the run (default: <store>/reports, beside the records)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report pages after the run")
     s = p.add_argument_group("slurm (with --executor slurm)")
     s.add_argument("--partition", help="Slurm partition")
@@ -58,10 +59,10 @@ def run(args) -> int:
     from bench import config
 
     spec = config.from_cli(args)  # bad options, YAML and keys fail here, before anything is imported or written
-    if not args.no_report:
+    if not args.no_report and args.report_dir:  # the default, <store>/reports, is checked with the store
         from bench.pathcheck import writable_folder
 
-        writable_folder(args.report_dir, "--report-dir")
+        writable_folder(args.report_dir, "--reports")
     os.environ.setdefault("TQDM_DISABLE", "1")  # third-party bars would tear ours; progress is ours
     if not args.verbose:  # lm-eval warns on every model-object evaluation; that is our normal path
         import logging
@@ -85,7 +86,7 @@ def run(args) -> int:
         try:
             from bench import report
 
-            written = report.render(spec.store, args.report_dir)
+            written = report.render(spec.store, args.report_dir or report.default_out(spec.store))
             console.print(f"report: {', '.join(str(p) for p in written if p.suffix == '.md')}")
         except Exception as exc:  # a report problem must not hide the run's results
             print(f"warning: the report generator failed: {type(exc).__name__}: {exc}", file=sys.stderr)
