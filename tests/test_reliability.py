@@ -237,3 +237,22 @@ def test_argparse_errors_are_one_line_in_a_real_process(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["error: bench prune: argument --method: expected one argument "
                                         "(hint: see `bench prune --help`)"]
+
+
+def test_a_damaged_dense_artifact_is_computed_again(tiny_env, tmp_path, capsys, caplog):
+    """Pruned cells read the dense cell's per-sample records (stability): a damaged samples.jsonl makes the
+    dense cell computed again instead of failing every pruned cell on every run."""
+    over = {"eval": {"tasks": ["piqa"], "limit": 4, "stability": True}}
+    assert _run(tiny_env, tmp_path, **over) == 0
+    records = {json.loads(p.read_text())["cell"]["kind"]: p for p in (tmp_path / "store").glob("cells/*/record.json")}
+    dense_finished = json.loads(records["dense"].read_text())["finished_at"]
+    (records["dense"].parent / "samples.jsonl").write_text('{"task": "piqa", broken\n')
+    records["pruned"].unlink()
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING, logger="bench"):
+        assert _run(tiny_env, tmp_path, **over) == 0
+    assert any("computing it again" in r.getMessage() for r in caplog.records)
+    assert json.loads(records["dense"].read_text())["finished_at"] > dense_finished
+    assert [json.loads(line) for line in (records["dense"].parent / "samples.jsonl").read_text().splitlines()]
+    pruned = json.loads(records["pruned"].read_text())
+    assert pruned["status"] == "ok" and pruned["stability"]["mean"] is not None
