@@ -8,7 +8,7 @@ the spec, the cell and its key (small, picklable), loads the model itself and ru
 limit, node failure, OOM kill) is recorded as failed here, from submitit's error.
 
 The store and submitit's folder must be on a filesystem every node shares. `--executor slurm` refuses
-to start when no Slurm is reachable (no `sbatch` on PATH, or `squeue` cannot reach the controller)
+to start when no Slurm is reachable (no `sbatch` on PATH, or `sinfo` cannot reach the controller)
 rather than letting submitit fall back to local jobs. `--executor submitit-local` (or `slurm.cluster:
 local`) runs the jobs as local subprocesses through submitit's LocalExecutor (the tests do); `slurm.cluster:
 debug` runs them in this process.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import getpass
 import logging
 import shutil
 import subprocess
@@ -52,13 +51,12 @@ def check_reachable(spec: RunSpec) -> None:
         raise ConfigError("--executor slurm needs Slurm, and no `sbatch` is on PATH",
                           f"run from a Slurm login node, or {alternatives}")
     try:
-        proc = subprocess.run(["squeue", "-h", "-o", "%i", "-u", getpass.getuser()], capture_output=True,
-                              text=True, timeout=30)
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
         problem = None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no answer"])[-1]
     except (OSError, subprocess.SubprocessError) as exc:
         problem = str(exc)
     if problem:
-        raise ConfigError(f"--executor slurm cannot reach the Slurm controller (squeue: {problem[:200]})",
+        raise ConfigError(f"--executor slurm cannot reach the Slurm controller (sinfo: {problem[:200]})",
                           f"check the cluster, or {alternatives}")
 
 

@@ -184,7 +184,7 @@ def test_finding_6_slurm_is_refused_when_the_controller_does_not_answer(tiny_env
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, body in {"sbatch": "exit 0", "srun": "exit 0",
-                       "squeue": "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1"}.items():
+                       "sinfo": "echo 'slurm_load_partitions: Unable to contact slurm controller' >&2; exit 1"}.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -193,6 +193,11 @@ def test_finding_6_slurm_is_refused_when_the_controller_does_not_answer(tiny_env
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot reach the Slurm controller" in err[0] and "submitit-local" in err[0]
     assert not (tmp_path / "store").exists()
+    (bin_dir / "sinfo").write_text("#!/bin/sh\necho gpu\n")  # a controller that answers: accepted
+    from bench import config
+    from bench.slurm import check_reachable
+
+    check_reachable(config.resolve({"executor": "slurm"}))
 
 
 def test_submitit_local_is_its_own_executor_without_a_percent_j_folder(tmp_path):
