@@ -58,8 +58,10 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:  # say which file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

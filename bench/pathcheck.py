@@ -39,13 +39,13 @@ def nearest_existing(path: Path) -> Path:
     return path
 
 
-def _probe(folder: Path, option: str, given: str | os.PathLike) -> None:
+def _probe(folder: Path, option: str, given: str | os.PathLike, kind: str = "folder") -> None:
     try:
         os.rmdir(tempfile.mkdtemp(dir=folder, prefix=".bench-write-check-"))
     except OSError as exc:
         where = "" if Path(folder) == Path(os.path.abspath(given)) else f" (in {folder})"
         raise PathError(f"{option} {given} is not writable{where}: {os_reason(exc)}",
-                        f"give {option} a folder you can write to") from None
+                        f"give {option} a {kind} you can write to") from None
 
 
 def writable_folder(path: str | os.PathLike, option: str) -> Path:
@@ -72,7 +72,7 @@ def writable_file(path: str | os.PathLike, option: str) -> Path:
     anchor = nearest_existing(p.parent)
     if not anchor.is_dir():
         raise PathError(f"{option} {path} lies under the file {anchor}", f"give {option} a file path")
-    _probe(anchor, option, path)
+    _probe(anchor, option, path, "path")
     return p
 
 
