@@ -9,7 +9,9 @@ writes nothing, a full-disk case keeps what was there before (compared by conten
 from __future__ import annotations
 
 import functools
+import json
 import re
+import shlex
 import shutil
 import subprocess
 import textwrap
@@ -47,10 +49,11 @@ def _in_namespace(script: str, cwd) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
 
-def _bench(name: str, args: str) -> str:
-    """Shell lines that run `bench ARGS` and keep its exit code and stderr as results/NAME.{rc,err}."""
-    return (f"{fx.PYTHON} -m bench {args} > results/{name}.out 2> results/{name}.err; "
-            f"echo $? > results/{name}.rc\n")
+def _bench(name: str, args: str, background: bool = False) -> str:
+    """Shell lines that run `bench ARGS` and keep its exit code and stderr as results/NAME.{rc,err}
+    (`background`: alongside the next ones, until a `wait`)."""
+    line = f"{fx.PYTHON} -m bench {args} > results/{name}.out 2> results/{name}.err; echo $? > results/{name}.rc"
+    return f"({line}) &\n" if background else line + "\n"
 
 
 def _result(root, name: str) -> tuple[int, list[str]]:
@@ -67,6 +70,22 @@ def _assert_one_error(rc: int, lines: list[str], fragment: str, only_line: bool 
     if only_line:
         assert len(lines) == 1, lines
 
+
+# every read-only case fails before anything heavy is imported, so one interpreter runs them all in turn
+IN_ONE_PROCESS = """
+import contextlib, io, json, sys, traceback
+from bench.cli import main
+for name, argv in json.loads(sys.argv[1]).items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            rc = main(argv)
+        except BaseException:
+            rc = 1
+            err.write(traceback.format_exc())
+    open(f"results/{name}.err", "w").write(err.getvalue())
+    open(f"results/{name}.rc", "w").write(str(rc))
+"""
 
 READ_ONLY = {  # name -> (bench arguments, what the line says)
     "run-read-only-finished-store": ("run --config run.yaml --store ro/store --plain --no-report",
@@ -88,15 +107,17 @@ def read_only_results(tiny_env, tmp_path_factory):
     root = tmp_path_factory.mktemp("read-only")
     (root / "results").mkdir()
     tiny_env.config(root / "run.yaml", methods=["last"])
-    subprocess.run([fx.PYTHON, "-m", "bench", "run", "--config", "run.yaml", "--store", "store", "--plain",
-                    "--no-report"], cwd=root, env=fx.subprocess_env(), check=True, capture_output=True)
+    from bench.cli import main
+
+    assert main(["run", "--config", str(root / "run.yaml"), "--store", str(root / "store"), "--plain",
+                 "--no-report"]) == 0
     (root / "ro").mkdir()
     shutil.copytree(root / "store", root / "ro" / "store")
     (root / "ro" / "out").mkdir()  # empty: the export would be built beside it, in the read-only folder
     before = _snapshot(root / "ro")
+    cases = {name: shlex.split(args.format(model=tiny_env.model)) for name, (args, _) in READ_ONLY.items()}
     script = "mount --bind ro ro && mount -o remount,bind,ro ro\n"
-    for name, (args, _) in READ_ONLY.items():
-        script += _bench(name, args.format(model=tiny_env.model))
+    script += f"{fx.PYTHON} -c {shlex.quote(IN_ONE_PROCESS)} {shlex.quote(json.dumps(cases))}\n"
     _in_namespace(script, root)
     assert _snapshot(root / "ro") == before  # nothing was written (the mount is gone: the real folder)
     return root
@@ -123,14 +144,17 @@ def full_disk_results(tiny_env, tmp_path_factory):
     prune = f"prune --model {tiny_env.model} --method last --layers 1 --device cpu --dtype float32"
     listing = "(cd disk && find . -path ./filler -prune -o -type f -print | grep -v '\\.lock$' | sort | xargs sha256sum)"
     script = "mount -t tmpfs -o size=4m tmpfs disk\n"
-    script += _bench("prune-first", f"{prune} --out disk/pruned")
-    script += _bench("run-first", "run --config run.yaml --store disk/store --plain --no-report")
+    script += _bench("prune-first", f"{prune} --out disk/pruned", background=True)
+    script += _bench("run-first", "run --config run.yaml --store disk/store --plain --no-report", background=True)
+    script += "wait\n"
     script += "dd if=/dev/zero of=disk/filler bs=4k 2>/dev/null; sync\n"
     script += f"{listing} > results/before.txt\n"
     script += _bench("prune-full", f"{prune} --method shortgpt --calib {tiny_env.corpus} --calib-samples 4 "
-                                   "--calib-seq-len 16 --out disk/pruned")
-    script += _bench("run-full", "run --config run.yaml --store disk/store --plain --no-report --force")
-    script += _bench("report-full", "report --store disk/store --out disk/pages --no-figures")
+                                   "--calib-seq-len 16 --out disk/pruned", background=True)
+    script += _bench("run-full", "run --config run.yaml --store disk/store --plain --no-report --force",
+                     background=True)
+    script += _bench("report-full", "report --store disk/store --out disk/pages --no-figures", background=True)
+    script += "wait\n"
     script += f"{listing} > results/after.txt\n"
     script += "ls -a disk > results/top.txt\n"
     _in_namespace(script, root)
