@@ -15,22 +15,21 @@ as HF's `output_hidden_states` (and every official implementation) does.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
 
 from bench import arch
 from bench.errors import ConfigError
+from bench.textfile import BUILTIN_SOURCES as BUILTIN_SOURCES  # re-exported: traindata, session
+from bench.textfile import source_documents_or_builtin
 
 log = logging.getLogger(__name__)
 
-BUILTIN_SOURCES = ("wikipedia", "c4")
 
 
 @dataclass(frozen=True)
@@ -53,28 +52,15 @@ class CalibSpec:
         return asdict(self)
 
 
-def corpus_documents(source: str) -> tuple[str, ...]:
-    """The documents of a calibration source: a built-in real-text sample or a local file."""
-    if source in BUILTIN_SOURCES:
-        from bench.data import loaders
+def corpus_documents(source: str, what: str = "calibration text", option: str = "--calib") -> tuple[str, ...]:
+    """The documents of a text source: a built-in real-text sample or a local file (`what` and `option` name
+    its use in messages: calibration text from --calib, training text from --train-data)."""
+    docs = source_documents_or_builtin(source, what, option)
+    if docs is not None:
+        return docs
+    from bench.data import loaders
 
-        return loaders.wikipedia_documents() if source == "wikipedia" else loaders.c4_documents()
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"calibration source {source!r} is neither {' nor '.join(BUILTIN_SOURCES)} nor a file",
-                          "give --calib wikipedia, c4, or a path to a .txt or .jsonl file")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".jsonl":
-        try:
-            docs = [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} is not JSONL with a 'text' field per line", "one JSON object per line") \
-                from exc
-    else:
-        docs = [d.strip() for d in text.split("\n\n") if d.strip()]
-    if not docs:
-        raise ConfigError(f"calibration file {path} holds no text", "give a non-empty file")
-    return tuple(docs)
+    return loaders.wikipedia_documents() if source == "wikipedia" else loaders.c4_documents()
 
 
 def token_windows(docs: tuple[str, ...], tokenizer, n: int, seq_len: int, seed: int) -> torch.Tensor:

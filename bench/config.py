@@ -19,7 +19,7 @@ from typing import Any
 from bench import values
 from bench.errors import BudgetError, ConfigError
 
-EXECUTORS = ("local", "slurm")
+EXECUTORS = ("local", "slurm", "submitit-local")
 ALL = "all"  # `methods: all` means every registered method
 
 
@@ -208,7 +208,7 @@ class RunSpec:
         if not self.seeds:
             raise ConfigError("no seeds given", "use --seed 0")
         if self.executor not in EXECUTORS:
-            raise ConfigError(f"unknown executor {self.executor!r}", f"use {' or '.join(EXECUTORS)}")
+            raise ConfigError(f"unknown executor {self.executor!r}", f"use {', '.join(EXECUTORS)}")
         names = [m.name for m in self.methods]
         dupes = {(m.name, m.params) for m in self.methods}
         if len(dupes) != len(names):
@@ -289,6 +289,13 @@ def resolve(cli: dict[str, Any] | None = None, yaml_path: str | Path | None = No
 
 
 # ------------------------------------------------------------------------------------ typed conversion
+
+# the hint for a malformed number, per key that is also a command-line option (else `e.g. <key>: 8`)
+EXAMPLES = {"ratios": "e.g. --ratios 0.125,0.25 (in YAML: ratios: [0.125, 0.25])",
+            "layers": "e.g. --layers 2,4 (in YAML: layers: [2, 4])",
+            "seeds": "e.g. --seed 0,1 (in YAML: seeds: [0, 1])",
+            "eval.limit": "e.g. --limit 50 (in YAML: eval: {limit: 50})",
+            "calib.n_samples": "e.g. --calib-samples 64 (in YAML: calib: {n_samples: 64})"}
 
 
 def _plain(obj: Any) -> Any:
@@ -409,7 +416,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return values.to_number(value, tp)
         except (TypeError, ValueError):
             what = "a whole number" if tp is int and _is_number(value) else "a number"
-            raise ConfigError(f"{where} must be {what}, not {value!r}", f"e.g. {where}: 8") from None
+            raise ConfigError(f"{where} must be {what}, not {value!r}",
+                              EXAMPLES.get(where, f"e.g. {where}: {0.5 if tp is float else 8}")) from None
     if tp is str:
         if isinstance(value, dict | list | tuple) or value is None:
             raise ConfigError(f"{where} must be a string, not {value!r}", f"e.g. {where}: auto")

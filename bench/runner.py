@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.cells import Cell, device_and_dtype, expand, may_train
 from bench.config import RunSpec
-from bench.errors import BudgetError
+from bench.errors import BenchError, BudgetError
 from bench.observer import Observer
 from bench.record import failure
 from bench.session import ModelSession
@@ -29,22 +29,23 @@ log = logging.getLogger(__name__)
 
 
 def validate(spec: RunSpec) -> None:
-    """Check every name and budget against the registries before anything is loaded or written."""
+    """Check every name, budget and path against the registries and the disk before anything is loaded or
+    written."""
     import methods
     from bench import zoo
     from bench.data import tasks
 
     check_location(spec.store)
+    pruners = []
     for method in spec.method_params:
         methods.create(method.name, method.params_dict())  # unknown names and bad params raise here
     for method in spec.methods:
-        methods.create(method.name, method.with_defaults(spec.method_params).params_dict())
+        pruners.append(methods.create(method.name, method.with_defaults(spec.method_params).params_dict()))
     if spec.eval.tasks:
         tasks.resolve(list(spec.eval.tasks))
     if spec.eval.perplexity:
         for corpus in spec.eval.perplexity.corpora:
-            if not Path(corpus).expanduser().is_file():
-                tasks.get_corpus(corpus)
+            check_perplexity_corpus(corpus)
     for model in spec.models:
         entry = zoo.resolve(model.name)
         for n in spec.layers:
@@ -52,6 +53,43 @@ def validate(spec: RunSpec) -> None:
                 raise BudgetError(f"removing {n} layers leaves no layer of {model.name} ({entry.layers} layers)",
                                   f"remove at most {entry.layers - 1} layers")
     device_and_dtype(spec)  # an unknown device or dtype, or CUDA asked for but absent
+    check_paths(spec, needs_calibration=any(p.needs_calibration for p in pruners),
+                trains=any(may_train(m.name) for m in spec.methods))
+    if spec.executor in ("slurm", "submitit-local"):
+        from bench.slurm import check_reachable
+
+        check_reachable(spec)
+
+
+def check_perplexity_corpus(corpus: str) -> None:
+    """A built-in perplexity corpus, or a readable UTF-8 text file."""
+    from bench.data import tasks
+    from bench.textfile import read_text
+
+    path = Path(corpus).expanduser()
+    if path.exists():
+        read_text(path, "perplexity corpus", "--ppl")
+    elif path.suffix or "/" in corpus:  # meant as a file
+        raise BenchError(f"perplexity corpus file {corpus} does not exist",
+                         "give --ppl wikipedia, c4, or the path of a UTF-8 text file")
+    else:
+        tasks.get_corpus(corpus)
+
+
+def check_paths(spec: RunSpec, needs_calibration: bool, trains: bool) -> None:
+    """The store is writable, the text files are readable, the cache can take what must be downloaded."""
+    from bench import zoo
+    from bench.pathcheck import writable_folder
+    from bench.paths import cache_root
+    from bench.textfile import source_documents_or_builtin
+
+    writable_folder(spec.store, "--store")
+    if needs_calibration:
+        source_documents_or_builtin(spec.calib.source, "calibration text", "--calib")
+    if trains:
+        source_documents_or_builtin(spec.train.source, "training text", "train.source")
+    if not all(zoo.is_cached(m.name) for m in spec.models):
+        writable_folder(cache_root(), "the cache folder (--cache-dir)")
 
 
 def prepare(spec: RunSpec, observer: Observer) -> None:
@@ -112,7 +150,7 @@ def run(spec: RunSpec, observer: Observer | None = None) -> RunOutcome:
             todo.append(cell)
     observer.start(len(cells), len(todo))
     if todo:
-        if spec.executor == "slurm":
+        if spec.executor in ("slurm", "submitit-local"):
             from bench import slurm
 
             slurm.execute(spec, todo, store, observer)

@@ -202,10 +202,15 @@ class ModelSession:
         if not record.ok:
             return {}
         out = {}
-        for ev in evaluators():
-            outcome = ev.reference(self.store, self.dense_key, record)
-            if outcome is not None:
-                out[ev.name] = outcome
+        try:
+            for ev in evaluators():
+                outcome = ev.reference(self.store, self.dense_key, record)
+                if outcome is not None:
+                    out[ev.name] = outcome
+        except (OSError, ValueError) as exc:  # a damaged artifact (hand-edited, a truncated copy): heal it
+            log.warning("the dense cell %s has an unreadable file (%s); computing it again", self.dense_key, exc)
+            with self.store.cell_lock(self.dense_key):
+                return self._compute(dense_cell(self.spec, self.name)).reference
         return out
 
 

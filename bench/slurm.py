@@ -7,9 +7,11 @@ the spec, the cell and its key (small, picklable), loads the model itself and ru
 `ModelSession.run_cell` as the in-process executor. A job that dies without writing a record (time
 limit, node failure, OOM kill) is recorded as failed here, from submitit's error.
 
-The store and submitit's folder must be on a filesystem every node shares. `slurm.cluster: local`
-runs the jobs as local subprocesses through submitit's LocalExecutor (the tests do); `debug` runs
-them in this process.
+The store and submitit's folder must be on a filesystem every node shares. `--executor slurm` refuses
+to start when no Slurm is reachable (no `sbatch` on PATH, or `sinfo` cannot reach the controller)
+rather than letting submitit fall back to local jobs. `--executor submitit-local` (or `slurm.cluster:
+local`) runs the jobs as local subprocesses through submitit's LocalExecutor (the tests do); `slurm.cluster:
+debug` runs them in this process.
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.config import RunSpec
+from bench.errors import ConfigError
 from bench.observer import LogObserver, Observer
 from bench.store import Store
 
@@ -30,11 +35,38 @@ log = logging.getLogger(__name__)
 POLL_S = 2.0
 
 
+def cluster_of(spec: RunSpec) -> str:
+    """submitit's executor name: slurm, or local/debug (`--executor submitit-local`, `slurm.cluster`)."""
+    if spec.executor == "submitit-local":
+        return "local"
+    return spec.slurm.cluster or "slurm"
+
+
+def check_reachable(spec: RunSpec) -> None:
+    """Refuse `--executor slurm` where no Slurm answers (submitit would silently run the jobs here)."""
+    if cluster_of(spec) != "slurm":
+        return
+    alternatives = "use --executor local (in this process) or --executor submitit-local (a subprocess per cell)"
+    if shutil.which("sbatch") is None:
+        raise ConfigError("--executor slurm needs Slurm, and no `sbatch` is on PATH",
+                          f"run from a Slurm login node, or {alternatives}")
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+        problem = None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["no answer"])[-1]
+    except (OSError, subprocess.SubprocessError) as exc:
+        problem = str(exc)
+    if problem:
+        raise ConfigError(f"--executor slurm cannot reach the Slurm controller (sinfo: {problem[:200]})",
+                          f"check the cluster, or {alternatives}")
+
+
 def make_executor(spec: RunSpec, store: Store):
     import submitit
 
     folder = Path(spec.slurm.folder).expanduser() if spec.slurm.folder else store.root / ".submitit"
-    executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=spec.slurm.cluster)
+    cluster = cluster_of(spec)
+    # Slurm substitutes %j per job; the local executors would make a folder literally named %j
+    executor = submitit.AutoExecutor(folder=str(folder / "%j" if cluster == "slurm" else folder), cluster=cluster)
     params: dict[str, Any] = {
         "name": "bench-cell", "timeout_min": spec.slurm.time_min, "gpus_per_node": spec.slurm.gpus_per_cell,
         "cpus_per_task": spec.slurm.cpus_per_cell, "mem_gb": spec.slurm.mem_gb, "tasks_per_node": 1,
@@ -56,7 +88,7 @@ def run_job(spec: RunSpec, cell, store_root: str) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = Store(store_root)
     job_id = submitit.JobEnvironment().job_id
-    with ModelSession(spec, cell.model, store, LogObserver(), executor="slurm", job_id=job_id) as session, \
+    with ModelSession(spec, cell.model, store, LogObserver(), executor=spec.executor, job_id=job_id) as session, \
             store.cell_lock(cell.key):
         record = session.run_cell(cell)
     return index_line(record)

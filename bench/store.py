@@ -106,14 +106,20 @@ class Store:
     # ------------------------------------------------------------------------------------------ reading
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The cell's record; None when it has none, or one that is unreadable or not a record of this cell
+        (a hand-edited or damaged file: the cell counts as not computed, so `bench run` computes it again)."""
         path = self.cell_dir(key) / RECORD
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:  # never happens with atomic writes; a hand-edited file
-            log.warning("unreadable record %s (%s); the cell will be recomputed", path, exc)
+            log.warning("unreadable record %s (%s); ignoring it (`bench run` computes the cell again)", path, exc)
             return None
+        if not isinstance(record, dict) or record.get("key") != key or not record.get("status"):
+            log.warning("%s is not a record of cell %s; ignoring it (`bench run` computes the cell again)", path, key)
+            return None
+        return record
 
     def is_done(self, key: str) -> bool:
         """True when the cell has a successful record (failed cells are retried on the next run)."""
@@ -130,11 +136,32 @@ class Store:
         return sorted(out, key=lambda r: r.get("finished_at") or "")
 
     def index(self) -> list[dict[str, Any]]:
-        """The index lines (one per cell)."""
+        """The index lines (one per cell); an index that cannot be read is rebuilt from the cell folders."""
         path = self.root / INDEX
-        if not path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, ValueError) as exc:
+            return self._rebuilt_index(str(exc))
+        rows = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                row = None
+            if not isinstance(row, dict) or not isinstance(row.get("key"), str):
+                return self._rebuilt_index(f"line {number} is not an index line")
+            rows.append(row)
+        return rows
+
+    def _rebuilt_index(self, why: str) -> list[dict[str, Any]]:
+        """The index derived from the records, for an index file that cannot be read (the next write saves it)."""
+        log.warning("the store's index %s cannot be read (%s); rebuilding it from the cell folders",
+                    self.root / INDEX, why)
+        return [index_line(record) for record in self.records()]
 
     def read_artifact(self, key: str, name: str) -> Any:
         path = self.cell_dir(key) / name

@@ -110,7 +110,7 @@ class TrainData:
     def __init__(self, spec: TrainDataSpec, tokenizer):
         self.spec = spec
         self.tokenizer = tokenizer
-        docs = corpus_documents(spec.source)
+        docs = corpus_documents(spec.source, "training text", "--train-data")
         reserved: set[str] = set()
         if spec.source in BUILTIN_SOURCES:
             n_head = head_documents(docs, spec.eval_share)

@@ -54,7 +54,7 @@ def build_params(cls: type, values: dict[str, Any], method: str = "method"):
     kwargs = {}
     for name, value in values.items():
         if name not in fields:
-            raise UnknownNameError(f"parameter of {method}", name, fields)
+            raise UnknownNameError("parameter", name, fields, owner=method)
         kwargs[name] = _convert(value, hints[name], f"{method}.{name}")
     try:
         return cls(**kwargs)

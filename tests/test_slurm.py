@@ -35,7 +35,8 @@ def test_two_cell_matrix_through_submitit_local(tiny_env, tmp_path, job_env, cap
     assert pruned["pruning"]["layers_removed"] == 1
     index = [json.loads(line) for line in (store / "results.jsonl").read_text().splitlines()]
     assert len(index) == 2 and (store / "results.parquet").exists()
-    assert list((store / ".submitit").glob("*/*_log.out"))  # submitit's job logs beside the store
+    assert list((store / ".submitit").glob("*_log.out"))  # submitit's job logs beside the store
+    assert not list(store.rglob("%j"))  # the local executor never substitutes Slurm's %j
     # a rerun submits nothing
     assert main(["run", "--config", str(cfg), "--store", str(store), "--executor", "slurm", "--plain",
                  "--no-report"]) == 0

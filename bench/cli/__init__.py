@@ -5,7 +5,6 @@ Subcommand modules import nothing heavy at module level: `bench ls methods` must
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.util
 import logging
@@ -13,14 +12,15 @@ import os
 import sys
 
 from bench import __version__
+from bench.cli.edge import EXIT_USER_ERROR, OneLineParser, error_line, os_error_line
 from bench.errors import BenchError
 
 # name of the module under bench.cli for each subcommand, in help order
 SUBCOMMANDS = ("run", "prune", "ls", "data", "report", "regress")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description="The reference benchmark for LLM layer pruning.")
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="bench", description="The reference benchmark for LLM layer pruning.")
     parser.add_argument("--version", action="version", version=f"bench {__version__}")
     parser.add_argument("--cache-dir", help="cache root for models and data (default: $BENCH_CACHE_DIR or ~/.cache/layerprune-bench)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
@@ -53,21 +53,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed a one-line usage error
+    except SystemExit as exc:  # --help, --version, or argparse's error, already printed as one line
         return int(exc.code or 0) if exc.code not in (None, 0) else 0
     if not getattr(args, "command", None):
         parser.print_help()
-        return 2
+        print(error_line("no command given", "e.g. `bench run`; see the list above"), file=sys.stderr)
+        return EXIT_USER_ERROR
     _setup_logging(args.verbose)
-    if args.cache_dir:
-        from bench.paths import set_cache_root
-
-        set_cache_root(args.cache_dir)
     try:
+        if args.cache_dir:
+            from bench.paths import set_cache_root
+
+            if os.path.exists(args.cache_dir) and not os.path.isdir(args.cache_dir):
+                raise BenchError(f"--cache-dir {args.cache_dir} is a file, not a folder", "give --cache-dir a folder")
+            set_cache_root(args.cache_dir)
         return int(args.func(args) or 0)
     except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # one line: the message and its hint
-        return 2
+        print(error_line(exc.message, exc.hint), file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:  # a full disk, a folder that became read-only: said in words, with what was kept
+        logging.getLogger("bench").debug("the OSError behind the message below", exc_info=True)
+        print(os_error_line(exc, getattr(args, "kept", None)), file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

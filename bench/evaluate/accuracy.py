@@ -263,7 +263,7 @@ def evaluate_accuracy(
     if num_fewshot and data == "local":
         log.warning("%d-shot: no train split is shipped, so few-shot examples come from the scored split "
                     "itself (the document being scored excluded; MMLU uses its dev split)", num_fewshot)
-    from bench.evaluate._provenance import environment
+    from bench.evaluate._provenance import environment, quiet_git_probe
 
     start = time.perf_counter()
     with task_registry.offline(data):   # before lm_eval/datasets are imported; restored afterwards
@@ -273,9 +273,10 @@ def evaluate_accuracy(
         tm = task_manager()
         loaded = tm.load(task_registry.lm_eval_spec(infos, data))
         suite = loaded["groups"][task_registry.SUITE_GROUP]
-        res = lm_eval.simple_evaluate(model=lm, tasks=[suite], task_manager=tm, num_fewshot=num_fewshot,
-                                      batch_size=batch_size, limit=limit, log_samples=True,
-                                      bootstrap_iters=bootstrap_iters)
+        with quiet_git_probe():
+            res = lm_eval.simple_evaluate(model=lm, tasks=[suite], task_manager=tm, num_fewshot=num_fewshot,
+                                          batch_size=batch_size, limit=limit, log_samples=True,
+                                          bootstrap_iters=bootstrap_iters)
     wall = time.perf_counter() - start
 
     lm_tasks = loaded["tasks"]

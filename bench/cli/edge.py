@@ -1,0 +1,50 @@
+"""The CLI's edge: every user error leaves as one line, `error: <what> (hint: <what to do>)`, and exit code 2.
+
+argparse's own errors (a usage block, then `prog: error: ...`) are rewritten to that line, and an OSError
+that reaches the edge (a full disk, a folder made read-only mid-run) is said in words, with what was kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+
+from bench.pathcheck import os_reason
+
+EXIT_USER_ERROR = 2
+
+
+def error_line(message: str, hint: str | None) -> str:
+    """The one line every user error is printed as."""
+    return f"error: {message} (hint: {hint})" if hint else f"error: {message}"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line with a hint, not a usage block."""
+
+    def error(self, message: str, prog: str | None = None):  # argparse's hook
+        prog = prog or self.prog
+        print(error_line(f"{prog}: {message}", f"see `{prog} --help`"), file=sys.stderr)
+        self.exit(EXIT_USER_ERROR)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unrecognized option is blamed on the subcommand it was given to."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            self.error(f"unrecognized arguments: {' '.join(extras)}", f"{self.prog} {command}" if command else None)
+        return parsed
+
+
+def os_error_line(exc: OSError, kept: str | None) -> str:
+    """An OSError as one line: what failed on which path, why in words, and what was kept."""
+    where = f" writing {exc.filename}" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"the disk is full{where}" if exc.errno == errno.ENOSPC else f"the disk quota is exhausted{where}"
+        hint = f"free some space and run the command again; kept: {kept}" if kept else "free some space and retry"
+    else:
+        what = f"{'cannot access ' + str(exc.filename) if exc.filename else 'a file operation failed'}: " \
+               f"{os_reason(exc)}"
+        hint = f"check the paths given; kept: {kept}" if kept else "check the paths given"
+    return error_line(what, hint)
