@@ -133,3 +133,16 @@ def test_speedup_ci_against_scipy_t_interval():
     assert one.estimate == 2.0 and one.low is None
     with pytest.raises(ValueError):
         speedup_ci([1.0, 2.0], [1.0])
+
+
+def test_sign_flip_agrees_with_scipy_permutation_test_when_drawn():
+    rng = np.random.default_rng(11)
+    a = {t: list((rng.random(80) < 0.6).astype(int)) for t in ("u", "v")}
+    b = {t: [x if rng.random() > 0.3 else 1 - x for x in a[t]] for t in ("u", "v")}
+    aligned = align([_cell(a), _cell(b)], {"u": "acc", "v": "acc"})
+    ours = sign_flip_p(aligned)
+    w = np.concatenate([(x[:, 0] - x[:, 1]) / (2 * 80) for x in (aligned.tasks[t] for t in sorted(aligned.tasks))])
+    ref = sps.permutation_test((w, np.zeros_like(w)), lambda x, y, axis: np.sum(x - y, axis=axis),
+                               permutation_type="samples", vectorized=True, n_resamples=20000,
+                               rng=np.random.default_rng(2)).pvalue
+    assert ours == pytest.approx(ref, abs=0.02)
