@@ -1,20 +1,29 @@
-"""Compare a result store with a baseline, per (model, method, budget, metric), with tolerances.
+"""Compare a result store with a baseline, per cell, in both directions.
 
-A baseline (`reports/baseline.json`) holds, per cell (model, method, parameters, budget, seed), the
-evaluation settings and the metrics of its newest finished record: average and per-task accuracy (with
-lm-eval's stderr), perplexity per corpus, prefill ms and decode tokens/s. `compare` finds:
+Evaluation on fixed documents is deterministic, so a baseline (`reports/baseline.json`, schema 2) keeps,
+per cell (model, method, parameters, budget, seed), its evaluation settings, its summary metrics and its
+per-sample answers: per task the documents, which were answered correctly (by the task's headline
+metric) and every choice's log-likelihood. `compare` reports, for the store's newest record of each
+baseline cell:
 
-- accuracy: a drop of more than `acc_stderr` x the baseline's stderr AND more than `acc_points` points;
-- perplexity: a rise of more than `ppl_pct` %;
-- latency: more than `latency_pct` % slower (prefill ms up, or decode time per token up);
-- a baseline cell the store lacks, or whose newest record failed, or that ran under other settings.
+- flips: documents whose correctness changed (right -> wrong and wrong -> right, counted apart); a flip on
+  a document whose log-likelihoods moved, but all by at most `loglik`, is float noise at a near-tie and
+  not reported (a flip with no movement at all means the scoring changed, and is);
+- drift: documents where some choice's log-likelihood moved by more than `loglik` nats;
+- accuracy (only for cells without per-sample records on either side): |change| > `acc_points` points;
+- perplexity: |Δ mean NLL per token| > `nll` nats; bits per byte, KL to dense: |Δ| > `bpb` / `kl`;
+- latency: the decode speed-up's paired 95 % interval (pruned vs dense, interleaved repeats) disjoint
+  from the baseline's; without intervals, a ratio change beyond `latency_pct` %;
+- a baseline cell the store lacks, whose newest record failed, or that ran under other settings.
 
-Pure functions over records; the CLI prints. Importing this module loads no torch.
+Every change is reported with its direction: an improvement nobody expected also needs a look and a new
+baseline. Pure functions over records; the CLI prints. Importing this module loads no torch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +32,11 @@ from typing import Any
 from bench.atomic import write_text
 from bench.errors import BenchError
 from bench.report.provenance import newest_date
-from bench.report.rows import Row, budget_label, canonical, dig, identity, settings
+from bench.report.rows import Row, budget_label, canonical, dig, identity, number, settings
 from bench.store import Store
 
-SCHEMA = 1
+SCHEMA = 2
+KINDS = ("accuracy", "perplexity", "fidelity", "latency")
 
 
 class BaselineError(BenchError):
@@ -35,55 +45,91 @@ class BaselineError(BenchError):
 
 @dataclass(frozen=True)
 class Tolerances:
-    acc_points: float = 1.0    # an accuracy drop must exceed this many points (of 100) ...
-    acc_stderr: float = 2.0    # ... and this many of the baseline's stderrs
-    ppl_pct: float = 3.0       # perplexity may rise this much (%)
-    latency_pct: float = 15.0  # prefill and decode may get this much slower (%)
+    loglik: float = 0.01       # nats: per-choice log-likelihood drift beyond float noise
+    acc_points: float = 1.0    # cells without per-sample records: |accuracy change| in points
+    nll: float = 0.01          # nats per token
+    bpb: float = 0.005         # bits per byte
+    kl: float = 0.005          # nats per token (KL to dense)
+    latency_pct: float = 15.0  # speed-up change without intervals (%)
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One regression (or a cell that could not be compared)."""
+    """One change (or a cell that could not be compared)."""
 
     model: str
     method: str
     budget: str
     metric: str
-    kind: str               # accuracy | perplexity | latency | missing | failed | settings
+    kind: str               # flips | drift | accuracy | perplexity | fidelity | latency | missing | failed | settings
     baseline: float | None
     current: float | None
-    change: str             # human-readable: "-3.2 points", "+4.1 %", ...
+    change: str             # human-readable: "3 right -> wrong, 1 wrong -> right (-4.0 points)", "+0.021 nats"
     allowed: str            # the tolerance it broke
+    direction: str = ""     # worse | better | changed | ""
 
 
 @dataclass
 class Comparison:
     findings: list[Finding] = field(default_factory=list)
-    compared: int = 0       # metrics compared
+    compared: int = 0       # metrics and per-task sample sets compared
     cells: int = 0          # baseline cells found in the store
     new_cells: int = 0      # store cells the baseline lacks (not compared)
+
+    @property
+    def worse(self) -> list[Finding]:
+        return [f for f in self.findings if f.direction != "better"]
 
 
 # ------------------------------------------------------------------------------------------ metrics
 
 
-def metrics(record: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """name -> {"value", "stderr"} for every metric a baseline tracks (absent measurements are left out)."""
+def metrics(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """name -> {"value", ...} for every summary metric a baseline tracks (absent ones left out)."""
     row = Row(record)
-    out: dict[str, dict[str, float | None]] = {}
+    out: dict[str, dict[str, Any]] = {}
     if row.accuracy is not None:
-        out["accuracy/avg"] = {"value": row.accuracy, "stderr": row.accuracy_stderr}
+        out["accuracy/avg"] = {"value": row.accuracy}
     for task in row.tasks:
-        value, stderr = row.task_score(task)
+        value = row.task_score(task)[0]
         if value is not None:
-            out[f"accuracy/{task}"] = {"value": value, "stderr": stderr}
+            out[f"accuracy/{task}"] = {"value": value}
     for corpus, p in row.perplexity.items():
-        if isinstance(p.get("perplexity"), int | float):
-            out[f"perplexity/{corpus}"] = {"value": float(p["perplexity"]), "stderr": None}
-    if row.prefill_ms is not None:
-        out["latency/prefill_ms"] = {"value": row.prefill_ms, "stderr": None}
-    if row.decode_tok_s is not None:
-        out["latency/decode_tokens_per_s"] = {"value": row.decode_tok_s, "stderr": None}
+        if number(p.get("nll")) is not None and p.get("nll"):
+            out[f"perplexity/{corpus}/nll"] = {"value": float(p["nll"])}
+        elif number(p.get("perplexity")) is not None:
+            out[f"perplexity/{corpus}/nll"] = {"value": math.log(float(p["perplexity"]))}
+    for f in record.get("fidelity") or []:
+        for name in ("bits_per_byte", "kl_to_dense"):
+            if number(f.get(name)) is not None:
+                out[f"fidelity/{f.get('corpus')}/{name}"] = {"value": float(f[name])}
+    lat = record.get("latency") or {}
+    runs, dense = lat.get("decode_tokens_per_s_runs"), dig(lat, "dense_paired", "decode_tokens_per_s_runs")
+    if isinstance(runs, list) and isinstance(dense, list) and runs and len(runs) == len(dense):
+        from bench.stats.speedup import speedup_ci
+
+        out["latency/decode_speedup"] = {"value": None, **speedup_ci(runs, dense).to_dict()}
+        out["latency/decode_speedup"]["value"] = out["latency/decode_speedup"]["estimate"]
+    elif number(lat.get("decode_speedup_vs_dense")) is not None:
+        out["latency/decode_speedup"] = {"value": float(lat["decode_speedup_vs_dense"])}
+    return out
+
+
+def answers(samples: list[dict[str, Any]] | None, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """task -> {"docs": ["subtask/doc_id", ...], "correct": "0110...", "loglik": [[...], ...]} by the task's
+    headline metric (log-likelihoods rounded to 1e-5 nats, far below any tolerance)."""
+    tasks = (record.get("accuracy") or {}).get("tasks") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for row in samples or []:
+        task = row.get("task")
+        metric = (tasks.get(task) or {}).get("metric") or "acc"
+        value = row.get(metric, row.get("acc"))
+        if task is None or value is None:
+            continue
+        entry = out.setdefault(task, {"docs": [], "correct": "", "loglik": []})
+        entry["docs"].append(f"{row.get('subtask', '')}/{row['doc_id']}")
+        entry["correct"] += "1" if value else "0"
+        entry["loglik"].append([round(float(x), 5) for x in row.get("loglik") or []])
     return out
 
 
@@ -101,7 +147,6 @@ def _ident(entry: dict[str, Any]) -> tuple:
 
 
 def _newest(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    """identity -> the newest record of that cell (records are oldest first)."""
     out: dict[tuple, dict[str, Any]] = {}
     for r in sorted(records, key=lambda r: (str(r.get("finished_at") or ""), str(r.get("key")))):
         out[identity(r)] = r
@@ -110,22 +155,32 @@ def _newest(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
 
 def build_baseline(store: str | os.PathLike) -> dict[str, Any]:
     """A baseline from the newest finished record of every cell in `store`."""
-    records = [r for r in Store(store).records() if r.get("status") == "ok"]
+    s = Store(store)
+    records = [r for r in s.records() if r.get("status") == "ok"]
     if not records:
         raise BaselineError(f"the store {store} holds no finished records to make a baseline from",
                             f"run `bench run --store {store}` first")
     cells = []
     for record in _newest(records).values():
         cells.append({**_cell_fields(record), "key": record["key"], "settings": settings(record),
-                      "metrics": metrics(record)})
+                      "metrics": metrics(record),
+                      "answers": answers(s.read_artifact(record["key"], "samples.jsonl"), record)})
     cells.sort(key=lambda c: canonical([c["model"], c["method"], c["params"], c["budget"], c["seed"]]))
     commits = sorted({dig(r, "provenance", "git_commit", "sha") or "" for r in records} - {""})
     return {"schema": SCHEMA, "date": newest_date(records), "git_commits": commits, "cells": cells}
 
 
+def dumps(baseline: dict[str, Any]) -> str:
+    """The baseline as JSON with one line per cell (diffable, and a tenth of an indented file's size)."""
+    head = {k: v for k, v in baseline.items() if k != "cells"}
+    lines = [json.dumps(c, sort_keys=True) for c in baseline["cells"]]
+    text = json.dumps(head, sort_keys=True)[:-1]
+    return text + ', "cells": [\n' + ",\n".join(lines) + "\n]}\n"
+
+
 def write_baseline(store: str | os.PathLike, path: str | os.PathLike) -> dict[str, Any]:
     baseline = build_baseline(store)
-    write_text(path, json.dumps(baseline, indent=1, sort_keys=True) + "\n")
+    write_text(path, dumps(baseline))
     return baseline
 
 
@@ -140,49 +195,97 @@ def load_baseline(path: str | os.PathLike) -> dict[str, Any]:
     except ValueError as exc:
         raise BaselineError(f"the baseline {path} is not valid JSON ({exc})", "rewrite it with --update-baseline") from exc
     if not isinstance(baseline, dict) or baseline.get("schema") != SCHEMA or not isinstance(baseline.get("cells"), list):
-        raise BaselineError(f"the baseline {path} is not a schema-{SCHEMA} baseline", "rewrite it with --update-baseline")
+        raise BaselineError(f"the baseline {path} is not a schema-{SCHEMA} baseline",
+                            "rewrite it from a trusted store with --update-baseline")
     return baseline
 
 
 # ---------------------------------------------------------------------------------------- comparing
 
 
-def _finding(entry: dict[str, Any], metric: str, kind: str, base=None, cur=None, change="", allowed="") -> Finding:
+def _finding(entry: dict[str, Any], metric: str, kind: str, base=None, cur=None, change="", allowed="",
+             direction="") -> Finding:
     return Finding(str(entry["model"]), str(entry["method"]), budget_label(entry.get("budget")) if entry.get("budget")
-                   else "-", metric, kind, base, cur, change, allowed)
+                   else "-", metric, kind, base, cur, change, allowed, direction)
+
+
+def check_answers(entry: dict[str, Any], task: str, base: dict[str, Any], cur: dict[str, Any] | None,
+                  tol: Tolerances) -> list[Finding]:
+    """Flips and log-likelihood drift of one task's documents."""
+    if cur is None:
+        return [_finding(entry, f"answers/{task}", "missing", change="no per-sample records in the store")]
+    now = {d: (c, ll) for d, c, ll in zip(cur["docs"], cur["correct"], cur["loglik"], strict=True)}
+    lost = gained = drifted = 0
+    worst = 0.0
+    for doc, c, ll in zip(base["docs"], base["correct"], base["loglik"], strict=True):
+        if doc not in now:
+            continue
+        c2, ll2 = now[doc]
+        drift = max((abs(a - b) for a, b in zip(ll, ll2, strict=True)), default=0.0) if len(ll) == len(ll2) \
+            else math.inf
+        worst = max(worst, drift)
+        if drift > tol.loglik:
+            drifted += 1
+        if c != c2 and (drift > tol.loglik or drift == 0.0):   # 0 < drift <= tol: float noise at a near-tie
+            lost += c == "1"
+            gained += c == "0"
+    out = []
+    n = len(base["docs"])
+    missing = sum(d not in now for d in base["docs"])
+    if missing:
+        out.append(_finding(entry, f"answers/{task}", "missing", change=f"{missing} of {n} documents not scored"))
+    if lost or gained:
+        points = 100.0 * (gained - lost) / n
+        direction = "worse" if lost > gained else "better" if gained > lost else "changed"
+        out.append(_finding(entry, f"answers/{task}", "flips", base["correct"].count("1") / n,
+                            (base["correct"].count("1") - lost + gained) / n,
+                            f"{lost} right→wrong, {gained} wrong→right ({points:+.1f} points)",
+                            "no flip beyond a float tie", direction))
+    if drifted:
+        out.append(_finding(entry, f"loglik/{task}", "drift", None, worst,
+                            f"{drifted} of {n} documents, max |Δ| {worst:.3g} nats", f"≤ {tol.loglik:g} nats",
+                            "changed"))
+    return out
 
 
 def check_metric(entry: dict[str, Any], name: str, base: dict, cur: dict, tol: Tolerances) -> Finding | None:
-    """The finding for one metric, or None when it is within tolerance."""
-    b, c = base["value"], cur["value"]
+    """The finding for one summary metric, or None when within tolerance (both directions)."""
+    b, c = base.get("value"), cur.get("value")
+    if b is None or c is None:
+        return None
     if name.startswith("accuracy/"):
-        drop = 100.0 * (b - c)
-        se = base.get("stderr")
-        if drop > tol.acc_points and (se is None or drop > tol.acc_stderr * 100.0 * se):
-            allowed = f"> {tol.acc_points:g} points" + (f" and > {tol.acc_stderr:g} × {100 * se:.1f}" if se else "")
-            return _finding(entry, name, "accuracy", b, c, f"{-drop:+.1f} points", allowed)
+        diff = 100.0 * (c - b)
+        if abs(diff) > tol.acc_points:
+            return _finding(entry, name, "accuracy", b, c, f"{diff:+.1f} points", f"|Δ| ≤ {tol.acc_points:g} points",
+                            "worse" if diff < 0 else "better")
         return None
-    if name.startswith("perplexity/"):
-        rise = 100.0 * (c / b - 1.0) if b else 0.0
-        if rise > tol.ppl_pct:
-            return _finding(entry, name, "perplexity", b, c, f"{rise:+.1f} %", f"> +{tol.ppl_pct:g} %")
+    if name.startswith(("perplexity/", "fidelity/")):
+        limit, unit = ((tol.nll, "nats") if name.endswith("/nll") else (tol.bpb, "bits/byte")
+                       if name.endswith("bits_per_byte") else (tol.kl, "nats"))
+        if abs(c - b) > limit:
+            return _finding(entry, name, name.split("/")[0], b, c, f"{c - b:+.4g} {unit}", f"|Δ| ≤ {limit:g} {unit}",
+                            "worse" if c > b else "better")
         return None
-    if name == "latency/prefill_ms":
-        slower = 100.0 * (c / b - 1.0) if b else 0.0
-    elif name == "latency/decode_tokens_per_s":
-        slower = 100.0 * (b / c - 1.0) if c else float("inf")  # time per token, relative
-    else:
-        return None
-    if slower > tol.latency_pct:
-        return _finding(entry, name, "latency", b, c, f"{slower:+.1f} % slower", f"> {tol.latency_pct:g} % slower")
+    if name == "latency/decode_speedup":
+        lo_b, hi_b, lo_c, hi_c = base.get("low"), base.get("high"), cur.get("low"), cur.get("high")
+        if None not in (lo_b, hi_b, lo_c, hi_c):
+            if hi_c < lo_b or lo_c > hi_b:
+                return _finding(entry, name, "latency", b, c,
+                                f"{c:.2f}× [{lo_c:.2f}, {hi_c:.2f}] vs {b:.2f}× [{lo_b:.2f}, {hi_b:.2f}]",
+                                "overlapping 95 % intervals", "worse" if c < b else "better")
+            return None
+        change = 100.0 * (c / b - 1.0)
+        if abs(change) > tol.latency_pct:
+            return _finding(entry, name, "latency", b, c, f"{change:+.1f} %", f"|Δ| ≤ {tol.latency_pct:g} %",
+                            "worse" if change < 0 else "better")
     return None
 
 
 def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances = Tolerances(),
-            allow_missing: bool = False, kinds: frozenset[str] = frozenset({"accuracy", "perplexity", "latency"})
-            ) -> Comparison:
-    """Every regression of `store` against `baseline` (see the module docstring for the rules)."""
-    records = Store(store).records()
+            allow_missing: bool = False, kinds: frozenset[str] = frozenset(KINDS)) -> Comparison:
+    """Every change of `store` against `baseline` (see the module docstring for the rules)."""
+    s = Store(store)
+    records = s.records()
     if not records:
         raise BaselineError(f"the store {store} holds no records to compare", f"run `bench run --store {store}` first")
     by_ident: dict[tuple, list[dict[str, Any]]] = {}
@@ -210,12 +313,19 @@ def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances 
                                             allowed="the baseline's settings"))
             continue
         result.cells += 1
-        current = metrics(same[-1])
+        record = same[-1]
+        current = metrics(record)
+        base_answers = entry.get("answers") or {}
+        cur_answers = answers(s.read_artifact(record["key"], "samples.jsonl"), record) if base_answers else {}
+        if "accuracy" in kinds:
+            for task, base in sorted(base_answers.items()):
+                result.compared += 1
+                result.findings += check_answers(entry, task, base, cur_answers.get(task), tol)
         for name, base in sorted(entry["metrics"].items()):
-            if name.split("/")[0] not in kinds:
-                continue
+            if name.split("/")[0] not in kinds or (name.startswith("accuracy/") and base_answers):
+                continue   # accuracy is judged document by document where the baseline has the documents
             if name not in current:
-                result.findings.append(_finding(entry, name, "missing", base["value"], None, "not measured"))
+                result.findings.append(_finding(entry, name, "missing", base.get("value"), None, "not measured"))
                 continue
             result.compared += 1
             finding = check_metric(entry, name, base, current[name], tol)
