@@ -68,12 +68,17 @@ class LatencySpec:
     batch_size: int = 1
     warmup: int = 1
     repeats: int = 3
+    batch_sizes: tuple[int, ...] = ()  # every batch size to measure (pruned and dense interleaved); () = batch_size
 
     def __post_init__(self):
         if self.prompt_tokens < 1 or self.new_tokens < 2 or self.batch_size < 1 or self.repeats < 1 \
-                or self.warmup < 0:
-            raise ConfigError("latency needs prompt_tokens >= 1, new_tokens >= 2, batch_size >= 1, repeats >= 1",
-                              "e.g. latency: {prompt_tokens: 64, new_tokens: 16}")
+                or self.warmup < 0 or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError("latency needs prompt_tokens >= 1, new_tokens >= 2, batch sizes >= 1, repeats >= 1",
+                              "e.g. latency: {prompt_tokens: 64, new_tokens: 16, batch_sizes: [1, 8]}")
+
+    @property
+    def all_batch_sizes(self) -> tuple[int, ...]:
+        return self.batch_sizes or (self.batch_size,)
 
 
 @dataclass(frozen=True)

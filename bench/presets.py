@@ -2,8 +2,8 @@
 
 quick    the default `bench run`: SmolLM2-135M, every registered method, ratios 0.125 and 0.25, a CPU-sized
          real suite: 13 cells (1 dense + 6 methods x 2 ratios), each scoring PIQA, ARC-Easy and WinoGrande
-         on their first 50 documents, 8 windows x 256 tokens of the C4 sample, and a 32 + 32 token latency
-         probe (3 repeats); calibration is 32 x 128 Wikipedia tokens, captured once per run. Sized on a
+         on their first 50 documents, 8 windows x 256 tokens of the C4 sample, and a 32 + 16 token latency
+         probe at batch sizes 1 and 8 (5 interleaved repeats each); calibration is 32 x 128 Wikipedia tokens, captured once per run. Sized on a
          2-core AVX2 CPU (fp32; no bf16 units): about 5 minutes from a cold cache on a quiet machine,
          downloads and conversion included, leaving room for a loaded one within 15 minutes.
 paper    the zero-shot suite of the pruning papers (LLM-Pruner, wanda, LLM-Streamline): BoolQ, PIQA,
@@ -41,7 +41,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             "num_fewshot": 0,
             "batch_size": 8,
             "perplexity": {"corpora": ["c4"], "window": 256, "max_windows": 8, "batch_size": 4},
-            "latency": {"prompt_tokens": 32, "new_tokens": 32, "batch_size": 1, "warmup": 1, "repeats": 3},
+            # 5 interleaved repeats per batch size: enough for a t interval on each speed-up
+            "latency": {"prompt_tokens": 32, "new_tokens": 16, "batch_size": 1, "batch_sizes": [1, 8], "warmup": 1,
+                        "repeats": 5},
             "stability": True,
         },
         "calib": {"source": "wikipedia", "n_samples": 32, "seq_len": 128, "batch_size": 8},
@@ -59,7 +61,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "num_fewshot": 0,
             "batch_size": 32,
             "perplexity": {"corpora": ["wikipedia", "c4"], "window": 2048, "max_windows": None, "batch_size": 4},
-            "latency": {"prompt_tokens": 128, "new_tokens": 64, "batch_size": 1, "warmup": 2, "repeats": 5},
+            "latency": {"prompt_tokens": 128, "new_tokens": 64, "batch_size": 1, "batch_sizes": [1, 8], "warmup": 2,
+                        "repeats": 10},
             "stability": True,
         },
         "calib": {"source": "wikipedia", "n_samples": 64, "seq_len": 128, "batch_size": 8},

@@ -232,27 +232,41 @@ class ModelSession:
         return merged
 
     def _latency(self, model, cell) -> dict[str, Any]:
-        """The cell's latency; for a pruned cell measured interleaved with the dense model's (repeat by
-        repeat, same prompt), which gives the speed-ups: a dense number from another time of the run would
-        carry the machine's drift (warming caches, frequency, other jobs) into the ratio."""
+        """The cell's latency at each batch size; for a pruned cell measured interleaved with the dense
+        model's (repeat by repeat, same prompt), which gives the speed-ups with a paired 95 % interval (t on
+        the per-repeat log-ratios): a dense number from another time of the run would carry the machine's
+        drift (warming caches, frequency, other jobs) into the ratio. The first batch size's figures are
+        the record's top-level ones; `batches` holds every batch size's."""
         from bench.evaluate.latency import measure_latencies
+        from bench.stats.speedup import speedup_ci
 
         lat = self.spec.eval.latency
         models = [model] if cell.dense or model is self.model else [model, self.model]
-        results = measure_latencies(models, batch_size=lat.batch_size, prompt_tokens=lat.prompt_tokens,
-                                    new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
-                                    seed=cell.seed or 0)
-        out = results[0].to_dict()
-        out.pop("provenance", None)
-        out.pop("identity", None)
-        if len(results) == 2:
-            dense = results[1]
-            out["dense_paired"] = {"prefill_ms": dense.prefill_ms, "decode_tokens_per_s": dense.decode_tokens_per_s,
-                                   "prefill_ms_runs": dense.prefill_ms_runs,
-                                   "decode_tokens_per_s_runs": dense.decode_tokens_per_s_runs}
-            out["decode_speedup_vs_dense"] = out["decode_tokens_per_s"] / dense.decode_tokens_per_s
-            out["prefill_speedup_vs_dense"] = dense.prefill_ms / out["prefill_ms"]
-        return out
+        batches: dict[str, dict[str, Any]] = {}
+        for batch in lat.all_batch_sizes:
+            results = measure_latencies(models, batch_size=batch, prompt_tokens=lat.prompt_tokens,
+                                        new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
+                                        seed=cell.seed or 0)
+            out = results[0].to_dict()
+            out.pop("provenance", None)
+            out.pop("identity", None)
+            out["weights_bytes"] = out["checkpoint_bytes"]
+            if len(results) == 2:
+                dense = results[1]
+                out["dense_paired"] = {"prefill_ms": dense.prefill_ms, "decode_tokens_per_s": dense.decode_tokens_per_s,
+                                       "prefill_ms_runs": dense.prefill_ms_runs,
+                                       "decode_tokens_per_s_runs": dense.decode_tokens_per_s_runs,
+                                       "weights_bytes": dense.checkpoint_bytes, "kv_cache_bytes": dense.kv_cache_bytes}
+                out["decode_speedup_vs_dense"] = out["decode_tokens_per_s"] / dense.decode_tokens_per_s
+                out["prefill_speedup_vs_dense"] = dense.prefill_ms / out["prefill_ms"]
+                out["decode_speedup_ci"] = speedup_ci(out["decode_tokens_per_s_runs"],
+                                                      dense.decode_tokens_per_s_runs).to_dict()
+                out["prefill_speedup_ci"] = speedup_ci(dense.prefill_ms_runs, out["prefill_ms_runs"]).to_dict()
+            batches[str(batch)] = out
+        first = dict(batches[str(lat.all_batch_sizes[0])])
+        if len(batches) > 1:
+            first["batches"] = batches
+        return first
 
     def dense_reference(self) -> dict[str, Any]:
         """The dense cell's accuracy (with per-sample records, for stability): from memory, else the store,

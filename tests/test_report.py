@@ -205,3 +205,12 @@ def test_chance_is_marked_and_large_perplexities_are_readable(store, tmp_path):
     row = next(line for line in smol.splitlines() if line.startswith("| `angular` | ratio 0.25"))
     assert "50.0 ± " in row and "†" in row and "1.20e9" in row
     assert "Chance: arc_easy 25.0 %, piqa 50.0 %, winogrande 50.0 %" in smol
+
+
+def test_speedups_carry_their_paired_interval(rendered):
+    smol = (rendered / LEADERBOARD).read_text().split("## smollm2-135m\n")[1]
+    header, _, dense, *rows = [line for line in smol.splitlines() if line.startswith("| ")][:12]
+    assert "Decode × [95 % CI]" in header
+    col = [c.strip() for c in header.split("|")].index("Decode × [95 % CI]")
+    for row in rows:
+        assert re.fullmatch(r"\d\.\d\d× \[\d\.\d\d, \d\.\d\d\]", [c.strip() for c in row.split("|")][col]), row

@@ -44,7 +44,8 @@ class GroupEvidence:
     avg: dict[str, Interval] = field(default_factory=dict)        # row key -> Avg (fraction)
     vs_dense: dict[str, Comparison] = field(default_factory=dict)  # row key -> row − dense
     pairs: dict[frozenset, Comparison] = field(default_factory=dict)   # {key, key} -> a − b, same budget
-    speedup: dict[str, SpeedupCI] = field(default_factory=dict)
+    speedup: dict[str, SpeedupCI] = field(default_factory=dict)                  # first batch size
+    speedups: dict[str, dict[int, SpeedupCI]] = field(default_factory=dict)      # row key -> batch -> CI
     efficiency: list[Efficiency] = field(default_factory=list)
     missing: str = ""                                             # why there are no statistics
 
@@ -112,12 +113,26 @@ def _chance(samples: Samples, tasks) -> dict[str, float]:
     return out
 
 
-def _speedup(row: Row) -> SpeedupCI | None:
-    lat = dig(row.record, "latency") or {}
+def _speedup(lat: dict) -> SpeedupCI | None:
     runs, dense = lat.get("decode_tokens_per_s_runs"), dig(lat, "dense_paired", "decode_tokens_per_s_runs")
     if isinstance(runs, list) and isinstance(dense, list) and runs and len(runs) == len(dense):
         return speedup_ci(runs, dense)
     return None
+
+
+def batches(row: Row) -> dict[int, dict]:
+    """batch size -> that batch size's latency part of the record (the top level alone when only one)."""
+    lat = dig(row.record, "latency") or {}
+    if isinstance(lat.get("batches"), dict):
+        return {int(b): part for b, part in lat["batches"].items()}
+    return {int(lat["batch_size"]): lat} if lat.get("batch_size") else {}
+
+
+def memory_bytes(row: Row, batch: int) -> int | None:
+    """Weights plus the KV cache of the latency probe at `batch` (None when the record lacks either)."""
+    part = batches(row).get(batch) or {}
+    weights, kv = part.get("weights_bytes", part.get("checkpoint_bytes")), part.get("kv_cache_bytes")
+    return int(weights + kv) if isinstance(weights, int) and weights and isinstance(kv, int) else None
 
 
 def _efficiency(group: Group, arms: dict[str, int], aligned: Aligned, reps) -> list[Efficiency]:
@@ -150,9 +165,11 @@ def _comparison(aligned: Aligned, reps, i: int, j: int, a: str, b: str) -> Compa
 def group_evidence(group: Group, samples: Mapping[str, Samples], family: Family) -> GroupEvidence:
     ev = GroupEvidence(group)
     for row in group.all_rows:
-        ci = _speedup(row)
+        ci = _speedup(dig(row.record, "latency") or {})
         if ci is not None:
             ev.speedup[row.key] = ci
+        per_batch = {b: _speedup(part) for b, part in batches(row).items()}
+        ev.speedups[row.key] = {b: c for b, c in per_batch.items() if c is not None}
     rows = [r for r in group.all_rows if samples.get(r.key) and r.accuracy is not None]
     if not group.task_metrics:
         ev.missing = "no accuracy was measured"

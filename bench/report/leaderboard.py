@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.report import markdown as md
-from bench.report.evidence import Evidence, GroupEvidence, speedup_text
+from bench.report.evidence import Evidence, GroupEvidence, batches, memory_bytes, speedup_text
 from bench.report.figures import Figure
 from bench.report.groups import Collection, settings_text
 from bench.report.rows import Row, budget_label, dig, method_title
@@ -108,8 +108,18 @@ def _row_cells(ev: GroupEvidence, row: Row, seeds: bool) -> list[str]:
         cells += [md.DASH if row.dense else md.interval(row.stability, *ci),
                   md.DASH if row.dense else md.pct(stab.get("agreement_mean"))]
     cells += [md.ppl(dig(row.perplexity.get(c), "perplexity")) for c in group.corpora]
-    cells += [speedup_text(ev.speedup.get(row.key), group.speedup(row)), md.num(row.prune_s), md.num(row.train_s)]
+    sizes = _batch_sizes(ev)
+    if len(sizes) > 1:
+        cells += [speedup_text(ev.speedups.get(row.key, {}).get(b), 1.0 if row.dense else None) for b in sizes]
+    else:
+        cells.append(speedup_text(ev.speedup.get(row.key), group.speedup(row)))
+    mem = memory_bytes(row, sizes[-1]) if sizes else None
+    cells += [md.num(None if mem is None else mem / 2 ** 20, 0), md.num(row.prune_s), md.num(row.train_s)]
     return cells
+
+
+def _batch_sizes(ev: GroupEvidence) -> list[int]:
+    return sorted({b for row in ev.group.all_rows for b in batches(row)})
 
 
 def group_table(ev: GroupEvidence) -> str:
@@ -120,9 +130,15 @@ def group_table(ev: GroupEvidence) -> str:
                 "Stability % [95 % CI] ↑", "Agreement % ↑"]
     header = ["Method", "Budget", *(["Seed"] if seeds else []), "Layers removed", "Layers removed %", "Params",
               "Params removed % (total)", *(accuracy if group.task_metrics else []),
-              *[_ppl_header(c, p) for c, p in group.corpora.items()], "Decode × [95 % CI]", "Prune s", "Train s"]
+              *[_ppl_header(c, p) for c, p in group.corpora.items()], *_latency_headers(ev), "Prune s", "Train s"]
     right = [False, False, *([True] if seeds else []), *[True] * (len(header) - 2 - seeds)]
     return md.table(header, [_row_cells(ev, r, seeds) for r in group.all_rows], right)
+
+
+def _latency_headers(ev: GroupEvidence) -> list[str]:
+    sizes = _batch_sizes(ev)
+    decode = ([f"Decode × batch {b} [95 % CI]" for b in sizes] if len(sizes) > 1 else ["Decode × [95 % CI]"])
+    return [*decode, f"Weights + KV MiB (batch {sizes[-1]})" if sizes else "Weights + KV MiB"]
 
 
 def comparisons_table(ev: GroupEvidence) -> str:
@@ -236,7 +252,10 @@ COLUMNS = f"""\
   documents), Holm-adjusted over every per-task test of the report. A best method is named only where it
   beats each other method at that budget with Holm-adjusted p < {ALPHA}; bold marks only such a best.
 - **Decode ×**: decode tokens/s over the dense model's, same device and probe, their repeats interleaved in
-  the cell; geometric mean of the per-repeat ratios with a t interval on their logs.
+  the cell; geometric mean of the per-repeat ratios with a t interval on their logs (per batch size where
+  several were measured). **Weights + KV**: parameter bytes plus the KV cache of the latency probe (batch x
+  (prompt + new) tokens, from the config), at the largest batch size measured; "–" where the record predates
+  the KV figure.
 - **Prune s**: calibration capture + scoring + surgery, in seconds; **Train s**: healing or replacement
   training, in seconds.
 - **Points lost per 10 % of decoder layers removed**: 10 × (dense Avg − Avg) / share of decoder layers
