@@ -1,8 +1,8 @@
 """Compare a result store with a baseline, per cell, in both directions.
 
 Evaluation on fixed documents is deterministic, so a baseline (`reports/baseline.json`, schema 2) keeps,
-per cell (model, method, parameters, budget, seed), its evaluation settings, its summary metrics and its
-per-sample answers: per task the documents, which were answered correctly (by the task's headline
+per cell (model, method, parameters, budget, seed), its evaluation settings, the values of every declared
+metric (bench.metrics) with a regress rule, and its per-sample answers: per task the documents, which were answered correctly (by the task's headline
 metric) and every choice's log-likelihood. `compare` reports, for the store's newest record of each
 baseline cell:
 
@@ -10,10 +10,10 @@ baseline cell:
   a document whose log-likelihoods moved, but all by at most `loglik`, is float noise at a near-tie and
   not reported (a flip with no movement at all means the scoring changed, and is);
 - drift: documents where some choice's log-likelihood moved by more than `loglik` nats;
-- accuracy (only for cells without per-sample records on either side): |change| > `acc_points` points;
-- perplexity: |Δ mean NLL per token| > `nll` nats; bits per byte, KL to dense: |Δ| > `bpb` / `kl`;
-- latency: the decode speed-up's paired 95 % interval (pruned vs dense, interleaved repeats) disjoint
-  from the baseline's; without intervals, a ratio change beyond `latency_pct` %;
+- every declared metric by its own rule (bench.metrics): accuracy, only for cells without per-sample
+  records, |change| > `acc_points` points; perplexity |Δ mean NLL per token| > `nll` nats; bits per
+  byte and KL to dense |Δ| > `bpb` / `kl`; the decode speed-up's paired 95 % interval disjoint from the
+  baseline's (without intervals, a change beyond `latency_pct` %); a metric of another kind by its rule;
 - a baseline cell the store lacks, whose newest record failed, or that ran under other settings.
 
 Every change is reported with its direction: an improvement nobody expected also needs a look and a new
@@ -31,12 +31,13 @@ from typing import Any
 
 from bench.atomic import write_text
 from bench.errors import BenchError
+from bench.metrics import load_record, metric_for, metrics
+from bench.record import CellRecord
 from bench.report.provenance import newest_date
-from bench.report.rows import Row, budget_label, canonical, dig, identity, number, settings
+from bench.report.rows import budget_label, canonical, identity, settings
 from bench.store import Store
 
 SCHEMA = 2
-KINDS = ("accuracy", "perplexity", "fidelity", "latency")
 
 
 class BaselineError(BenchError):
@@ -52,6 +53,10 @@ class Tolerances:
     kl: float = 0.005          # nats per token (KL to dense)
     latency_pct: float = 15.0  # speed-up change without intervals (%)
 
+    def value(self, tolerance: float | str) -> float:
+        """A rule's tolerance: a number, or the name of one of these fields."""
+        return float(getattr(self, tolerance)) if isinstance(tolerance, str) else float(tolerance)
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -61,7 +66,7 @@ class Finding:
     method: str
     budget: str
     metric: str
-    kind: str               # flips | drift | accuracy | perplexity | fidelity | latency | missing | failed | settings
+    kind: str               # flips | drift | a metric's group (accuracy, perplexity, ...) | missing | failed | settings
     baseline: float | None
     current: float | None
     change: str             # human-readable: "3 right -> wrong, 1 wrong -> right (-4.0 points)", "+0.021 nats"
@@ -84,45 +89,34 @@ class Comparison:
 # ------------------------------------------------------------------------------------------ metrics
 
 
-def metrics(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """name -> {"value", ...} for every summary metric a baseline tracks (absent ones left out)."""
-    row = Row(record)
-    out: dict[str, dict[str, Any]] = {}
-    if row.accuracy is not None:
-        out["accuracy/avg"] = {"value": row.accuracy}
-    for task in row.tasks:
-        value = row.task_score(task)[0]
-        if value is not None:
-            out[f"accuracy/{task}"] = {"value": value}
-    for corpus, p in row.perplexity.items():
-        if number(p.get("nll")) is not None and p.get("nll"):
-            out[f"perplexity/{corpus}/nll"] = {"value": float(p["nll"])}
-        elif number(p.get("perplexity")) is not None:
-            out[f"perplexity/{corpus}/nll"] = {"value": math.log(float(p["perplexity"]))}
-    for f in record.get("fidelity") or []:
-        for name in ("bits_per_byte", "kl_to_dense"):
-            if number(f.get(name)) is not None:
-                out[f"fidelity/{f.get('corpus')}/{name}"] = {"value": float(f[name])}
-    lat = record.get("latency") or {}
-    runs, dense = lat.get("decode_tokens_per_s_runs"), dig(lat, "dense_paired", "decode_tokens_per_s_runs")
-    if isinstance(runs, list) and isinstance(dense, list) and runs and len(runs) == len(dense):
-        from bench.stats.speedup import speedup_ci
-
-        out["latency/decode_speedup"] = {"value": None, **speedup_ci(runs, dense).to_dict()}
-        out["latency/decode_speedup"]["value"] = out["latency/decode_speedup"]["estimate"]
-    elif number(lat.get("decode_speedup_vs_dense")) is not None:
-        out["latency/decode_speedup"] = {"value": float(lat["decode_speedup_vs_dense"])}
+def tracked(record: CellRecord | dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """value name -> {"value", "stderr"[, "low", "high"]} for every value of every metric with a regress
+    rule (absent measurements are left out)."""
+    record = load_record(record)
+    out = {}
+    for metric in metrics():
+        if metric.regress is None:
+            continue
+        for name, m in metric.read(record).items():
+            out[name] = {"value": m.value, "stderr": m.stderr}
+            if m.low is not None:
+                out[name].update(low=m.low, high=m.high)
     return out
 
 
-def answers(samples: list[dict[str, Any]] | None, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def metric_kinds() -> list[str]:
+    """The metric groups `bench regress` compares (what --skip can leave out)."""
+    return list(dict.fromkeys(m.group for m in metrics() if m.regress is not None))
+
+
+def answers(samples: list[dict[str, Any]] | None, record: CellRecord) -> dict[str, dict[str, Any]]:
     """task -> {"docs": ["subtask/doc_id", ...], "correct": "0110...", "loglik": [[...], ...]} by the task's
     headline metric (log-likelihoods rounded to 1e-5 nats, far below any tolerance)."""
-    tasks = (record.get("accuracy") or {}).get("tasks") or {}
+    tasks = record.accuracy.tasks if record.accuracy is not None else {}
     out: dict[str, dict[str, Any]] = {}
     for row in samples or []:
         task = row.get("task")
-        metric = (tasks.get(task) or {}).get("metric") or "acc"
+        metric = (tasks[task].metric if task in tasks else None) or "acc"
         value = row.get(metric, row.get("acc"))
         if task is None or value is None:
             continue
@@ -133,40 +127,40 @@ def answers(samples: list[dict[str, Any]] | None, record: dict[str, Any]) -> dic
     return out
 
 
-def _cell_fields(record: dict[str, Any]) -> dict[str, Any]:
-    cell = record.get("cell") or {}
-    return {"model": cell.get("model"), "method": cell.get("method"), "params": cell.get("params") or {},
-            "budget": cell.get("budget"), "seed": cell.get("seed")}
+def _cell_fields(record: CellRecord) -> dict[str, Any]:
+    cell = record.cell
+    return {"model": cell.model, "method": cell.method, "params": cell.params or {}, "budget": cell.budget,
+            "seed": cell.seed}
 
 
 def _ident(entry: dict[str, Any]) -> tuple:
-    return identity({"cell": entry})
+    return (str(entry.get("model")), str(entry.get("method")), canonical(entry.get("params") or {}),
+            canonical(entry.get("budget")), entry.get("seed"))
 
 
 # ----------------------------------------------------------------------------------------- baseline
 
 
-def _newest(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    out: dict[tuple, dict[str, Any]] = {}
-    for r in sorted(records, key=lambda r: (str(r.get("finished_at") or ""), str(r.get("key")))):
-        out[identity(r)] = r
-    return out
+def _records(store: str | os.PathLike) -> list[CellRecord]:
+    """The store's records, typed, oldest first."""
+    records = [load_record(r) for r in Store(store).records()]
+    return sorted(records, key=lambda r: (str(r.finished_at or ""), str(r.key)))
 
 
 def build_baseline(store: str | os.PathLike) -> dict[str, Any]:
     """A baseline from the newest finished record of every cell in `store`."""
     s = Store(store)
-    records = [r for r in s.records() if r.get("status") == "ok"]
+    records = [r for r in _records(store) if r.ok]
     if not records:
         raise BaselineError(f"the store {store} holds no finished records to make a baseline from",
                             f"run `bench run --store {store}` first")
     cells = []
-    for record in _newest(records).values():
-        cells.append({**_cell_fields(record), "key": record["key"], "settings": settings(record),
-                      "metrics": metrics(record),
-                      "answers": answers(s.read_artifact(record["key"], "samples.jsonl"), record)})
+    for record in {identity(r): r for r in records}.values():
+        cells.append({**_cell_fields(record), "key": record.key, "settings": settings(record),
+                      "metrics": tracked(record),
+                      "answers": answers(s.read_artifact(record.key, "samples.jsonl"), record)})
     cells.sort(key=lambda c: canonical([c["model"], c["method"], c["params"], c["budget"], c["seed"]]))
-    commits = sorted({dig(r, "provenance", "git_commit", "sha") or "" for r in records} - {""})
+    commits = sorted({(r.provenance.get("git_commit") or {}).get("sha") or "" for r in records} - {""})
     return {"schema": SCHEMA, "date": newest_date(records), "git_commits": commits, "cells": cells}
 
 
@@ -249,47 +243,29 @@ def check_answers(entry: dict[str, Any], task: str, base: dict[str, Any], cur: d
 
 
 def check_metric(entry: dict[str, Any], name: str, base: dict, cur: dict, tol: Tolerances) -> Finding | None:
-    """The finding for one summary metric, or None when within tolerance (both directions)."""
-    b, c = base.get("value"), cur.get("value")
-    if b is None or c is None:
+    """The finding for one value (its metric's regress rule), or None when it is within tolerance."""
+    metric = metric_for(name)
+    if metric is None or metric.regress is None or base.get("value") is None or cur.get("value") is None:
         return None
-    if name.startswith("accuracy/"):
-        diff = 100.0 * (c - b)
-        if abs(diff) > tol.acc_points:
-            return _finding(entry, name, "accuracy", b, c, f"{diff:+.1f} points", f"|Δ| ≤ {tol.acc_points:g} points",
-                            "worse" if diff < 0 else "better")
+    broken = metric.regress.check(base, cur, tol, metric.direction)
+    if broken is None:
         return None
-    if name.startswith(("perplexity/", "fidelity/")):
-        limit, unit = ((tol.nll, "nats") if name.endswith("/nll") else (tol.bpb, "bits/byte")
-                       if name.endswith("bits_per_byte") else (tol.kl, "nats"))
-        if abs(c - b) > limit:
-            return _finding(entry, name, name.split("/")[0], b, c, f"{c - b:+.4g} {unit}", f"|Δ| ≤ {limit:g} {unit}",
-                            "worse" if c > b else "better")
-        return None
-    if name == "latency/decode_speedup":
-        lo_b, hi_b, lo_c, hi_c = base.get("low"), base.get("high"), cur.get("low"), cur.get("high")
-        if None not in (lo_b, hi_b, lo_c, hi_c):
-            if hi_c < lo_b or lo_c > hi_b:
-                return _finding(entry, name, "latency", b, c,
-                                f"{c:.2f}× [{lo_c:.2f}, {hi_c:.2f}] vs {b:.2f}× [{lo_b:.2f}, {hi_b:.2f}]",
-                                "overlapping 95 % intervals", "worse" if c < b else "better")
-            return None
-        change = 100.0 * (c / b - 1.0)
-        if abs(change) > tol.latency_pct:
-            return _finding(entry, name, "latency", b, c, f"{change:+.1f} %", f"|Δ| ≤ {tol.latency_pct:g} %",
-                            "worse" if change < 0 else "better")
-    return None
+    change, allowed, *direction = broken
+    return _finding(entry, name, metric.group, base["value"], cur["value"], change, allowed,
+                    direction[0] if direction else "worse")
 
 
 def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances = Tolerances(),
-            allow_missing: bool = False, kinds: frozenset[str] = frozenset(KINDS)) -> Comparison:
-    """Every change of `store` against `baseline` (see the module docstring for the rules)."""
+            allow_missing: bool = False, kinds: frozenset[str] | None = None) -> Comparison:
+    """Every change of `store` against `baseline` (see the module docstring for the rules); `kinds`: the
+    metric groups to compare (default all; "accuracy" also covers the per-sample answers)."""
     s = Store(store)
-    records = s.records()
+    records = _records(store)
     if not records:
         raise BaselineError(f"the store {store} holds no records to compare", f"run `bench run --store {store}` first")
-    by_ident: dict[tuple, list[dict[str, Any]]] = {}
-    for r in sorted(records, key=lambda r: (str(r.get("finished_at") or ""), str(r.get("key")))):
+    kinds = frozenset(metric_kinds()) if kinds is None else kinds
+    by_ident: dict[tuple, list[CellRecord]] = {}
+    for r in records:
         by_ident.setdefault(identity(r), []).append(r)
     result = Comparison()
     seen = set()
@@ -297,16 +273,16 @@ def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances 
         ident = _ident(entry)
         seen.add(ident)
         candidates = by_ident.get(ident, [])
-        ok = [r for r in candidates if r.get("status") == "ok"]
+        ok = [r for r in candidates if r.ok]
         same = [r for r in ok if canonical(settings(r)) == canonical(entry.get("settings"))]
         if not candidates:
             if not allow_missing:
                 result.findings.append(_finding(entry, "-", "missing", change="not in the store"))
             continue
-        if candidates[-1].get("status") != "ok":
-            err = candidates[-1].get("error") or {}
-            result.findings.append(_finding(entry, "-", "failed",
-                                            change=f"{err.get('type')}: {str(err.get('message'))[:80]}"))
+        if not candidates[-1].ok:
+            err = candidates[-1].error
+            result.findings.append(_finding(entry, "-", "failed", change=f"{err.type if err else None}: "
+                                            f"{str(err.message if err else None)[:80]}"))
             continue
         if not same:
             result.findings.append(_finding(entry, "-", "settings", change="evaluated under other settings",
@@ -314,15 +290,16 @@ def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances 
             continue
         result.cells += 1
         record = same[-1]
-        current = metrics(record)
+        current = tracked(record)
         base_answers = entry.get("answers") or {}
-        cur_answers = answers(s.read_artifact(record["key"], "samples.jsonl"), record) if base_answers else {}
-        if "accuracy" in kinds:
+        if "accuracy" in kinds and base_answers:
+            cur_answers = answers(s.read_artifact(record.key, "samples.jsonl"), record)
             for task, base in sorted(base_answers.items()):
                 result.compared += 1
                 result.findings += check_answers(entry, task, base, cur_answers.get(task), tol)
         for name, base in sorted(entry["metrics"].items()):
-            if name.split("/")[0] not in kinds or (name.startswith("accuracy/") and base_answers):
+            metric = metric_for(name)
+            if metric is None or metric.group not in kinds or (metric.name == "accuracy" and base_answers):
                 continue   # accuracy is judged document by document where the baseline has the documents
             if name not in current:
                 result.findings.append(_finding(entry, name, "missing", base.get("value"), None, "not measured"))

@@ -26,14 +26,17 @@ from typing import Literal
 
 import torch
 
+from methods import register
 from methods.base import Budget, PrunePlan, Pruner
 
 
+@register
 class LaCo(Pruner):
     name = "laco"
-    title = "LaCo (layer collapse)"
+    title = "LaCo (layer collapse, RDSC merge)"
     paper = "2402.11187"
     needs_calibration = True
+    order = 30
 
     @dataclass(frozen=True)
     class Params:

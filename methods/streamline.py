@@ -48,6 +48,7 @@ from torch import nn
 from bench.cost import CostMeter
 from bench.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train
+from methods import register
 from methods.base import Budget, PrunePlan, Pruner
 from methods.windows import best_start, block_influence, window_scores
 
@@ -75,11 +76,14 @@ class _Teacher:
     per_layer: dict[str, list] = field(default_factory=dict)  # the dense config's per-layer lists
 
 
+@register
 class Streamline(Pruner):
     name = "streamline"
-    title = "LLM-Streamline"
+    title = "LLM-Streamline (contiguous cosine window)"
     paper = "2403.19135"
     needs_calibration = True
+    order = 20
+    may_train = True  # `trains` says per instance
 
     @dataclass(frozen=True)
     class Params(TrainParams):

@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bench.report.groups import Collection, Group
-from bench.report.rows import Row, canonical, dig
+from bench.report.rows import Row, canonical
 from bench.stats.bootstrap import Interval, contrast_interval, draws
 from bench.stats.compare import Comparison, Family, best_of
 from bench.stats.samples import Aligned, Samples, align
 from bench.stats.significance import mcnemar, sign_flip_p
-from bench.stats.speedup import SpeedupCI, speedup_ci
+from bench.stats.speedup import SpeedupCI
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,6 @@ class GroupEvidence:
     vs_dense: dict[str, Comparison] = field(default_factory=dict)  # row key -> row − dense
     pairs: dict[frozenset, Comparison] = field(default_factory=dict)   # {key, key} -> a − b, same budget
     speedup: dict[str, SpeedupCI] = field(default_factory=dict)                  # first batch size
-    speedups: dict[str, dict[int, SpeedupCI]] = field(default_factory=dict)      # row key -> batch -> CI
     efficiency: list[Efficiency] = field(default_factory=list)
     missing: str = ""                                             # why there are no statistics
 
@@ -113,26 +112,13 @@ def _chance(samples: Samples, tasks) -> dict[str, float]:
     return out
 
 
-def _speedup(lat: dict) -> SpeedupCI | None:
-    runs, dense = lat.get("decode_tokens_per_s_runs"), dig(lat, "dense_paired", "decode_tokens_per_s_runs")
-    if isinstance(runs, list) and isinstance(dense, list) and runs and len(runs) == len(dense):
-        return speedup_ci(runs, dense)
-    return None
+def _speedup(row: Row) -> SpeedupCI | None:
+    """The decode speed-up at the record's first batch size with its paired interval."""
+    from bench.metrics.latency import speedup_measure
 
-
-def batches(row: Row) -> dict[int, dict]:
-    """batch size -> that batch size's latency part of the record (the top level alone when only one)."""
-    lat = dig(row.record, "latency") or {}
-    if isinstance(lat.get("batches"), dict):
-        return {int(b): part for b, part in lat["batches"].items()}
-    return {int(lat["batch_size"]): lat} if lat.get("batch_size") else {}
-
-
-def memory_bytes(row: Row, batch: int) -> int | None:
-    """Weights plus the KV cache of the latency probe at `batch` (None when the record lacks either)."""
-    part = batches(row).get(batch) or {}
-    weights, kv = part.get("weights_bytes", part.get("checkpoint_bytes")), part.get("kv_cache_bytes")
-    return int(weights + kv) if isinstance(weights, int) and weights and isinstance(kv, int) else None
+    lat = row.record.latency
+    m = speedup_measure(lat.to_dict()) if lat is not None and not row.dense else None
+    return None if m is None else SpeedupCI(m.value, m.low, m.high, 0)
 
 
 def _efficiency(group: Group, arms: dict[str, int], aligned: Aligned, reps) -> list[Efficiency]:
@@ -164,12 +150,11 @@ def _comparison(aligned: Aligned, reps, i: int, j: int, a: str, b: str) -> Compa
 
 def group_evidence(group: Group, samples: Mapping[str, Samples], family: Family) -> GroupEvidence:
     ev = GroupEvidence(group)
+    group.evidence = ev    # the metrics' leaderboard columns read intervals and p-values from it
     for row in group.all_rows:
-        ci = _speedup(dig(row.record, "latency") or {})
+        ci = _speedup(row)
         if ci is not None:
             ev.speedup[row.key] = ci
-        per_batch = {b: _speedup(part) for b, part in batches(row).items()}
-        ev.speedups[row.key] = {b: c for b, c in per_batch.items() if c is not None}
     rows = [r for r in group.all_rows if samples.get(r.key) and r.accuracy is not None]
     if not group.task_metrics:
         ev.missing = "no accuracy was measured"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.atomic import write_bytes
 from bench.report.groups import Group
-from bench.report.rows import Row, budget_label, dig, method_order
+from bench.report.rows import Row, budget_label, method_order
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def importance(group: Group, path: Path) -> Figure | None:
     for row in group.rows:  # table order: the smallest budget and seed of each method first
         if row.per_layer and row.label not in profiles:
             profiles[row.label] = row.per_layer
-    removed = [r for r in group.rows if isinstance(dig(r.record, "pruning", "removed_layers"), list)]
+    removed = [r for r in group.rows if r.record.pruning is not None and isinstance(r.record.pruning.removed_layers, list)]
     if not profiles and not removed:
         return None
     from matplotlib.figure import Figure as MplFigure
@@ -114,7 +114,7 @@ def importance(group: Group, path: Path) -> Figure | None:
         ax.legend(fontsize=7)
     names = []
     for y, row in enumerate(removed):
-        layers = dig(row.record, "pruning", "removed_layers")
+        layers = row.record.pruning.removed_layers
         grid.scatter(layers, [y] * len(layers), marker="s", s=22, color=_style(row.label, labels)["color"])
         names.append(f"{row.label} {budget_label(row.budget)}")
     grid.set_yticks(range(len(names)), names, fontsize=7)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.metrics import Column, metrics
+from bench.record import CellError
 from bench.report import markdown as md
-from bench.report.evidence import Evidence, GroupEvidence, batches, memory_bytes, speedup_text
+from bench.report.evidence import Evidence, GroupEvidence
 from bench.report.figures import Figure
-from bench.report.groups import Collection, settings_text
-from bench.report.rows import Row, budget_label, dig, method_title
+from bench.report.groups import Collection, Group, settings_text
+from bench.report.rows import Row, budget_label, method_title
 from bench.stats import ALPHA
 
 
@@ -72,18 +74,37 @@ def _efficiency_table(coll: Collection, evidence: Evidence) -> str:
                     [False, False, True, True, True, True])
 
 
-def _ppl_header(corpus: str, p: dict) -> str:
-    return f"PPL {corpus} (tokens, w={p.get('window')}) ↓"
+def metric_columns(group: Group) -> list[Column]:
+    """The measure columns of a group's table: every declared metric's, in the registry's order (the
+    built-in ones read their intervals and p-values from `group.evidence`)."""
+    return [col for m in metrics() for col in m.leaderboard_columns(group)]
 
 
-def _task_cell(ev: GroupEvidence, row: Row, task: str) -> str:
-    score, se = row.task_score(task)
-    text = md.pct(score, se)
-    return text + md.BELOW_CHANCE if ev.at_or_below_chance(task, score) else text
+def show(col: Column, group: Group, row: Row) -> str:
+    """One cell of a metric column, formatted by the column's style (see bench.metrics.Column)."""
+    if row.dense and not col.dense:
+        return md.DASH
+    value, extra = col.value(group, row)
+    if col.style == "pct":
+        text = md.pct(value, extra, col.digits)
+    elif col.style == "ppl":
+        text = md.ppl(value)
+    elif col.style in ("interval", "signed"):
+        low, high = extra if extra else (None, None)
+        text = md.interval(value, low, high, sign=col.style == "signed")
+    elif col.style == "ratio":
+        low, high = extra if extra else (None, None)
+        text = md.DASH if value is None else f"{value:.{col.digits}f}×" + (
+            "" if low is None else f" [{low:.{col.digits}f}, {high:.{col.digits}f}]")
+    elif col.style == "p":
+        text = md.pvalue(value) + (" *" if extra else "")
+    else:
+        text = md.num(value, col.digits, col.suffix)
+        text = text if value is None or extra is None else f"{text} ± {md.num(extra, col.digits)}"
+    return text + (col.mark(group, row) if col.mark is not None and value is not None else "")
 
 
-def _row_cells(ev: GroupEvidence, row: Row, seeds: bool) -> list[str]:
-    group = ev.group
+def _row_cells(group: Group, row: Row, seeds: bool, columns: list[Column]) -> list[str]:
     removed = row.layers_removed
     layers = md.DASH if removed is None else f"{removed}/{row.n_layers}" if row.n_layers else str(removed)
     layer_pct = 100.0 * removed / row.n_layers if removed is not None and row.n_layers else None
@@ -92,53 +113,17 @@ def _row_cells(ev: GroupEvidence, row: Row, seeds: bool) -> list[str]:
         cells.append(md.DASH if row.seed is None else str(row.seed))
     cells += [layers, md.num(layer_pct), md.count(row.params_after),
               md.num(None if row.param_ratio is None else 100 * row.param_ratio)]
-    if group.task_metrics:
-        avg = ev.avg.get(row.key)
-        chance = ev.chance_avg
-        below = chance is not None and row.accuracy is not None and row.accuracy <= chance
-        cells.append((md.interval(avg.estimate, avg.low, avg.high) if avg else md.pct(row.accuracy))
-                     + (md.BELOW_CHANCE if below else ""))
-        vs = ev.vs_dense.get(row.key)
-        cells += [md.interval(vs.diff.estimate, vs.diff.low, vs.diff.high, sign=True) if vs else md.DASH,
-                  md.pvalue(vs.p_holm) + (" *" if vs.significant else "") if vs else md.DASH,
-                  md.num(group.retained(row)), md.num(ev.rp_above_chance(row))]
-        cells += [_task_cell(ev, row, task) for task in group.task_metrics]
-        stab = dig(row.record, "stability") or {}
-        ci = stab.get("mean_ci") or [None, None]
-        cells += [md.DASH if row.dense else md.interval(row.stability, *ci),
-                  md.DASH if row.dense else md.pct(stab.get("agreement_mean"))]
-    cells += [md.ppl(dig(row.perplexity.get(c), "perplexity")) for c in group.corpora]
-    sizes = _batch_sizes(ev)
-    if len(sizes) > 1:
-        cells += [speedup_text(ev.speedups.get(row.key, {}).get(b), 1.0 if row.dense else None) for b in sizes]
-    else:
-        cells.append(speedup_text(ev.speedup.get(row.key), group.speedup(row)))
-    mem = memory_bytes(row, sizes[-1]) if sizes else None
-    cells += [md.num(None if mem is None else mem / 2 ** 20, 0), md.num(row.prune_s), md.num(row.train_s)]
-    return cells
-
-
-def _batch_sizes(ev: GroupEvidence) -> list[int]:
-    return sorted({b for row in ev.group.all_rows for b in batches(row)})
+    return cells + [show(col, group, row) for col in columns]
 
 
 def group_table(ev: GroupEvidence) -> str:
     group = ev.group
     seeds = len(group.seeds) > 1
-    accuracy = ["Avg acc % [95 % CI] ↑", "Δ vs dense, points [95 % CI]", "p vs dense (Holm)", "RP % ↑",
-                "RP above chance % ↑", *[f"{t} ({m}) ↑" for t, m in group.task_metrics.items()],
-                "Stability % [95 % CI] ↑", "Agreement % ↑"]
+    columns = metric_columns(group)
     header = ["Method", "Budget", *(["Seed"] if seeds else []), "Layers removed", "Layers removed %", "Params",
-              "Params removed % (total)", *(accuracy if group.task_metrics else []),
-              *[_ppl_header(c, p) for c, p in group.corpora.items()], *_latency_headers(ev), "Prune s", "Train s"]
+              "Params removed % (total)", *[c.header for c in columns]]
     right = [False, False, *([True] if seeds else []), *[True] * (len(header) - 2 - seeds)]
-    return md.table(header, [_row_cells(ev, r, seeds) for r in group.all_rows], right)
-
-
-def _latency_headers(ev: GroupEvidence) -> list[str]:
-    sizes = _batch_sizes(ev)
-    decode = ([f"Decode × batch {b} [95 % CI]" for b in sizes] if len(sizes) > 1 else ["Decode × [95 % CI]"])
-    return [*decode, f"Weights + KV MiB (batch {sizes[-1]})" if sizes else "Weights + KV MiB"]
+    return md.table(header, [_row_cells(group, r, seeds, columns) for r in group.all_rows], right)
 
 
 def comparisons_table(ev: GroupEvidence) -> str:
@@ -166,13 +151,13 @@ def stability_table(ev: GroupEvidence) -> str:
     tasks = list(ev.group.task_metrics)
     rows = []
     for row in ev.group.rows:
-        stab = dig(row.record, "stability") or {}
-        if not stab.get("per_task"):
+        stab = row.record.stability
+        if stab is None or not stab.per_task:
             continue
         cells = [f"`{row.label}`", budget_label(row.budget)]
         for t in tasks:
-            s, ci = stab["per_task"].get(t), (stab.get("ci") or {}).get(t) or [None, None]
-            a, e, n = (stab.get("agreement") or {}).get(t), (stab.get("ess") or {}).get(t), (stab.get("n") or {}).get(t)
+            s, ci = stab.per_task.get(t), (stab.ci or {}).get(t) or [None, None]
+            a, e, n = (stab.agreement or {}).get(t), (stab.ess or {}).get(t), (stab.n or {}).get(t)
             cells.append(f"{md.interval(s, *ci)} · {md.pct(a)} · {md.num(e)}/{n if n is not None else md.DASH}"
                          if s is not None else md.DASH)
         rows.append(cells)
@@ -193,8 +178,8 @@ def _notes(ev: GroupEvidence) -> list[str]:
             notes.append("Chance: " + ", ".join(f"{t} {md.pct(c)} %" for t, c in ev.chance.items())
                          + f" (Avg {md.pct(ev.chance_avg)} %); {md.BELOW_CHANCE} marks a score at or below it.")
     for corpus, p in group.corpora.items():
-        notes.append(f"PPL {corpus}: token perplexity in non-overlapping {p.get('window')}-token windows "
-                     f"({p.get('windows')} windows, {p.get('tokens')} tokens); per token, so it depends on the "
+        notes.append(f"PPL {corpus}: token perplexity in non-overlapping {p.window}-token windows "
+                     f"({p.windows} windows, {p.tokens} tokens); per token, so it depends on the "
                      "tokenizer and is comparable only within a model.")
     if group.dense is None:
         notes.append("No finished dense cell under these settings: RP, Δ vs dense and speed-up are missing.")
@@ -218,11 +203,11 @@ def _figures(figures: Sequence[Figure], out_name: str) -> list[str]:
 def _failed(coll: Collection) -> str:
     rows = []
     for r in coll.failed:
-        cell, err = r.get("cell") or {}, r.get("error") or {}
-        message = str(err.get("message") or "").splitlines()[0][:160] if err.get("message") else md.DASH
-        rows.append([str(cell.get("model")), f"`{cell.get('method')}`", budget_label(cell.get("budget")),
-                     md.DASH if cell.get("seed") is None else str(cell.get("seed")), str(err.get("stage") or md.DASH),
-                     f"{err.get('type') or r.get('status')}: {message}", f"`cells/{r.get('key')}/record.json`"])
+        cell, err = r.cell, r.error or CellError()
+        message = str(err.message or "").splitlines()[0][:160] if err.message else md.DASH
+        rows.append([str(cell.model), f"`{cell.method}`", budget_label(cell.budget),
+                     md.DASH if cell.seed is None else str(cell.seed), str(err.stage or md.DASH),
+                     f"{err.type or r.status}: {message}", f"`cells/{r.key}/record.json`"])
     return md.table(["Model", "Method", "Budget", "Seed", "Stage", "Error", "Record"], rows, [False] * 7)
 
 

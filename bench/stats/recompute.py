@@ -30,29 +30,29 @@ def recompute_stability(root: str | Path) -> int:
     """Rewrite the `stability` of every finished pruned cell that has per-sample records and a dense cell
     under the same settings; returns the number of records rewritten."""
     from bench.evaluate.stability import is_multiple_choice, stability
+    from bench.metrics import load_record
     from bench.report.rows import canonical, settings
     from bench.store import Store
 
     store = Store(root)
-    records = [r for r in store.records() if r.get("status") == "ok"]
-    dense = {}
-    for r in records:
-        if (r.get("cell") or {}).get("kind") == "dense":
-            dense[(r["cell"]["model"], canonical(settings(r)))] = r
+    records = [load_record(r) for r in store.records()]
+    records = [r for r in records if r.ok]
+    dense = {(r.cell.model, canonical(settings(r))): r for r in records if r.dense}
     changed = 0
     for r in records:
-        if (r.get("cell") or {}).get("kind") != "pruned" or r.get("stability") is None:
+        if r.dense or r.stability is None:
             continue
-        ref = dense.get((r["cell"]["model"], canonical(settings(r))))
+        ref = dense.get((r.cell.model, canonical(settings(r))))
         if ref is None:
-            log.warning("%s: no dense cell under the same settings; stability left as it is", r["key"])
+            log.warning("%s: no dense cell under the same settings; stability left as it is", r.key)
             continue
-        d, p = samples_of(store, ref["key"]), samples_of(store, r["key"])
-        metrics = {t: s.get("metric") or "acc" for t, s in (ref.get("accuracy") or {}).get("tasks", {}).items()}
+        d, p = samples_of(store, ref.key), samples_of(store, r.key)
+        metrics = {t: s.metric or "acc" for t, s in (ref.accuracy.tasks if ref.accuracy else {}).items()}
         if not any(is_multiple_choice(v) for v in d.values()) or not p:
             continue
-        r["stability"] = stability(d, p, metric=metrics).to_dict()
-        store.put(r["key"], r)
+        raw = r.to_dict()
+        raw["stability"] = stability(d, p, metric=metrics).to_dict()
+        store.put(r.key, raw)
         changed += 1
     store.write_view()
     return changed
