@@ -62,6 +62,23 @@ class PerplexitySpec:
 
 
 @dataclass(frozen=True)
+class FidelitySpec:
+    """Bits per byte over whole held-out documents and KL to dense (bench.evaluate.fidelity)."""
+
+    corpora: tuple[str, ...] = ("c4",)  # built-in: its evaluation split (bench.data.splits); or a .txt file
+    window: int = 512
+    max_documents: int | None = 32      # a document budget (whole documents), not a token cap
+    max_bytes: int | None = None        # and/or a byte budget
+    batch_size: int = 4
+
+    def __post_init__(self):
+        if self.window < 2 or self.batch_size < 1 or (self.max_documents is not None and self.max_documents < 1) \
+                or (self.max_bytes is not None and self.max_bytes < 1):
+            raise ConfigError("fidelity needs window >= 2, batch_size >= 1, max_documents and max_bytes >= 1",
+                              "e.g. fidelity: {corpora: [c4], max_documents: 32}")
+
+
+@dataclass(frozen=True)
 class LatencySpec:
     prompt_tokens: int = 128
     new_tokens: int = 32
@@ -88,6 +105,7 @@ class EvalSpec:
     num_fewshot: int = 0
     batch_size: int = 8
     perplexity: PerplexitySpec | None = None
+    fidelity: FidelitySpec | None = None  # bits per byte and KL to dense on whole documents
     latency: LatencySpec | None = None
     stability: bool = True  # stability vs the dense model (needs multiple-choice tasks)
     log_lm_eval_samples: bool = False  # also keep lm-eval's raw per-sample log beside the record

@@ -41,6 +41,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "num_fewshot": 0,
             "batch_size": 8,
             "perplexity": {"corpora": ["c4"], "window": 256, "max_windows": 8, "batch_size": 4},
+            # bits per byte and KL to dense on whole held-out C4 documents (a document and byte budget)
+            "fidelity": {"corpora": ["c4"], "window": 256, "max_documents": 24, "max_bytes": 32768, "batch_size": 4},
             # 5 interleaved repeats per batch size: enough for a t interval on each speed-up
             "latency": {"prompt_tokens": 32, "new_tokens": 16, "batch_size": 1, "batch_sizes": [1, 8], "warmup": 1,
                         "repeats": 5},
@@ -61,6 +63,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "num_fewshot": 0,
             "batch_size": 32,
             "perplexity": {"corpora": ["wikipedia", "c4"], "window": 2048, "max_windows": None, "batch_size": 4},
+            "fidelity": {"corpora": ["wikipedia", "c4"], "window": 2048, "max_documents": None, "batch_size": 4},
             "latency": {"prompt_tokens": 128, "new_tokens": 64, "batch_size": 1, "batch_sizes": [1, 8], "warmup": 2,
                         "repeats": 10},
             "stability": True,
@@ -80,6 +83,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "num_fewshot": 0,
             "batch_size": 16,
             "perplexity": {"corpora": ["wikipedia", "c4"], "window": 512, "max_windows": 32, "batch_size": 4},
+            "fidelity": {"corpora": ["c4"], "window": 512, "max_documents": 64, "batch_size": 4},
             "latency": {"prompt_tokens": 64, "new_tokens": 32, "batch_size": 1, "warmup": 2, "repeats": 5},
             "stability": True,
         },

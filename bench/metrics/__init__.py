@@ -71,7 +71,7 @@ class Column:
     style: "pct" (a fraction as a percentage, ± stderr), "ppl" (2 digits; scientific notation from 1000),
     "num" (`digits` and `suffix`, ± stderr), "interval" / "signed" (a fraction as a percentage with its 95 %
     interval: `value` returns (estimate, (low, high)); "signed" with a sign, for differences), "ratio" (a
-    ratio with `digits` and its interval, (estimate, (low, high))), "p" (a p-value; the second element True
+    number with `digits`, `suffix` and its interval, (estimate, (low, high))), "p" (a p-value; the second element True
     when it is significant). `mark` (group, row) -> text appended to the cell (e.g. a below-chance mark).
     `dense` False shows a dash in the dense row (stability, which compares to it).
     """

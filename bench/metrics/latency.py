@@ -180,7 +180,7 @@ def _speedup_columns(group) -> list[Column]:
         return (_memory(part) if part else None), None
 
     headers = ([f"Decode × batch {b} [95 % CI]" for b in sizes] if len(sizes) > 1 else ["Decode × [95 % CI]"])
-    return [*[Column(h, speedup(b), style="ratio", digits=2) for h, b in zip(headers, sizes)],
+    return [*[Column(h, speedup(b), style="ratio", digits=2, suffix="×") for h, b in zip(headers, sizes)],
             Column(f"Weights + KV MiB (batch {sizes[-1]})", memory, digits=0)]
 
 

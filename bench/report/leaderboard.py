@@ -94,7 +94,7 @@ def show(col: Column, group: Group, row: Row) -> str:
         text = md.interval(value, low, high, sign=col.style == "signed")
     elif col.style == "ratio":
         low, high = extra if extra else (None, None)
-        text = md.DASH if value is None else f"{value:.{col.digits}f}×" + (
+        text = md.DASH if value is None else f"{value:.{col.digits}f}{col.suffix}" + (
             "" if low is None else f" [{low:.{col.digits}f}, {high:.{col.digits}f}]")
     elif col.style == "p":
         text = md.pvalue(value) + (" *" if extra else "")
