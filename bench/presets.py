@@ -42,7 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "batch_size": 8,
             "perplexity": {"corpora": ["c4"], "window": 256, "max_windows": 8, "batch_size": 4},
             # bits per byte and KL to dense on whole held-out C4 documents (a document and byte budget)
-            "fidelity": {"corpora": ["c4"], "window": 256, "max_documents": 24, "max_bytes": 32768, "batch_size": 4},
+            "fidelity": {"corpora": ["c4"], "window": 256, "max_documents": 12, "max_bytes": 16384, "batch_size": 4},
             # 5 interleaved repeats per batch size: enough for a t interval on each speed-up
             "latency": {"prompt_tokens": 32, "new_tokens": 16, "batch_size": 1, "batch_sizes": [1, 8], "warmup": 1,
                         "repeats": 5},

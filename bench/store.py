@@ -35,6 +35,9 @@ A record (schema 1; a part that does not apply is null):
                  official, n, skipped} (vs the dense cell's per-sample records)
     perplexity  [{corpus (label), window, tokens, windows, windows_total, perplexity, nll, source,
                  add_bos, batch_size, wall_s}]
+    fidelity    [{corpus, documents, bytes, tokens, windows, window, prefix, nll, bits_per_byte,
+                 bits_per_byte_ci, kl_to_dense, kl_to_dense_ci, top1_agreement, wall_s}] (kl: pruned cells;
+                 per-document sums in cells/<key>/fidelity.jsonl)
     latency     {prefill_ms, ttft_ms, decode_tokens_per_s, generate_s, *_runs, prompt_tokens, new_tokens,
                  batch_size, warmup, repeats, peak_memory_bytes, parameters, checkpoint_bytes, weights_bytes,
                  kv_cache_bytes, device, dtype, dense_paired {..._runs}, decode_speedup_vs_dense,
