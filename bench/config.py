@@ -65,7 +65,7 @@ class PerplexitySpec:
 class FidelitySpec:
     """Bits per byte over whole held-out documents and KL to dense (bench.evaluate.fidelity)."""
 
-    corpora: tuple[str, ...] = ("c4",)  # built-in: its evaluation split (bench.data.splits); or a .txt file
+    corpora: tuple[str, ...] = ("c4",)  # built-in (c4, wikipedia: documents from the start) or a .txt file
     window: int = 512
     max_documents: int | None = 32      # a document budget (whole documents), not a token cap
     max_bytes: int | None = None        # and/or a byte budget

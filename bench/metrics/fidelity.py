@@ -51,7 +51,7 @@ def _text(ctx: EvalContext, corpus: str):
     documents."""
     from pathlib import Path
 
-    from bench.data import splits
+    from bench.data import loaders
     from bench.evaluate.fidelity import prepare_text
 
     spec = ctx.spec.eval.fidelity
@@ -59,7 +59,14 @@ def _text(ctx: EvalContext, corpus: str):
     if path.is_file():
         docs, label = [d for d in path.read_text(encoding="utf-8").split("\n\n") if d.strip()], path.name
     else:
-        docs, label = splits.documents(corpus, "evaluation"), corpus
+        # the corpus's documents in order from its start: the text perplexity scores, and the head of the
+        # evaluation range bench.data.splits (branch fid) reserves; calibration and training come later
+        if corpus not in ("c4", "wikipedia"):
+            from bench.errors import ConfigError
+
+            raise ConfigError(f"fidelity corpus {corpus!r} is neither c4, wikipedia nor a .txt file",
+                              "e.g. fidelity: {corpora: [c4]}")
+        docs, label = (loaders.c4_documents() if corpus == "c4" else loaders.wikipedia_documents()), corpus
     return prepare_text(ctx.tokenizer, docs, label=label, window=spec.window, max_documents=spec.max_documents,
                         max_bytes=spec.max_bytes)
 
