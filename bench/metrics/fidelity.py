@@ -4,8 +4,9 @@ on the same tokens: the low-noise measure quantization evaluations use. The dens
 model's final hidden states once (`DenseReference`, tokens x hidden size) and every pruned cell of the session
 is scored against it: one extra set of hidden states, never a second model's logits for the whole text.
 
-The record part `fidelity` (one entry per corpus, each with a bootstrap interval over documents; the
-per-document sums go to `fidelity.jsonl` beside the record for paired statistics); metrics
+The record part `fidelity` (one entry per corpus, each with a bootstrap interval over documents, shown on
+the pages only from `MIN_DOCUMENTS_FOR_CI` documents; the per-document sums go to `fidelity.jsonl` beside
+the record for paired statistics); metrics
 `bits_per_byte/<corpus>` and `kl_to_dense/<corpus>` (group "fidelity", compared by `bench regress` with
 absolute tolerances) and `top1_agreement/<corpus>` (shown).
 """
@@ -149,12 +150,16 @@ def _corpora(group) -> list[str]:
     return list(seen)
 
 
+MIN_DOCUMENTS_FOR_CI = 10   # a bootstrap over fewer whole documents says little; no interval is shown
+
+
 def _value(field_name: str, corpus: str):
     def value(g, r):
         for p in r.record.part("fidelity") or []:
             if p.corpus == corpus:
                 ci = getattr(p, f"{field_name}_ci", None) or []
-                return number(getattr(p, field_name)), (tuple(ci) if len(ci) == 2 else None)
+                shown = len(ci) == 2 and (p.documents or 0) >= MIN_DOCUMENTS_FOR_CI
+                return number(getattr(p, field_name)), (tuple(ci) if shown else None)
         return None, None
 
     return value

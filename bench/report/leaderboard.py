@@ -181,6 +181,15 @@ def _notes(ev: GroupEvidence) -> list[str]:
         notes.append(f"PPL {corpus}: token perplexity in non-overlapping {p.window}-token windows "
                      f"({p.windows} windows, {p.tokens} tokens); per token, so it depends on the "
                      "tokenizer and is comparable only within a model.")
+    seen: set[str] = set()
+    for row in group.all_rows:
+        for f in row.record.part("fidelity") or []:
+            if f.corpus not in seen:
+                seen.add(f.corpus)
+                notes.append(f"Bits/byte and KL to dense {f.corpus}: {f.documents} whole held-out documents "
+                             f"({f.bytes} bytes, {f.tokens} tokens, {f.window}-token windows overlapping by one"
+                             f" token, {f.prefix} first)"
+                             + ("; too few documents for an interval." if (f.documents or 0) < 10 else "."))
     if group.dense is None:
         notes.append("No finished dense cell under these settings: RP, Δ vs dense and speed-up are missing.")
     if group.superseded:
@@ -236,6 +245,9 @@ COLUMNS = f"""\
   documents right only under A and only under B with the exact McNemar p (binomial on those discordant
   documents), Holm-adjusted over every per-task test of the report. A best method is named only where it
   beats each other method at that budget with Holm-adjusted p < {ALPHA}; bold marks only such a best.
+- **Bits/byte**: next-token NLL over whole held-out documents, in bits per UTF-8 byte (tokenizer-free, so
+  it compares across models). **KL to dense**: KL(dense ‖ pruned) per token on the same tokens, nats.
+  Intervals: a bootstrap over documents, shown from 10 documents up.
 - **Decode ×**: decode tokens/s over the dense model's, same device and probe, their repeats interleaved in
   the cell; geometric mean of the per-repeat ratios with a t interval on their logs (per batch size where
   several were measured). **Weights + KV**: parameter bytes plus the KV cache of the latency probe (batch x
