@@ -242,14 +242,6 @@ def dense_view(model, teacher: _Teacher):
     from bench import arch
 
     pruned = list(arch.decoder_layers(model))
-    saved = {key: getattr(model.config, key) for key in teacher.per_layer}
     dense = pruned[:teacher.start] + teacher.layers + pruned[teacher.start + 1:]
-    try:
-        arch.set_layers(model, dense, [0] * len(dense))
-        for key, values in teacher.per_layer.items():
-            setattr(model.config, key, values)
+    with arch.layers_swapped(model, dense, teacher.per_layer):
         yield
-    finally:
-        arch.set_layers(model, pruned, [0] * len(pruned))
-        for key, values in saved.items():
-            setattr(model.config, key, values)
