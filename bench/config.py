@@ -81,18 +81,40 @@ class PerplexitySpec:
 
 
 @dataclass(frozen=True)
+class FidelitySpec:
+    """Bits per byte over whole held-out documents and KL to dense (bench.evaluate.fidelity)."""
+
+    corpora: tuple[str, ...] = ("c4",)  # built-in (c4, wikipedia: documents from the start) or a .txt file
+    window: int = 512
+    max_documents: int | None = 32      # a document budget (whole documents), not a token cap
+    max_bytes: int | None = None        # and/or a byte budget
+    batch_size: int = 4
+
+    def __post_init__(self):
+        if self.window < 2 or self.batch_size < 1 or (self.max_documents is not None and self.max_documents < 1) \
+                or (self.max_bytes is not None and self.max_bytes < 1):
+            raise ConfigError("fidelity needs window >= 2, batch_size >= 1, max_documents and max_bytes >= 1",
+                              "e.g. fidelity: {corpora: [c4], max_documents: 32}")
+
+
+@dataclass(frozen=True)
 class LatencySpec:
     prompt_tokens: int = 128
     new_tokens: int = 32
     batch_size: int = 1
     warmup: int = 1
     repeats: int = 3
+    batch_sizes: tuple[int, ...] = ()  # every batch size to measure (pruned and dense interleaved); () = batch_size
 
     def __post_init__(self):
         if self.prompt_tokens < 1 or self.new_tokens < 2 or self.batch_size < 1 or self.repeats < 1 \
-                or self.warmup < 0:
-            raise ConfigError("latency needs prompt_tokens >= 1, new_tokens >= 2, batch_size >= 1, repeats >= 1",
-                              "e.g. latency: {prompt_tokens: 64, new_tokens: 16}")
+                or self.warmup < 0 or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError("latency needs prompt_tokens >= 1, new_tokens >= 2, batch sizes >= 1, repeats >= 1",
+                              "e.g. latency: {prompt_tokens: 64, new_tokens: 16, batch_sizes: [1, 8]}")
+
+    @property
+    def all_batch_sizes(self) -> tuple[int, ...]:
+        return self.batch_sizes or (self.batch_size,)
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,7 @@ class EvalSpec:
     num_fewshot: int = option(0, flag="--num-fewshot", group="evaluation", help="few-shot examples (default 0)")
     batch_size: int = option(8, flag="--batch-size", group="evaluation", help="evaluation batch size")
     perplexity: PerplexitySpec | None = None
+    fidelity: FidelitySpec | None = None  # bits per byte and KL to dense on whole documents
     latency: LatencySpec | None = None
     stability: bool = True  # stability vs the dense model (needs multiple-choice tasks)
     log_lm_eval_samples: bool = False  # also keep lm-eval's raw per-sample log beside the record

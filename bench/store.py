@@ -32,12 +32,18 @@ a part that does not apply is null, an evaluation the run does not ask for leave
                  split, limit, shots, version, extra}}, average (of each task's headline `metric`),
                  average_of, delta_vs_dense, limit, num_fewshot, batch_size, data, softmax_dtype, wall_s,
                  task_versions}
-    stability   {per_task, mean, metric, official, n, skipped} (vs the dense cell's per-sample records)
+    stability   {per_task, mean, mean_ci, ci, agreement, agreement_mean, ess, metric, metrics, spread,
+                 official, n, skipped} (vs the dense cell's per-sample records)
     perplexity  [{corpus (label), window, tokens, windows, windows_total, perplexity, nll, source,
                  add_bos, batch_size, wall_s}]
+    fidelity    [{corpus, documents, bytes, tokens, windows, window, prefix, nll, bits_per_byte,
+                 bits_per_byte_ci, kl_to_dense, kl_to_dense_ci, top1_agreement, wall_s}] (kl: pruned cells;
+                 per-document sums in cells/<key>/fidelity.jsonl)
     latency     {prefill_ms, ttft_ms, decode_tokens_per_s, generate_s, *_runs, prompt_tokens, new_tokens,
-                 batch_size, warmup, repeats, peak_memory_bytes, parameters, checkpoint_bytes, device,
-                 dtype, decode_speedup_vs_dense, prefill_speedup_vs_dense}
+                 batch_size, warmup, repeats, peak_memory_bytes, parameters, checkpoint_bytes, weights_bytes,
+                 kv_cache_bytes, device, dtype, dense_paired {..._runs}, decode_speedup_vs_dense,
+                 prefill_speedup_vs_dense, decode_speedup_ci / prefill_speedup_ci {estimate, low, high,
+                 repeats}, batches {<batch size>: the same fields}} (the first batch size at the top level)
     timings     {calibration_s, prune_s, accuracy_<task>_s, perplexity_<corpus>_s, latency_s, total_s}
     provenance  {harness_version, git_commit {sha, dirty}, versions {torch, transformers, lm-eval,
                  datasets, tokenizers}, python, host, pid, device, device_name, dtype, torch_threads,

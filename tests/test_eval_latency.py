@@ -81,3 +81,20 @@ def test_interleaved_latencies_alternate_repeats(monkeypatch):
     assert runs == ["a", "b"] * 3
     assert len(ra.prefill_ms_runs) == len(rb.prefill_ms_runs) == 2
     assert ra.parameters > rb.parameters and ra.decode_tokens_per_s > 0 and rb.decode_tokens_per_s > 0
+
+
+def test_kv_cache_bytes_by_hand_and_against_a_real_cache():
+    from bench.evaluate.latency import kv_cache_bytes
+
+    model, _ = tiny_model("llama")
+    cfg = model.config
+    kv_heads = cfg.num_key_value_heads or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    expected = 2 * cfg.num_hidden_layers * kv_heads * head_dim * 10 * 3 * 4   # fp32
+    assert kv_cache_bytes(model, tokens=10, batch=3) == expected
+    with torch.no_grad():
+        cache = model(torch.zeros(3, 10, dtype=torch.long), use_cache=True).past_key_values
+    real = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    assert real == expected
+    r = measure_latency(model, batch_size=2, prompt_tokens=6, new_tokens=3, warmup=0, repeats=1)
+    assert r.kv_cache_bytes == kv_cache_bytes(model, 9, 2)

@@ -84,7 +84,8 @@ def test_dense_loaded_once_and_one_pruned_variant_at_a_time(tiny_env, tmp_path, 
 
 
 def test_pruned_cell_speedup_comes_from_an_interleaved_dense_measurement(tiny_env, tmp_path):
-    latency = {"prompt_tokens": 4, "new_tokens": 3, "batch_size": 1, "warmup": 0, "repeats": 2}
+    latency = {"prompt_tokens": 4, "new_tokens": 3, "batch_size": 1, "batch_sizes": [1, 2], "warmup": 0,
+               "repeats": 3}
     spec = config.from_yaml(tiny_env.config(tmp_path / "run.yaml", methods=["last"], eval={"latency": latency}))
     outcome = runner.run(dataclasses.replace(spec, store=str(tmp_path / "store")))
     assert not outcome.failures
@@ -92,6 +93,15 @@ def test_pruned_cell_speedup_comes_from_an_interleaved_dense_measurement(tiny_en
     (pruned,) = [r for r in outcome.records.values() if r["cell"]["kind"] == "pruned"]
     assert "dense_paired" not in dense["latency"]
     paired = pruned["latency"]["dense_paired"]
-    assert len(paired["decode_tokens_per_s_runs"]) == 2
+    assert len(paired["decode_tokens_per_s_runs"]) == 3
     assert pruned["latency"]["decode_speedup_vs_dense"] == pytest.approx(
         pruned["latency"]["decode_tokens_per_s"] / paired["decode_tokens_per_s"])
+    # a paired interval on each speed-up, at every batch size; weights and KV cache per model
+    assert set(pruned["latency"]["batches"]) == {"1", "2"}
+    for part in pruned["latency"]["batches"].values():
+        ci = part["decode_speedup_ci"]
+        assert ci["repeats"] == 3 and 0 < ci["low"] <= ci["estimate"] <= ci["high"]
+        assert part["prefill_speedup_ci"]["low"] is not None
+        assert part["kv_cache_bytes"] < part["dense_paired"]["kv_cache_bytes"]   # one layer fewer
+        assert 0 < part["weights_bytes"] < part["dense_paired"]["weights_bytes"]
+    assert pruned["latency"]["batches"]["2"]["kv_cache_bytes"] == 2 * pruned["latency"]["kv_cache_bytes"]

@@ -11,7 +11,10 @@ read, the median of `repeats` reported and every raw repeat kept. Inputs are see
 
 Peak memory is CUDA's max allocated since the start of this measurement; on CPU it is the process's
 peak resident set (a lifetime high-water mark, so it includes whatever the process did before).
-Parameters count tied (shared) tensors once; checkpoint bytes are those parameters in their dtype.
+Parameters count tied (shared) tensors once; checkpoint bytes are those parameters in their dtype (the
+weights' memory). The KV cache's bytes for the probe (batch x (prompt + new) tokens) are computed from the
+config: 2 (keys, values) x decoder layers x key/value heads x head dim x tokens x batch x element size, an
+upper bound where some layers use a sliding window shorter than the probe.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class LatencyResult:
     seed: int
     provenance: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
+    kv_cache_bytes: int | None = None  # the probe's KV cache, from the config (None where it has no such fields)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +80,21 @@ def parameter_size(model: torch.nn.Module) -> tuple[int, int]:
             count += p.numel()
             nbytes += p.numel() * p.element_size()
     return count, nbytes
+
+
+def kv_cache_bytes(model, tokens: int, batch: int) -> int | None:
+    """Bytes of the KV cache for `batch` sequences of `tokens` tokens, from the model's config (None when the
+    config does not say how many layers, heads and head dims it has)."""
+    cfg = model.config
+    cfg = getattr(cfg, "text_config", None) or cfg
+    layers, heads = getattr(cfg, "num_hidden_layers", None), getattr(cfg, "num_attention_heads", None)
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or (cfg.hidden_size // heads if heads and getattr(cfg, "hidden_size", None)
+                                                  else None)
+    if not (layers and kv_heads and head_dim):
+        return None
+    element = next(model.parameters()).element_size()
+    return int(2 * layers * kv_heads * head_dim * tokens * batch * element)
 
 
 def _peak_rss_bytes() -> int:
@@ -185,7 +204,8 @@ def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, ide
         generate_s_runs=probe.gen_runs, peak_memory_bytes=int(peak), peak_memory_kind=kind, parameters=params,
         checkpoint_bytes=nbytes, device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),
         torch_threads=torch.get_num_threads(), seed=seed, provenance=environment(model),
-        identity=dict(identity or {}))
+        identity=dict(identity or {}), kv_cache_bytes=kv_cache_bytes(model, prompt_tokens + probe.new_tokens,
+                                                                      probe.batch))
     log.info("latency bs %d x %d: prefill %.1f ms, ttft %.1f ms, decode %.1f tok/s", probe.batch, prompt_tokens,
              result.prefill_ms, result.ttft_ms, result.decode_tokens_per_s)
     return result

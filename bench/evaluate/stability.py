@@ -15,14 +15,22 @@ The official script (`calculate_stability.py`) differs: population std (ddof 0) 
 agreeing samples M and then sums the weights of the *first M samples* rather than of the agreeing ones.
 `official=True` reproduces it, for comparison with published numbers only.
 
-What is spread matters a great deal. The script takes std over OpenCompass's per-choice "PPL" field, and
-OpenCompass's `get_ppl` returns the mean token cross-entropy (a log-perplexity, not its exp). With true
-perplexities (the paper's wording, the default `spread="ppl"`), exp(std) spans thousands of orders of
-magnitude on real models and a handful of samples carry all the weight (SmolLM2-135M on 300 PIQA docs:
-std from 0.02 to 29,000, one sample holds all the weight, stability is exactly 0 or 1; with "nll" the
-largest share is 2.4 % and stability 0.90 against 0.88 plain agreement, for layers 20-21 removed). `spread="nll"` spreads the per-token NLL instead (weights ~1-10), which is what
-the official pipeline effectively did (there over question + choice tokens; here over the choice only,
-the part lm-eval scores).
+What is spread matters a great deal, and the default here is `spread="nll"`: the spread of the per-choice
+mean negative log-likelihood per token (log PPL), which is what the official OpenCompass pipeline fed the
+formula. The script takes std over OpenCompass's per-choice "PPL" field, and OpenCompass's `get_ppl`
+returns the mean token cross-entropy (a log-perplexity, not its exp); there it is taken over question +
+choice tokens, here over the choice only, the part lm-eval scores. `spread="ppl"` keeps the paper's
+wording (the spread of true perplexities) as an option: on real models exp(std) then spans thousands of
+orders of magnitude and one sample carries all the weight (SmolLM2-135M on 300 PIQA docs: std from 0.02
+to 29,000, stability exactly 0 or 1; Kish effective sample size 1.0 on every dense task set of the quick
+preset), so it says nothing. With "nll" the largest share is 2.4 % and stability 0.90 against 0.88 plain
+agreement, for layers 20-21 removed.
+
+"Correct" is judged by each task's headline metric (acc_norm where the page shows acc_norm); `stability`
+takes task -> metric. Beside the weighted figure a `StabilityResult` carries what a reader needs to judge
+it: plain (unweighted) agreement, the Kish effective sample size of the weights, (sum w)^2 / sum w^2 (how
+many equally weighted documents the weighted mean is worth), and a 95 % percentile interval from a seeded
+bootstrap over documents (stratified by task for the mean over tasks).
 
 Everything here is a pure function over plain per-sample records, as `bench.evaluate.accuracy` keeps
 them: {"doc_id", optional "subtask", "loglik": [..], "n_tokens": [..], "acc": 0/1, "acc_norm": 0/1}.
@@ -61,7 +69,7 @@ def choice_nlls(record: Record) -> list[float]:
     return [-ll / n for ll, n in zip(record["loglik"], record["n_tokens"], strict=True)]
 
 
-def log_weight(record: Record, ddof: int = 1, spread: str = "ppl") -> float:
+def log_weight(record: Record, ddof: int = 1, spread: str = "nll") -> float:
     """log of the sample's weight exp(std_i): simply std_i, of the choices' perplexities (or NLLs)."""
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
@@ -98,7 +106,7 @@ def agreement(dense: Sequence[Record], pruned: Sequence[Record], metric: str = "
 
 
 def task_stability(dense: Sequence[Record], pruned: Sequence[Record], *, metric: str = "acc",
-                   official: bool = False, spread: str = "ppl") -> float:
+                   official: bool = False, spread: str = "nll") -> float:
     """Stability of one task from dense and pruned per-sample records (weights from the dense model only)."""
     if not dense:
         raise ValueError("no samples")
@@ -115,34 +123,77 @@ def is_multiple_choice(records: Sequence[Record]) -> bool:
     return bool(records) and all(len(r["loglik"]) >= 2 for r in records)
 
 
+def effective_sample_size(log_weights: Sequence[float]) -> float:
+    """Kish's effective sample size (sum w)^2 / sum w^2 of weights given as logs (1 = one sample decides)."""
+    if not log_weights:
+        return 0.0
+    return math.exp(2 * _logsumexp(log_weights) - _logsumexp([2 * w for w in log_weights]))
+
+
+def _bootstrap(parts: Sequence[tuple[Sequence[float], Sequence[bool]]], iters: int, seed: int,
+               level: float) -> tuple[float, float]:
+    """Percentile interval of the mean over tasks of each task's weighted agreement, documents resampled
+    within each task (seeded; tasks drawn in the given order)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    total = np.zeros(iters)
+    for logw, agree in parts:
+        lw = np.asarray(logw, dtype=np.float64)
+        w = np.exp(lw - lw.max())
+        a = np.asarray(agree, dtype=np.float64)
+        n = len(w)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=iters)
+        total += (counts @ (w * a)) / (counts @ w)
+    total /= len(parts)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(total, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
 @dataclass
 class StabilityResult:
-    """Per-task stability and their mean; which formula and correctness metric produced them."""
+    """Per-task stability and their mean, with plain agreement, effective sample size and a 95 % interval;
+    which formula, spread and correctness metric produced them."""
 
     per_task: dict[str, float]
     mean: float
     metric: str
     official: bool
-    spread: str = "ppl"
+    spread: str = "nll"
     n: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)   # tasks that are not multiple choice (e.g. lambada)
+    metrics: dict[str, str] = field(default_factory=dict)            # task -> metric that judged correctness
+    agreement: dict[str, float] = field(default_factory=dict)        # task -> unweighted share agreeing
+    agreement_mean: float = math.nan
+    ess: dict[str, float] = field(default_factory=dict)              # task -> Kish effective sample size
+    ci: dict[str, list[float]] = field(default_factory=dict)         # task -> [low, high]
+    mean_ci: list[float] = field(default_factory=list)               # [low, high] of the mean over tasks
 
     def to_dict(self) -> dict[str, Any]:
         return {"per_task": dict(self.per_task), "mean": self.mean, "metric": self.metric,
                 "official": self.official, "spread": self.spread, "n": dict(self.n),
-                "skipped": list(self.skipped)}
+                "skipped": list(self.skipped), "metrics": dict(self.metrics), "agreement": dict(self.agreement),
+                "agreement_mean": self.agreement_mean, "ess": dict(self.ess),
+                "ci": {k: list(v) for k, v in self.ci.items()}, "mean_ci": list(self.mean_ci),
+                "ci_level": CI_LEVEL}
+
+
+CI_LEVEL = 0.95
+CI_ITERS = 2000
+CI_SEED = 0
 
 
 def stability(dense: Mapping[str, Sequence[Record]], pruned: Mapping[str, Sequence[Record]], *,
               metric: str | Mapping[str, str] = "acc", official: bool = False,
-              spread: str = "ppl") -> StabilityResult:
+              spread: str = "nll") -> StabilityResult:
     """Stability per task and averaged over tasks, for every multiple-choice task present in both.
 
     `dense`/`pruned` map task -> per-sample records (`AccuracyResult.samples`). `metric` decides what
-    "correct" means: one name for all tasks, or task -> name (e.g. each task's headline metric); tasks
-    lm-eval scores with acc only fall back to acc.
+    "correct" means: one name for all tasks, or task -> name (each task's headline metric, as the runner
+    passes it); tasks lm-eval scores with acc only fall back to acc.
     """
-    per_task, n, skipped = {}, {}, []
+    per_task, n, skipped, metrics, agree_share, ess, ci, parts = {}, {}, [], {}, {}, {}, {}, []
     for task, records in dense.items():
         if task not in pruned:
             continue
@@ -151,17 +202,29 @@ def stability(dense: Mapping[str, Sequence[Record]], pruned: Mapping[str, Sequen
             continue
         m = metric if isinstance(metric, str) else metric.get(task, "acc")
         per_task[task] = task_stability(records, pruned[task], metric=m, official=official, spread=spread)
-        n[task] = len(records)
+        agree = agreement(records, pruned[task], m)
+        logw = [log_weight(r, ddof=0 if official else 1, spread=spread) for r in records]
+        n[task], metrics[task] = len(records), m
+        agree_share[task] = sum(agree) / len(agree)
+        ess[task] = effective_sample_size(logw)
+        if not official:
+            ci[task] = list(_bootstrap([(logw, agree)], CI_ITERS, CI_SEED, CI_LEVEL))
+            parts.append((logw, agree))
     mean = sum(per_task.values()) / len(per_task) if per_task else math.nan
     label = metric if isinstance(metric, str) else "per-task"
-    return StabilityResult(per_task=per_task, mean=mean, metric=label, official=official, spread=spread, n=n,
-                           skipped=skipped)
+    return StabilityResult(
+        per_task=per_task, mean=mean, metric=label, official=official, spread=spread, n=n, skipped=skipped,
+        metrics=metrics, agreement=agree_share,
+        agreement_mean=sum(agree_share.values()) / len(agree_share) if agree_share else math.nan, ess=ess, ci=ci,
+        mean_ci=list(_bootstrap(parts, CI_ITERS, CI_SEED, CI_LEVEL)) if parts else [])
 
 
 def stability_of(dense_result, pruned_result, **kwargs) -> StabilityResult:
-    """Stability between two `AccuracyResult`s, after checking they were evaluated the same way."""
+    """Stability between two `AccuracyResult`s, after checking they were evaluated the same way; correctness
+    by each task's headline metric unless `metric` is given."""
     mismatched = {k: (v, pruned_result.settings()[k]) for k, v in dense_result.settings().items()
                   if pruned_result.settings()[k] != v}
     if mismatched:
         raise ValueError(f"dense and pruned accuracy were evaluated differently: {mismatched}")
+    kwargs.setdefault("metric", {name: score.metric for name, score in dense_result.tasks.items()})
     return stability(dense_result.samples, pruned_result.samples, **kwargs)

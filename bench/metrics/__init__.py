@@ -60,14 +60,20 @@ class Measure:
 
     value: float
     stderr: float | None = None
+    low: float | None = None      # a 95 % interval, where the record stores one (speed-ups)
+    high: float | None = None
 
 
 @dataclass(frozen=True)
 class Column:
     """One leaderboard column: its header, the (value, stderr) of a row of a group, and how to show it.
 
-    style: "pct" (a fraction as a percentage, ± stderr), "ppl" (2 digits, none from 1000), "num" (`digits`
-    and `suffix`, ± stderr). `dense` False shows a dash in the dense row (stability, which compares to it).
+    style: "pct" (a fraction as a percentage, ± stderr), "ppl" (2 digits; scientific notation from 1000),
+    "num" (`digits` and `suffix`, ± stderr), "interval" / "signed" (a fraction as a percentage with its 95 %
+    interval: `value` returns (estimate, (low, high)); "signed" with a sign, for differences), "ratio" (a
+    number with `digits`, `suffix` and its interval, (estimate, (low, high))), "p" (a p-value; the second element True
+    when it is significant). `mark` (group, row) -> text appended to the cell (e.g. a below-chance mark).
+    `dense` False shows a dash in the dense row (stability, which compares to it).
     """
 
     header: str
@@ -76,6 +82,7 @@ class Column:
     digits: int = 1
     suffix: str = ""
     dense: bool = True
+    mark: Callable[[Any, Any], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,58 @@ class RelativeChange:
 
 
 @dataclass(frozen=True)
+class AbsoluteChange:
+    """Regress rule for a deterministic value: a change of more than `tolerance` (absolute, in the value's
+    unit) in either direction is reported, with its direction (an improvement nobody expected needs a new
+    baseline too). `log` compares log values (perplexity: a change of its log is a change of NLL in nats)."""
+
+    tolerance: float | str
+    unit: str = ""
+    log: bool = False
+    scale: float = 1.0    # the tolerance's unit per value unit (accuracy: 100 points per 1.0)
+
+    def check(self, base: dict[str, Any], cur: dict[str, Any], tol, direction: str) -> tuple[str, str, str] | None:
+        import math
+
+        b, c = base["value"], cur["value"]
+        if self.log:
+            if b <= 0 or c <= 0:
+                return None
+            b, c = math.log(b), math.log(c)
+        limit = tol.value(self.tolerance)
+        diff = self.scale * (c - b)
+        if abs(diff) <= limit:
+            return None
+        better = (c > b) == (direction == "higher")
+        return f"{diff:+.4g} {self.unit}".strip(), f"|Δ| ≤ {limit:g} {self.unit}".strip(), \
+            "better" if better else "worse"
+
+
+@dataclass(frozen=True)
+class IntervalOverlap:
+    """Regress rule for a value measured with noise and stored with a 95 % interval (a paired speed-up):
+    a change is reported when the current interval and the baseline's are disjoint; where either has no
+    interval, when the value moved by more than `fallback` % (a tolerance name or number)."""
+
+    fallback: float | str = "latency_pct"
+
+    def check(self, base: dict[str, Any], cur: dict[str, Any], tol, direction: str) -> tuple[str, str, str] | None:
+        b, c = base["value"], cur["value"]
+        lo_b, hi_b, lo_c, hi_c = base.get("low"), base.get("high"), cur.get("low"), cur.get("high")
+        better = (c > b) == (direction == "higher")
+        if None not in (lo_b, hi_b, lo_c, hi_c):
+            if hi_c < lo_b or lo_c > hi_b:
+                return (f"{c:.2f} [{lo_c:.2f}, {hi_c:.2f}] vs {b:.2f} [{lo_b:.2f}, {hi_b:.2f}]",
+                        "overlapping 95 % intervals", "better" if better else "worse")
+            return None
+        pct = tol.value(self.fallback)
+        change = 100.0 * (c / b - 1.0) if b else 0.0
+        if abs(change) <= pct:
+            return None
+        return f"{change:+.1f} %", f"|Δ| ≤ {pct:g} %", "better" if better else "worse"
+
+
+@dataclass(frozen=True)
 class Metric:
     """One metric, declared once.
 
@@ -143,7 +202,7 @@ class Metric:
     direction: str
     uncertainty: str
     read: Callable[[CellRecord], dict[str, Measure]]
-    regress: AbsoluteDrop | RelativeChange | None = None
+    regress: AbsoluteDrop | RelativeChange | AbsoluteChange | IntervalOverlap | None = None
     group: str = ""
     columns: Callable[[Any], list[Column]] | None = None
     progress: Callable[[CellRecord], list[str]] | None = None

@@ -1,5 +1,7 @@
 """Accuracy: lm-eval's multiple-choice tasks (bench.evaluate.accuracy), one stage per task; the record part
-`accuracy` and the metric `accuracy` ("accuracy/avg" and "accuracy/<task>", with lm-eval's stderr)."""
+`accuracy` and the metric `accuracy` ("accuracy/avg" and "accuracy/<task>", with lm-eval's stderr).
+`bench regress` judges accuracy document by document from the per-sample records (bench.regress); the
+metric's own rule (a change of more than `acc_points` points either way) is for cells without them."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.metrics import (
-    AbsoluteDrop,
+    AbsoluteChange,
     Column,
     EvalContext,
     Evaluator,
@@ -152,13 +154,46 @@ def _read(record) -> dict[str, Measure]:
 
 
 def _columns(group) -> list[Column]:
+    """Avg with its paired-bootstrap interval, Δ vs dense with its interval and Holm-adjusted p, RP, RP above
+    chance and each task's headline score, cells at or below chance marked; the statistics come from the
+    report's `group.evidence` (bench.report.evidence), plain values where there is none."""
     if not group.task_metrics:
         return []
-    cols = [Column("Avg acc % ↑", lambda g, r: (r.accuracy, None), style="pct"),
-            Column("RP % ↑", lambda g, r: (g.retained(r), None))]
+    ev = getattr(group, "evidence", None)
+
+    def avg(g, r):
+        iv = ev.avg.get(r.key) if ev is not None else None
+        return (r.accuracy, None) if iv is None else (iv.estimate, (iv.low, iv.high))
+
+    def below_avg(g, r):
+        chance = ev.chance_avg if ev is not None else None
+        return BELOW_CHANCE if chance is not None and r.accuracy is not None and r.accuracy <= chance else ""
+
+    def delta(g, r):
+        c = ev.vs_dense.get(r.key) if ev is not None else None
+        return (None, None) if c is None else (c.diff.estimate, (c.diff.low, c.diff.high))
+
+    def p(g, r):
+        c = ev.vs_dense.get(r.key) if ev is not None else None
+        return (None, None) if c is None else (c.p_holm, c.significant)
+
+    def below(task):
+        def mark(g, r):
+            return BELOW_CHANCE if ev is not None and ev.at_or_below_chance(task, r.task_score(task)[0]) else ""
+        return mark
+
+    cols = [Column("Avg acc % [95 % CI] ↑", avg, style="interval", mark=below_avg),
+            Column("Δ vs dense, points [95 % CI]", delta, style="signed", dense=False),
+            Column("p vs dense (Holm)", p, style="p", dense=False),
+            Column("RP % ↑", lambda g, r: (g.retained(r), None)),
+            Column("RP above chance % ↑", lambda g, r: (ev.rp_above_chance(r) if ev is not None else None, None))]
     for task, name in group.task_metrics.items():
-        cols.append(Column(f"{task} ({name}) ↑", lambda g, r, task=task: r.task_score(task), style="pct"))
+        cols.append(Column(f"{task} ({name}) ↑", lambda g, r, task=task: r.task_score(task), style="pct",
+                           mark=below(task)))
     return cols
+
+
+BELOW_CHANCE = "†"   # marks an accuracy at or below chance (the report's pages explain it)
 
 
 def _progress(record) -> list[str]:
@@ -167,5 +202,5 @@ def _progress(record) -> list[str]:
 
 
 metric(Metric(name="accuracy", title="Accuracy", unit="fraction", direction="higher", uncertainty="stderr",
-              read=_read, regress=AbsoluteDrop(points="acc_points", stderrs="acc_stderr"), columns=_columns,
+              read=_read, regress=AbsoluteChange("acc_points", unit="points", scale=100.0), columns=_columns,
               progress=_progress, scale=100.0, digits=1, order=10))

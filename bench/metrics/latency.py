@@ -1,7 +1,10 @@
-"""Latency (bench.evaluate.latency): prefill and decode, a pruned model's measured interleaved with the
-dense model's (repeat by repeat, same prompt) so the speed-ups carry none of the machine's drift. The record
-part `latency`; metrics `latency/prefill_ms` (lower), `latency/decode_tokens_per_s` (higher) and the
-leaderboard's decode speed-up over the dense row."""
+"""Latency (bench.evaluate.latency): prefill and decode at each batch size of the spec, a pruned model's
+measured interleaved with the dense model's (repeat by repeat, same prompt) so the speed-ups carry none of the
+machine's drift, each with a paired 95 % interval (t on the per-repeat log-ratios, bench.stats.speedup);
+weights plus KV-cache bytes per model. The record part `latency` (the first batch size at the top level,
+every one under `batches`); metrics `latency/prefill_ms` and `latency/decode_tokens_per_s` (shown, not
+compared: absolute times belong to one machine) and `latency/decode_speedup` (the paired speed-up with its
+interval, which `bench regress` compares by interval overlap)."""
 
 from __future__ import annotations
 
@@ -12,10 +15,10 @@ from bench.metrics import (
     Column,
     EvalContext,
     Evaluator,
+    IntervalOverlap,
     Measure,
     Metric,
     Outcome,
-    RelativeChange,
     evaluator,
     metric,
 )
@@ -24,7 +27,8 @@ from bench.record import Part, number
 
 @dataclass
 class LatencyPart(Part):
-    optional = ("dense_paired", "decode_speedup_vs_dense", "prefill_speedup_vs_dense")  # pruned cells only
+    optional = ("dense_paired", "decode_speedup_vs_dense", "prefill_speedup_vs_dense", "decode_speedup_ci",
+                "prefill_speedup_ci", "batches", "kv_cache_bytes", "weights_bytes")  # pruned cells / newer records
 
     batch_size: int | None = None
     prompt_tokens: int | None = None
@@ -50,6 +54,17 @@ class LatencyPart(Part):
     dense_paired: dict[str, Any] | None = None
     decode_speedup_vs_dense: float | None = None
     prefill_speedup_vs_dense: float | None = None
+    weights_bytes: int | None = None
+    kv_cache_bytes: int | None = None            # the probe's KV cache (batch x (prompt + new) tokens)
+    decode_speedup_ci: dict[str, Any] | None = None   # {estimate, low, high, repeats}
+    prefill_speedup_ci: dict[str, Any] | None = None
+    batches: dict[str, Any] | None = None        # batch size -> the same fields, when several were measured
+
+    def by_batch(self) -> dict[int, dict[str, Any]]:
+        """batch size -> that batch size's fields (this part alone when one batch size was measured)."""
+        if self.batches:
+            return {int(b): part for b, part in self.batches.items()}
+        return {int(self.batch_size): self.to_dict()} if self.batch_size else {}
 
 
 @evaluator
@@ -63,26 +78,56 @@ class LatencyEvaluator(Evaluator):
 
     def evaluate(self, ctx: EvalContext) -> Outcome:
         from bench.evaluate.latency import measure_latencies
+        from bench.stats.speedup import speedup_ci
 
         lat = ctx.spec.eval.latency
         paired = not ctx.cell.dense and ctx.model is not ctx.dense_model
         models = [ctx.model, ctx.dense_model] if paired else [ctx.model]
+        batches: dict[str, dict[str, Any]] = {}
         with ctx.stage("latency", "latency_s"):
-            results = measure_latencies(models, batch_size=lat.batch_size, prompt_tokens=lat.prompt_tokens,
-                                        new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
-                                        seed=ctx.cell.seed or 0)
-        out = results[0].to_dict()
-        out.pop("provenance", None)
-        out.pop("identity", None)
-        part = LatencyPart.from_dict(out)
-        if paired:
-            dense = results[1]
-            part.dense_paired = {"prefill_ms": dense.prefill_ms, "decode_tokens_per_s": dense.decode_tokens_per_s,
-                                 "prefill_ms_runs": dense.prefill_ms_runs,
-                                 "decode_tokens_per_s_runs": dense.decode_tokens_per_s_runs}
-            part.decode_speedup_vs_dense = part.decode_tokens_per_s / dense.decode_tokens_per_s
-            part.prefill_speedup_vs_dense = dense.prefill_ms / part.prefill_ms
-        return Outcome(part)
+            for batch in lat.all_batch_sizes:
+                results = measure_latencies(models, batch_size=batch, prompt_tokens=lat.prompt_tokens,
+                                            new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
+                                            seed=ctx.cell.seed or 0)
+                out = results[0].to_dict()
+                out.pop("provenance", None)
+                out.pop("identity", None)
+                out["weights_bytes"] = out["checkpoint_bytes"]
+                if paired:
+                    dense = results[1]
+                    out["dense_paired"] = {
+                        "prefill_ms": dense.prefill_ms, "decode_tokens_per_s": dense.decode_tokens_per_s,
+                        "prefill_ms_runs": dense.prefill_ms_runs, "decode_tokens_per_s_runs": dense.decode_tokens_per_s_runs,
+                        "weights_bytes": dense.checkpoint_bytes, "kv_cache_bytes": dense.kv_cache_bytes}
+                    out["decode_speedup_vs_dense"] = out["decode_tokens_per_s"] / dense.decode_tokens_per_s
+                    out["prefill_speedup_vs_dense"] = dense.prefill_ms / out["prefill_ms"]
+                    out["decode_speedup_ci"] = speedup_ci(out["decode_tokens_per_s_runs"],
+                                                          dense.decode_tokens_per_s_runs).to_dict()
+                    out["prefill_speedup_ci"] = speedup_ci(dense.prefill_ms_runs, out["prefill_ms_runs"]).to_dict()
+                batches[str(batch)] = out
+        first = dict(batches[str(lat.all_batch_sizes[0])])
+        if len(batches) > 1:
+            first["batches"] = batches
+        return Outcome(LatencyPart.from_dict(first))
+
+
+def speedup_measure(part: dict[str, Any] | None) -> Measure | None:
+    """The decode speed-up over dense with its paired interval, from one batch size's latency fields
+    (computed from the interleaved repeats where the record predates the stored interval)."""
+    if not part:
+        return None
+    ci = part.get("decode_speedup_ci")
+    if ci is None:
+        runs = part.get("decode_tokens_per_s_runs")
+        dense = (part.get("dense_paired") or {}).get("decode_tokens_per_s_runs")
+        if isinstance(runs, list) and isinstance(dense, list) and runs and len(runs) == len(dense):
+            from bench.stats.speedup import speedup_ci
+
+            ci = speedup_ci(runs, dense).to_dict()
+    if ci is not None:
+        return Measure(ci["estimate"], low=ci.get("low"), high=ci.get("high"))
+    value = number(part.get("decode_speedup_vs_dense"))
+    return None if value is None else Measure(value)
 
 
 def _reader(field_name: str):
@@ -98,11 +143,53 @@ def _no_progress(record) -> list[str]:
     return []
 
 
+def _speedups(record) -> dict[str, Measure]:
+    lat = record.latency
+    if lat is None:
+        return {}
+    out = {}
+    by_batch = lat.by_batch()
+    for batch, part in sorted(by_batch.items()):
+        m = speedup_measure(part)
+        if m is not None:
+            out["latency/decode_speedup" + (f"/b{batch}" if len(by_batch) > 1 else "")] = m
+    return out
+
+
+def _memory(part: dict[str, Any]) -> float | None:
+    weights, kv = part.get("weights_bytes", part.get("checkpoint_bytes")), part.get("kv_cache_bytes")
+    return (weights + kv) / 2 ** 20 if isinstance(weights, int) and weights and isinstance(kv, int) else None
+
+
+def _speedup_columns(group) -> list[Column]:
+    sizes = sorted({b for row in group.all_rows if row.record.latency is not None
+                    for b in row.record.latency.by_batch()})
+    if not sizes:
+        return []
+
+    def speedup(batch):
+        def value(g, r):
+            if r.dense:
+                return 1.0, None
+            m = speedup_measure(r.record.latency.by_batch().get(batch) if r.record.latency else None)
+            return (None, None) if m is None else (m.value, None if m.low is None else (m.low, m.high))
+        return value
+
+    def memory(g, r):
+        part = r.record.latency.by_batch().get(sizes[-1]) if r.record.latency else None
+        return (_memory(part) if part else None), None
+
+    headers = ([f"Decode × batch {b} [95 % CI]" for b in sizes] if len(sizes) > 1 else ["Decode × [95 % CI]"])
+    return [*[Column(h, speedup(b), style="ratio", digits=2, suffix="×") for h, b in zip(headers, sizes)],
+            Column(f"Weights + KV MiB (batch {sizes[-1]})", memory, digits=0)]
+
+
 metric(Metric(name="latency/prefill_ms", title="Prefill", unit="ms", direction="lower", uncertainty="runs",
-              read=_reader("prefill_ms"), regress=RelativeChange(tolerance="latency_pct", word="slower"),
-              group="latency", columns=lambda group: [], progress=_no_progress, order=40))
+              read=_reader("prefill_ms"), regress=None, group="latency", columns=lambda group: [],
+              progress=_no_progress, order=40))
 metric(Metric(name="latency/decode_tokens_per_s", title="Decode", unit="tokens/s", direction="higher",
-              uncertainty="runs", read=_reader("decode_tokens_per_s"),
-              regress=RelativeChange(tolerance="latency_pct", word="slower"), group="latency",
-              columns=lambda group: [Column("Decode ×", lambda g, r: (g.speedup(r), None), digits=2, suffix="×")],
-              progress=_no_progress, order=41))
+              uncertainty="runs", read=_reader("decode_tokens_per_s"), regress=None, group="latency",
+              columns=lambda group: [], progress=_no_progress, order=41))
+metric(Metric(name="latency/decode_speedup", title="Decode speed-up over dense", unit="×", direction="higher",
+              uncertainty="interval", read=_speedups, regress=IntervalOverlap("latency_pct"), group="latency",
+              columns=_speedup_columns, progress=_no_progress, order=42))

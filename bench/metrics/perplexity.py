@@ -1,5 +1,7 @@
 """Perplexity per corpus (bench.evaluate.perplexity; a built-in corpus or a local .txt file): the record
-part `perplexity` (a list, one entry per corpus) and the metric `perplexity` ("perplexity/<corpus>")."""
+part `perplexity` (a list, one entry per corpus) and the metric `perplexity` ("perplexity/<corpus>"; per
+token, so it depends on the tokenizer; `bench regress` compares its log, the mean NLL, with an absolute
+tolerance in nats)."""
 
 from __future__ import annotations
 
@@ -7,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.metrics import (
+    AbsoluteChange,
     Column,
     EvalContext,
     Evaluator,
     Measure,
     Metric,
     Outcome,
-    RelativeChange,
     evaluator,
     metric,
 )
@@ -77,7 +79,8 @@ def _read(record) -> dict[str, Measure]:
 
 
 def _columns(group) -> list[Column]:
-    return [Column(f"PPL {corpus} (w={p.window}) ↓", lambda g, r, c=corpus: (r.perplexity_of(c), None), style="ppl")
+    return [Column(f"PPL {corpus} (tokens, w={p.window}) ↓", lambda g, r, c=corpus: (r.perplexity_of(c), None),
+                   style="ppl")
             for corpus, p in group.corpora.items()]
 
 
@@ -86,5 +89,6 @@ def _progress(record) -> list[str]:
 
 
 metric(Metric(name="perplexity", title="Perplexity", unit="perplexity", direction="lower", uncertainty="none",
-              read=_read, regress=RelativeChange(tolerance="ppl_pct"), columns=_columns, progress=_progress,
+              read=_read, regress=AbsoluteChange("nll", unit="nats/token", log=True), columns=_columns,
+              progress=_progress,
               order=30))

@@ -1,6 +1,8 @@
 """Stability (bench.evaluate.stability): LLM-Streamline's agreement of a pruned model's per-sample answers
-with the dense model's, from the accuracy evaluator's samples. The record part `stability` (None in the
-dense cell) and the metric `stability` (not compared by regress)."""
+with the dense model's, from the accuracy evaluator's samples: weights from the spread of the dense model's
+per-choice mean NLL, correctness by each task's headline metric, beside it plain agreement, Kish's effective
+sample size and a bootstrap interval. The record part `stability` (None in the dense cell) and the metric
+`stability` (not compared by regress: it follows from the per-sample answers, which are)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,13 @@ class StabilityPart(Part):
     spread: str | None = None
     n: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    metrics: dict[str, str] = field(default_factory=dict)         # task -> metric that judged correctness
+    agreement: dict[str, float] = field(default_factory=dict)     # task -> unweighted share agreeing
+    agreement_mean: float | None = None
+    ess: dict[str, float] = field(default_factory=dict)           # task -> Kish effective sample size
+    ci: dict[str, list[float]] = field(default_factory=dict)      # task -> [low, high]
+    mean_ci: list[float] = field(default_factory=list)
+    ci_level: float | None = None
 
 
 @evaluator
@@ -51,7 +60,19 @@ def _progress(record) -> list[str]:
 def _columns(group) -> list[Column]:
     if not group.task_metrics:
         return []
-    return [Column("Stability % ↑", lambda g, r: (r.stability, None), style="pct", dense=False)]
+
+    def stab(g, r):
+        part = r.record.stability
+        if part is None or part.mean is None:
+            return None, None
+        return part.mean, (tuple(part.mean_ci) if len(part.mean_ci or []) == 2 else None)
+
+    def agree(g, r):
+        part = r.record.stability
+        return (None if part is None else number(part.agreement_mean)), None
+
+    return [Column("Stability % [95 % CI] ↑", stab, style="interval", dense=False),
+            Column("Agreement % ↑", agree, style="pct", dense=False)]
 
 
 metric(Metric(name="stability", title="Stability", unit="fraction", direction="higher", uncertainty="none",

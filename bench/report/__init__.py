@@ -3,7 +3,10 @@
     reports/leaderboard.md      per model: dense first, then every method and budget with every measure;
                                 accuracy retained per removed parameter; figures; failed cells
     reports/paper-tables.md     the LLM-Streamline paper's layout, one table per model and budget
-    reports/figures/*.png       layer importance, accuracy vs parameters removed, accuracy vs speed-up
+    reports/figures/*.png       layer importance and removed layers, accuracy vs decoder layers removed,
+                                accuracy vs speed-up (intervals as error bars, a chance line)
+
+Claims follow paired statistics over the per-sample records (`evidence`, over `bench.stats`).
 
 Both pages start with a provenance header. The same store gives byte-identical markdown: no clock, no
 absolute paths, a fixed order. Modules: `rows` (one record as a report row), `groups` (rows grouped by
@@ -43,6 +46,15 @@ def load(store: str | os.PathLike):
     return collect(records)
 
 
+def load_samples(store: str | os.PathLike, coll) -> dict[str, dict[str, list]]:
+    """record key -> task -> per-sample records, for every finished cell a report group shows."""
+    from bench.stats.recompute import samples_of
+    from bench.store import Store
+
+    s = Store(store)
+    return {row.key: samples_of(s, row.key) for g in coll.groups for row in g.all_rows}
+
+
 def default_out(store: str | os.PathLike) -> Path:
     """Where a store's pages go unless the user names a folder: beside its records, `<store>/reports`
     (never the checkout's tracked `reports/`, which is regenerated only on purpose)."""
@@ -53,17 +65,19 @@ def render(store: str | os.PathLike, out: str | os.PathLike, figures: bool = Tru
     """Write the report pages (and figures) for `store` into `out`; returns the files written."""
     from bench.report import figures as figs
     from bench.report import leaderboard, paper, provenance
+    from bench.report.evidence import evidence
 
     coll = load(store)
+    ev = evidence(coll, load_samples(store, coll))
     out = Path(out)
     written: list[Path] = []
     drawn: dict[str, list[figs.Figure]] = {}
     if figures:
         for group in coll.groups:
-            drawn[group.slug] = figs.render(group, out / FIGURES)
+            drawn[group.slug] = figs.render(group, out / FIGURES, ev.of(group))
             written += [f.path for f in drawn[group.slug]]
     header = provenance.header(coll)
-    pages = {LEADERBOARD: leaderboard.render(coll, header, drawn, FIGURES), PAPER_TABLES: paper.render(coll, header)}
+    pages = {LEADERBOARD: leaderboard.render(coll, header, drawn, FIGURES, ev), PAPER_TABLES: paper.render(coll, header, ev)}
     for name, text in pages.items():
         write_text(out / name, text)
         written.append(out / name)

@@ -1,4 +1,5 @@
-"""Report figures (PNG, matplotlib's Agg canvas): layer importance, accuracy vs size, accuracy vs speed.
+"""Report figures (PNG, matplotlib's Agg canvas): layer importance with the removed layers, accuracy vs the
+share of decoder layers removed, accuracy vs speed; intervals as error bars and a chance line.
 
 Byte-stable for the same store and matplotlib: matplotlib's default style (a user's matplotlibrc is
 ignored), a fixed size and dpi, no pyplot state, and no "Software" stamp in the PNG metadata.
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from bench.atomic import write_bytes
 from bench.report.groups import Group
-from bench.report.rows import Row, method_order
+from bench.report.rows import Row, budget_label, method_order
 
 log = logging.getLogger(__name__)
 
@@ -67,88 +68,146 @@ def _new_figure():
     return fig, fig.add_subplot()
 
 
+def _rank_scaled(scores: list[float]) -> tuple[float, ...]:
+    """Each layer's rank within the method's profile, scaled to 0-1 (ties share their mean rank): a scale
+    on which one outlier (layer 0's huge score, say) does not flatten every other layer into one band."""
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2
+        i = j + 1
+    top = max(len(scores) - 1, 1)
+    return tuple(round(r / top, 6) for r in ranks)
+
+
 def importance(group: Group, path: Path) -> Figure | None:
-    """Every scoring method's per-layer importance profile (min-max scaled per method) on one plot."""
+    """Every scoring method's per-layer importance profile (rank-scaled per method) above a map of the
+    layers each cell removed."""
     profiles: dict[str, list[float]] = {}
     for row in group.rows:  # table order: the smallest budget and seed of each method first
         if row.per_layer and row.label not in profiles:
             profiles[row.label] = row.per_layer
-    if not profiles:
+    removed = [r for r in group.rows if r.record.pruning is not None and isinstance(r.record.pruning.removed_layers, list)]
+    if not profiles and not removed:
         return None
-    labels = _labels([r for r in group.rows if r.label in profiles])
-    lines: dict[tuple[float, ...], list[str]] = {}  # methods with the same profile share one line
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(SIZE[0], SIZE[1] * 1.6), dpi=DPI, layout="constrained")
+    ax, grid = fig.subplots(2, 1, sharex=True, height_ratios=[1.2, 1.0])
+    labels = _labels([r for r in group.rows if r.label in profiles or r in removed])
+    lines: dict[tuple[float, ...], list[str]] = {}  # methods with the same ranking share one line
     for label in labels:
-        scores = profiles[label]
-        lo, hi = min(scores), max(scores)
-        scaled = tuple(round((s - lo) / (hi - lo), 6) if hi > lo else 0.0 for s in scores)
-        lines.setdefault(scaled, []).append(label)
-    fig, ax = _new_figure()
+        if label in profiles:
+            lines.setdefault(_rank_scaled(profiles[label]), []).append(label)
     for scaled, names in lines.items():
         ax.plot(range(len(scaled)), scaled, label=" = ".join(names), markersize=4, linewidth=1.5,
                 **_style(names[0], labels))
-    ax.set_xlabel("layer index (dense model)")
-    ax.set_ylabel("importance (min-max scaled per method)")
-    _title(ax, group, "layer importance")
+    ax.set_ylabel("importance rank (0 = least)")
+    _title(ax, group, "layer importance and removed layers")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if lines:
+        ax.legend(fontsize=7)
+    names = []
+    for y, row in enumerate(removed):
+        layers = row.record.pruning.removed_layers
+        grid.scatter(layers, [y] * len(layers), marker="s", s=22, color=_style(row.label, labels)["color"])
+        names.append(f"{row.label} {budget_label(row.budget)}")
+    grid.set_yticks(range(len(names)), names, fontsize=7)
+    grid.invert_yaxis()
+    grid.set_xlabel("layer index (dense model)")
+    grid.grid(alpha=0.3)
+    n = group.rows[0].n_layers if group.rows and group.rows[0].n_layers else None
+    if n:
+        grid.set_xlim(-0.5, n - 0.5)
     _save(fig, path)
-    return Figure(path, f"{group.title}: per-layer importance of each scoring method (plan scores `per_layer`, "
-                        "scaled to 0-1 per method; higher = more important)")
+    return Figure(path, f"{group.title}: per-layer importance of each scoring method (plan scores `per_layer`, as "
+                        "ranks scaled to 0-1 per method; higher = more important) and, below, the layers each "
+                        "cell removed")
 
 
-def _scatter(group: Group, path: Path, x_of, xlabel: str, dense_x: float, title: str, caption: str) -> Figure | None:
-    points: dict[str, list[tuple[float, float]]] = {}
+def _scatter(group: Group, path: Path, x_of, xlabel: str, dense_x: float, title: str, caption: str,
+             ev=None, xerr_of=None, log_x: bool = False) -> Figure | None:
+    points: dict[str, list[tuple[float, float, Row]]] = {}
     for row in group.rows:
         x = x_of(row)
         if x is not None and row.accuracy is not None:
-            points.setdefault(row.label, []).append((x, 100.0 * row.accuracy))
+            points.setdefault(row.label, []).append((x, 100.0 * row.accuracy, row))
     if not points:
         return None
     labels = _labels([r for r in group.rows if r.label in points])
     fig, ax = _new_figure()
     for label in labels:
         style = _style(label, labels)
-        by_x: dict[float, list[float]] = {}
-        for x, y in points[label]:
-            by_x.setdefault(round(x, 6), []).append(y)
-        xs = sorted(by_x)
-        ax.plot(xs, [sum(by_x[x]) / len(by_x[x]) for x in xs], label=label, markersize=5, linewidth=1.2, **style)
-        spread = [(x, y) for x in xs if len(by_x[x]) > 1 for y in by_x[x]]  # seeds: each point, line at the mean
-        if spread:
-            ax.scatter(*zip(*spread, strict=True), marker=style["marker"], color=style["color"], s=14, alpha=0.5)
+        pts = sorted(points[label], key=lambda p: (p[0], p[1]))
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        yerr = xerr = None
+        if ev is not None and all(p[2].key in ev.avg for p in pts):
+            ivs = [ev.avg[p[2].key] for p in pts]
+            yerr = [[y - 100 * iv.low for y, iv in zip(ys, ivs)], [100 * iv.high - y for y, iv in zip(ys, ivs)]]
+        if xerr_of is not None:
+            bounds = [xerr_of(p[2]) for p in pts]
+            if all(b is not None for b in bounds):
+                xerr = [[x - b[0] for x, b in zip(xs, bounds)], [b[1] - x for x, b in zip(xs, bounds)]]
+        ax.errorbar(xs, ys, yerr=yerr, xerr=xerr, label=label, markersize=5, linewidth=1.0, capsize=3,
+                    elinewidth=0.8, **style)
     if group.dense is not None and group.dense.accuracy is not None:
-        ax.scatter([dense_x], [100.0 * group.dense.accuracy], marker="*", s=150, color="black", zorder=3,
-                   label="dense")
+        dense_iv = ev.avg.get(group.dense.key) if ev is not None else None
+        y = 100.0 * group.dense.accuracy
+        ax.errorbar([dense_x], [y], yerr=None if dense_iv is None else [[y - 100 * dense_iv.low],
+                                                                          [100 * dense_iv.high - y]],
+                    marker="*", markersize=12, color="black", zorder=3, capsize=3, label="dense", linestyle="")
+    if ev is not None and ev.chance_avg is not None:
+        ax.axhline(100.0 * ev.chance_avg, color="grey", linestyle=":", linewidth=1.2, label="chance")
+    if log_x:   # ratios: a wide interval on one side does not squeeze the others
+        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("average accuracy (%)")
+    ax.set_ylabel("average accuracy (%), 95 % CI")
     _title(ax, group, title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     _save(fig, path)
     return Figure(path, caption)
 
 
-def accuracy_vs_ratio(group: Group, path: Path) -> Figure | None:
-    return _scatter(group, path, lambda r: None if r.param_ratio is None else 100.0 * r.param_ratio,
-                    "parameters removed (%)", 0.0, "accuracy vs parameters removed",
-                    f"{group.title}: average accuracy against the share of parameters removed, per method")
+def _layers_pct(row: Row) -> float | None:
+    return 100.0 * row.layers_removed / row.n_layers if row.layers_removed is not None and row.n_layers else None
 
 
-def accuracy_vs_speedup(group: Group, path: Path) -> Figure | None:
-    return _scatter(group, path, group.speedup, "decode speed-up over dense (×)", 1.0,
-                    "accuracy vs decode speed-up",
-                    f"{group.title}: average accuracy against decode tokens/s relative to dense")
+def accuracy_vs_layers(group: Group, path: Path, ev=None) -> Figure | None:
+    return _scatter(group, path, _layers_pct, "decoder layers removed (%)", 0.0, "accuracy vs decoder layers removed",
+                    f"{group.title}: average accuracy (95 % paired-bootstrap interval) against the share of decoder "
+                    "layers removed, per method; dotted: chance", ev)
 
 
-def render(group: Group, folder: Path) -> list[Figure]:
+def accuracy_vs_speedup(group: Group, path: Path, ev=None) -> Figure | None:
+    def bounds(row: Row):
+        ci = ev.speedup.get(row.key) if ev is not None else None
+        return None if ci is None or ci.low is None else (ci.low, ci.high)
+
+    def x_of(row: Row):
+        ci = ev.speedup.get(row.key) if ev is not None else None
+        return ci.estimate if ci is not None else group.speedup(row)
+
+    return _scatter(group, path, x_of, "decode speed-up over dense (×), 95 % CI", 1.0, "accuracy vs decode speed-up",
+                    f"{group.title}: average accuracy against decode tokens/s relative to dense, both with 95 % "
+                    "intervals (log scale); dotted: chance", ev, bounds, log_x=True)
+
+
+def render(group: Group, folder: Path, ev=None) -> list[Figure]:
     """The figures of one group, written to `folder` as <slug>-<kind>.png (skipped when nothing to plot)."""
     import matplotlib.style
 
     out = []
     with matplotlib.style.context("default"):
-        for kind, draw in (("importance", importance), ("accuracy-vs-ratio", accuracy_vs_ratio),
+        for kind, draw in (("importance", importance), ("accuracy-vs-layers", accuracy_vs_layers),
                            ("accuracy-vs-speedup", accuracy_vs_speedup)):
-            fig = draw(group, folder / f"{group.slug}-{kind}.png")
+            path = folder / f"{group.slug}-{kind}.png"
+            fig = draw(group, path) if draw is importance else draw(group, path, ev)
             if fig is not None:
                 out.append(fig)
     log.debug("%d figures for %s", len(out), group.title)

@@ -1,123 +1,197 @@
-"""reports/leaderboard.md: per model the dense row, then every method and budget with all its measures,
-a summary of accuracy retained per removed parameter, the figures, and the failed cells."""
+"""reports/leaderboard.md: what the paired tests support, then per model the dense row and every method
+and budget with every measure (intervals where there is sampling noise), the paired comparisons behind
+each claim, stability in detail, the figures, and the failed cells."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from bench.metrics import Column, metrics
 from bench.record import CellError
 from bench.report import markdown as md
+from bench.report.evidence import Evidence, GroupEvidence
 from bench.report.figures import Figure
 from bench.report.groups import Collection, Group, settings_text
 from bench.report.rows import Row, budget_label, method_title
+from bench.stats import ALPHA
 
 
-@dataclass(frozen=True)
-class Efficiency:
-    """One method's accuracy lost per removed parameter on one group, averaged over its budgets."""
-
-    label: str
-    loss_per_10pct: float   # accuracy points lost per 10 % of parameters removed
-    removed_pct: float      # mean share of parameters removed
-    retained: float | None  # mean retained performance (% of dense)
-    n: int                  # rows averaged
+def _name(ev: GroupEvidence, key: str) -> str:
+    row = next(r for r in ev.group.all_rows if r.key == key)
+    return "dense" if row.dense else f"`{row.label}`" + (f" seed {row.seed}" if len(ev.group.seeds) > 1 else "")
 
 
-def efficiency(group: Group) -> list[Efficiency]:
-    """Per method, best first: the mean accuracy points lost per 10 % of parameters removed."""
-    by_label: dict[str, list[Row]] = {}
-    for row in group.rows:
-        if group.loss_per_10pct(row) is not None:
-            by_label.setdefault(row.label, []).append(row)
-    out = []
-    for label, rows in by_label.items():
-        losses = [group.loss_per_10pct(r) for r in rows]
-        rps = [group.retained(r) for r in rows]
-        out.append(Efficiency(label, sum(losses) / len(losses), 100 * sum(r.param_ratio for r in rows) / len(rows),
-                              sum(rps) / len(rps) if None not in rps else None, len(rows)))
-    return sorted(out, key=lambda e: e.loss_per_10pct)  # stable: ties keep table order
+def _names(ev: GroupEvidence, rows: Sequence[Row]) -> str:
+    return ", ".join(_name(ev, r.key) for r in rows)
 
 
-def _summary_line(group: Group) -> str:
-    ranked = efficiency(group)
-    if not ranked:
-        why = ("no accuracy was measured" if not group.task_metrics else
-               "no dense accuracy to compare against" if group.dense is None or group.dense.accuracy is None
-               else "no pruned accuracy to compare")
-        return f"- **{group.title}**: {why}."
-    best = ranked[0]
-    line = (f"- **{group.title}**: `{best.label}` keeps the most accuracy per removed parameter: "
-            f"{md.num(best.loss_per_10pct, 2)} accuracy points lost per 10 % of parameters removed "
-            f"(mean over {best.n} budget{'s' if best.n > 1 else ''}, {md.num(best.removed_pct)} % removed, "
-            f"RP {md.num(best.retained)} %).")
-    if len(ranked) > 1:
-        line += " Then " + ", ".join(f"`{e.label}` {md.num(e.loss_per_10pct, 2)}" for e in ranked[1:]) + "."
-    se = group.dense.accuracy_stderr if group.dense is not None else None
-    if se is not None:
-        line += (f" The average accuracy's stderr is ±{md.num(100 * se)} points here (dense row), so gaps under about "
-                 f"{md.num(200 * se)} points are within sampling noise.")
-    return line
+def claims(ev: GroupEvidence) -> list[str]:
+    """One line per budget: the significant best, or the methods the tests cannot tell apart; and which
+    cells are significantly below dense."""
+    group = ev.group
+    if ev.missing:
+        return [f"- **{group.title}**: no paired statistics ({ev.missing}); no ranking is claimed."]
+    lines = []
+    for budget in group.budgets:
+        rows = ev.rows_at(budget)
+        if not rows:
+            continue
+        best, tied = ev.best(budget)
+        if best is not None:
+            worst = max(ev.pair(best, r).p_holm for r in rows if r is not best)
+            text = (f"{_name(ev, best.key)} beats every other method on Avg (paired, Holm-adjusted p ≤ "
+                    f"{md.pvalue(worst)})")
+        elif len(rows) == 1:
+            text = f"only {_name(ev, rows[0].key)} was run"
+        else:
+            text = (f"no method beats every other significantly; the tests cannot tell apart {_names(ev, tied)} "
+                    f"(top Avg {md.pct(tied[0].accuracy)} %)")
+        below = [r for r in rows if r.key in ev.vs_dense and ev.vs_dense[r.key].significant
+                 and ev.vs_dense[r.key].diff.estimate < 0]
+        above = [r for r in rows if r.key in ev.vs_dense and ev.vs_dense[r.key].significant
+                 and ev.vs_dense[r.key].diff.estimate > 0]
+        same = [r for r in rows if r.key in ev.vs_dense and not ev.vs_dense[r.key].significant]
+        parts = [f"significantly below dense: {_names(ev, below)}" if below else "none significantly below dense"]
+        if above:
+            parts.append(f"significantly above dense: {_names(ev, above)}")
+        if same:
+            parts.append(f"not distinguishable from dense: {_names(ev, same)}")
+        lines.append(f"- **{group.title}, {budget_label(budget)}**: {text}; " + "; ".join(parts) + ".")
+    return lines
 
 
-def _efficiency_table(group: Group) -> str:
-    ranked = efficiency(group)
-    if not ranked:
+def _efficiency_table(coll: Collection, evidence: Evidence) -> str:
+    rows = []
+    for group in coll.groups:
+        for e in evidence.of(group).efficiency:
+            iv = e.points_per_10pct_layers
+            rows.append([group.title, f"`{e.label}`", str(e.n), md.num(e.layers_pct), md.num(e.params_pct),
+                         md.interval(iv.estimate, iv.low, iv.high, scale=1.0, digits=2, sign=True)])
+    if not rows:
         return ""
-    rows = [[f"`{e.label}`", str(e.n), md.num(e.removed_pct), md.num(e.loss_per_10pct, 2), md.num(e.retained)]
-            for e in ranked]
-    return md.table(["Method", "Budgets", "Removed % (mean)", "Points lost per 10 % removed ↓", "RP % (mean) ↑"],
-                    rows)
+    return md.table(["Model", "Method", "Cells", "Decoder layers removed % (mean)", "Params removed % (mean, total)",
+                     "Points lost per 10 % of decoder layers removed [95 % CI] ↓"], rows,
+                    [False, False, True, True, True, True])
 
 
 def metric_columns(group: Group) -> list[Column]:
-    """The measure columns of a group's table: every declared metric's, in the registry's order."""
+    """The measure columns of a group's table: every declared metric's, in the registry's order (the
+    built-in ones read their intervals and p-values from `group.evidence`)."""
     return [col for m in metrics() for col in m.leaderboard_columns(group)]
 
 
-def _show(col: Column, group: Group, row: Row) -> str:
+def show(col: Column, group: Group, row: Row) -> str:
+    """One cell of a metric column, formatted by the column's style (see bench.metrics.Column)."""
     if row.dense and not col.dense:
         return md.DASH
-    value, stderr = col.value(group, row)
+    value, extra = col.value(group, row)
     if col.style == "pct":
-        return md.pct(value, stderr, col.digits)
-    if col.style == "ppl":
-        return md.ppl(value)
-    text = md.num(value, col.digits, col.suffix)
-    return text if value is None or stderr is None else f"{text} ± {md.num(stderr, col.digits)}"
+        text = md.pct(value, extra, col.digits)
+    elif col.style == "ppl":
+        text = md.ppl(value)
+    elif col.style in ("interval", "signed"):
+        low, high = extra if extra else (None, None)
+        text = md.interval(value, low, high, sign=col.style == "signed")
+    elif col.style == "ratio":
+        low, high = extra if extra else (None, None)
+        text = md.DASH if value is None else f"{value:.{col.digits}f}{col.suffix}" + (
+            "" if low is None else f" [{low:.{col.digits}f}, {high:.{col.digits}f}]")
+    elif col.style == "p":
+        text = md.pvalue(value) + (" *" if extra else "")
+    else:
+        text = md.num(value, col.digits, col.suffix)
+        text = text if value is None or extra is None else f"{text} ± {md.num(extra, col.digits)}"
+    return text + (col.mark(group, row) if col.mark is not None and value is not None else "")
 
 
 def _row_cells(group: Group, row: Row, seeds: bool, columns: list[Column]) -> list[str]:
     removed = row.layers_removed
     layers = md.DASH if removed is None else f"{removed}/{row.n_layers}" if row.n_layers else str(removed)
+    layer_pct = 100.0 * removed / row.n_layers if removed is not None and row.n_layers else None
     cells = ["**dense**" if row.dense else f"`{row.label}`", "-" if row.dense else budget_label(row.budget)]
     if seeds:
         cells.append(md.DASH if row.seed is None else str(row.seed))
-    cells += [layers, md.count(row.params_after), md.num(None if row.param_ratio is None else 100 * row.param_ratio)]
-    return cells + [_show(col, group, row) for col in columns]
+    cells += [layers, md.num(layer_pct), md.count(row.params_after),
+              md.num(None if row.param_ratio is None else 100 * row.param_ratio)]
+    return cells + [show(col, group, row) for col in columns]
 
 
-def group_table(group: Group) -> str:
+def group_table(ev: GroupEvidence) -> str:
+    group = ev.group
     seeds = len(group.seeds) > 1
     columns = metric_columns(group)
-    header = ["Method", "Budget", *(["Seed"] if seeds else []), "Layers removed", "Params", "Removed %",
-              *[c.header for c in columns]]
+    header = ["Method", "Budget", *(["Seed"] if seeds else []), "Layers removed", "Layers removed %", "Params",
+              "Params removed % (total)", *[c.header for c in columns]]
     right = [False, False, *([True] if seeds else []), *[True] * (len(header) - 2 - seeds)]
     return md.table(header, [_row_cells(group, r, seeds, columns) for r in group.all_rows], right)
 
 
-def _notes(group: Group) -> list[str]:
+def comparisons_table(ev: GroupEvidence) -> str:
+    """Every pair of methods at the same budget: Avg difference, its interval, p and Holm-adjusted p, and
+    exact McNemar per task (documents right only under A / only under B, Holm-adjusted p)."""
+    tasks = list(ev.group.task_metrics)
+    rows = []
+    for c in ev.pairs.values():
+        a = next(r for r in ev.group.rows if r.key == c.a)
+        verdict = (f"{_name(ev, c.favours())} better" if c.favours() else "cannot tell apart")
+        rows.append([budget_label(a.budget), _name(ev, c.a), _name(ev, c.b),
+                     md.interval(c.diff.estimate, c.diff.low, c.diff.high, sign=True), md.pvalue(c.p),
+                     md.pvalue(c.p_holm), verdict,
+                     *[f"{c.tasks[t].only_a}/{c.tasks[t].only_b}, p {md.pvalue(c.tasks_holm.get(t))}"
+                       if t in c.tasks else md.DASH for t in tasks]])
+    if not rows:
+        return ""
+    return md.table(["Budget", "A", "B", "Avg A − B, points [95 % CI]", "p", "p (Holm)", "Verdict",
+                     *[f"{t}: only A / only B, p (Holm)" for t in tasks]], rows,
+                    [False, False, False, True, True, True, False, *[True] * len(tasks)])
+
+
+def stability_table(ev: GroupEvidence) -> str:
+    """Per pruned cell and task: stability with its interval, plain agreement, Kish effective sample size."""
+    tasks = list(ev.group.task_metrics)
+    rows = []
+    for row in ev.group.rows:
+        stab = row.record.stability
+        if stab is None or not stab.per_task:
+            continue
+        cells = [f"`{row.label}`", budget_label(row.budget)]
+        for t in tasks:
+            s, ci = stab.per_task.get(t), (stab.ci or {}).get(t) or [None, None]
+            a, e, n = (stab.agreement or {}).get(t), (stab.ess or {}).get(t), (stab.n or {}).get(t)
+            cells.append(f"{md.interval(s, *ci)} · {md.pct(a)} · {md.num(e)}/{n if n is not None else md.DASH}"
+                         if s is not None else md.DASH)
+        rows.append(cells)
+    if not rows:
+        return ""
+    return md.table(["Method", "Budget", *[f"{t}: stability % [95 % CI] · agreement % · ESS/n" for t in tasks]],
+                    rows, [False, False, *[True] * len(tasks)])
+
+
+def _notes(ev: GroupEvidence) -> list[str]:
+    group = ev.group
     metrics = ", ".join(f"{t} {m}" for t, m in group.task_metrics.items())
     notes = [f"Settings: {settings_text(group)}."]
     if group.task_metrics:
         notes.append(f"Avg acc is the unweighted mean over {len(group.task_metrics)} tasks of each task's headline "
-                     f"metric ({metrics}); `±` is lm-eval's stderr of that metric.")
+                     f"metric ({metrics}); per-task `±` is lm-eval's stderr of that metric.")
+        if ev.chance:
+            notes.append("Chance: " + ", ".join(f"{t} {md.pct(c)} %" for t, c in ev.chance.items())
+                         + f" (Avg {md.pct(ev.chance_avg)} %); {md.BELOW_CHANCE} marks a score at or below it.")
     for corpus, p in group.corpora.items():
         notes.append(f"PPL {corpus}: token perplexity in non-overlapping {p.window}-token windows "
-                     f"({p.windows} windows, {p.tokens} tokens).")
+                     f"({p.windows} windows, {p.tokens} tokens); per token, so it depends on the "
+                     "tokenizer and is comparable only within a model.")
+    seen: set[str] = set()
+    for row in group.all_rows:
+        for f in row.record.part("fidelity") or []:
+            if f.corpus not in seen:
+                seen.add(f.corpus)
+                notes.append(f"Bits/byte and KL to dense {f.corpus}: {f.documents} whole held-out documents "
+                             f"({f.bytes} bytes, {f.tokens} tokens, {f.window}-token windows overlapping by one"
+                             f" token, {f.prefix} first)"
+                             + ("; too few documents for an interval." if (f.documents or 0) < 10 else "."))
     if group.dense is None:
-        notes.append("No finished dense cell under these settings: RP, speed-up and the summary are missing.")
+        notes.append("No finished dense cell under these settings: RP, Δ vs dense and speed-up are missing.")
     if group.superseded:
         notes.append(f"{group.superseded} older record(s) of the same cells are not shown (the newest of each is).")
     present = dict.fromkeys(r.method for r in group.rows)
@@ -146,40 +220,70 @@ def _failed(coll: Collection) -> str:
     return md.table(["Model", "Method", "Budget", "Seed", "Stage", "Error", "Record"], rows, [False] * 7)
 
 
-COLUMNS = """\
-## Columns
+COLUMNS = f"""\
+## Columns and statistics
 
-- **Layers removed**: net decoder layers removed / the dense model's layers. **Params**: parameters left
-  (tied weights counted once). **Removed %**: removed parameters / dense parameters (embeddings included).
+- **Layers removed**: net decoder layers removed / the dense model's decoder layers, and as %: the basis
+  that means the same on every model. **Params**: parameters left (tied weights counted once). **Params
+  removed % (total)**: removed parameters / all dense parameters, embeddings included (so the same share of
+  layers is a smaller share of a model with large embeddings).
 - **Avg acc**: mean over the tasks of each task's headline metric (named in the column header, acc or
-  acc_norm); per-task cells show that metric with lm-eval's stderr. **RP**: retained performance, the
-  row's Avg acc as % of the dense row's.
+  acc_norm), with a 95 % interval from a paired bootstrap stratified by task (documents resampled within
+  each task, the same draw for every row; 10,000 seeded draws). **Δ vs dense**: Avg − dense Avg in points,
+  same bootstrap. **p vs dense (Holm)**: a paired sign-flip test of that difference (each document's
+  answers under the two models exchanged; exact when few documents disagree), Holm-adjusted over every
+  comparison the report makes (pruned vs dense and every pair of methods at a budget); `*`: p < {ALPHA}.
+- **RP**: retained performance, Avg as % of dense Avg. **RP above chance**: (Avg − chance) / (dense Avg −
+  chance), chance being each task's mean 1 / number of choices; RP over 100 % or a Δ whose interval holds
+  0 is not better than dense. {md.BELOW_CHANCE}: at or below chance.
 - **Stability**: LLM-Streamline's stability against the dense model's per-sample answers (%, mean over
-  the multiple-choice tasks).
+  the multiple-choice tasks), weights exp(std of the dense model's per-choice mean NLL), correctness by each
+  task's headline metric, with a bootstrap interval. **Agreement**: the unweighted share of documents both
+  models get right or both get wrong. Per task, with Kish's effective sample size of the weights, in the
+  stability table.
+- **Paired comparisons**: Avg difference with its interval, sign-flip p, Holm-adjusted p; per task the
+  documents right only under A and only under B with the exact McNemar p (binomial on those discordant
+  documents), Holm-adjusted over every per-task test of the report. A best method is named only where it
+  beats each other method at that budget with Holm-adjusted p < {ALPHA}; bold marks only such a best.
+- **Bits/byte**: next-token NLL over whole held-out documents, in bits per UTF-8 byte (tokenizer-free, so
+  it compares across models). **KL to dense**: KL(dense ‖ pruned) per token on the same tokens, nats.
+  Intervals: a bootstrap over documents, shown from 10 documents up.
 - **Decode ×**: decode tokens/s over the dense model's, same device and probe, their repeats interleaved in
-  the cell (so the machine's drift during a run does not enter the ratio).
+  the cell; geometric mean of the per-repeat ratios with a t interval on their logs (per batch size where
+  several were measured). **Weights + KV**: parameter bytes plus the KV cache of the latency probe (batch x
+  (prompt + new) tokens, from the config), at the largest batch size measured; "–" where the record predates
+  the KV figure.
 - **Prune s**: calibration capture + scoring + surgery, in seconds; **Train s**: healing or replacement
   training, in seconds.
-- **Points lost per 10 % removed**: (dense Avg acc − Avg acc) in points, divided by the share of parameters
-  removed in tens of percent; lower keeps more accuracy per removed parameter.
+- **Points lost per 10 % of decoder layers removed**: 10 × (dense Avg − Avg) / share of decoder layers
+  removed, mean over a method's budgets, with an interval from the same bootstrap; lower keeps more. Not a
+  ranking: read the interval.
 """
 
 
-def render(coll: Collection, provenance: str, figures: dict[str, list[Figure]], figures_dir: str) -> str:
+def render(coll: Collection, provenance: str, figures: dict[str, list[Figure]], figures_dir: str,
+           evidence: Evidence) -> str:
     """The leaderboard page; `figures` maps a group's slug to its figures (linked relative to the page)."""
     parts = ["# Leaderboard\n",
              "Generated by `bench report` from the result store; every number is read from the store's records.\n",
              provenance,
-             "## Accuracy retained per removed parameter\n",
-             "\n".join(_summary_line(g) for g in coll.groups) + "\n"]
+             "## What the paired tests support\n",
+             f"{len(evidence.family)} paired comparisons, Holm-adjusted together at α = {ALPHA}.\n",
+             "\n".join(line for g in coll.groups for line in claims(evidence.of(g))) + "\n"]
+    eff = _efficiency_table(coll, evidence)
+    if eff:
+        parts += ["### Accuracy lost per decoder layer removed, all models\n", eff]
     for group in coll.groups:
+        ev = evidence.of(group)
         parts.append(f"## {group.title}\n")
-        parts.append(group_table(group))
-        parts.append("\n".join(_notes(group)) + "\n")
-        eff = _efficiency_table(group)
-        if eff:
-            parts.append(f"### {group.title}: accuracy retained per removed parameter\n")
-            parts.append(eff)
+        parts.append(group_table(ev))
+        parts.append("\n".join(_notes(ev)) + "\n")
+        comp = comparisons_table(ev)
+        if comp:
+            parts += [f"### {group.title}: paired comparisons of methods at the same budget\n", comp]
+        stab = stability_table(ev)
+        if stab:
+            parts += [f"### {group.title}: stability per task\n", stab]
         figs = _figures(figures.get(group.slug, []), figures_dir)
         if figs:
             parts.append("\n\n".join(figs) + "\n")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 DASH = "–"
+BELOW_CHANCE = "†"   # marks an accuracy at or below chance
 
 
 def pct(x: float | None, stderr: float | None = None, digits: int = 1) -> str:
@@ -20,7 +22,28 @@ def num(x: float | None, digits: int = 1, suffix: str = "") -> str:
 
 
 def signed(x: float | None, digits: int = 1) -> str:
-    return DASH if x is None else f"{x:+.{digits}f}"
+    if x is None:
+        return DASH
+    x = round(x, digits) + 0.0   # no "−0.0"
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def interval(estimate: float | None, low: float | None, high: float | None, scale: float = 100.0,
+             digits: int = 1, sign: bool = False) -> str:
+    """`61.3 [54.0, 68.0]` (or `+2.7 [−4.0, +9.3]` with sign): an estimate and its 95 % interval."""
+    if estimate is None:
+        return DASH
+    fmt = signed if sign else (lambda v, d: num(v, d))
+    text = fmt(scale * estimate, digits)
+    if low is None or high is None:
+        return text
+    return f"{text} [{fmt(scale * low, digits)}, {fmt(scale * high, digits)}]"
+
+
+def pvalue(p: float | None) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return DASH
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def count(n: int | None) -> str:
@@ -34,9 +57,13 @@ def count(n: int | None) -> str:
 
 
 def ppl(x: float | None) -> str:
+    """Perplexity: two decimals below 1000, else scientific notation (1.10e11 rather than 109857528368)."""
     if x is None:
         return DASH
-    return f"{x:.2f}" if x < 1000 else f"{x:.0f}"
+    if x < 1000:
+        return f"{x:.2f}"
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def cell(text: str) -> str:
@@ -51,12 +78,3 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[
              "|" + "|".join("---:" if r else ":---" for r in right) + "|"]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def bold_best(values: Sequence[float | None], texts: list[str], higher: bool = True) -> list[str]:
-    """Bold the best of `values` (ties all bold); texts of missing values are left as they are."""
-    present = [v for v in values if v is not None]
-    if len(present) < 2:
-        return texts
-    best = max(present) if higher else min(present)
-    return [f"**{t}**" if v is not None and v == best else t for v, t in zip(values, texts, strict=True)]

@@ -1,56 +1,90 @@
 """reports/paper-tables.md: one table per model and budget in the LLM-Streamline paper's layout.
 
 Methods are rows (dense first), benchmarks are columns (accuracy in %, each task's headline metric), then
-Avg (the unweighted mean over the benchmarks) and RP (retained performance: Avg as % of dense Avg), as in
-the LLM-Streamline and ShortGPT papers. The best pruned value of each column is bold.
+Avg (the unweighted mean over the benchmarks) with its 95 % interval, Δ vs dense with its interval, RP
+(retained performance: Avg as % of dense Avg) and RP above chance, as in the LLM-Streamline and ShortGPT
+papers plus the statistics. A value is bold only where that row beats every other pruned row of the
+table significantly (paired tests, Holm-adjusted; `bench.report.evidence`); under each table a line says
+which best the tests support or which methods they cannot tell apart.
 """
 
 from __future__ import annotations
 
 from bench.report import markdown as md
-from bench.report.groups import Collection, Group, settings_text
+from bench.report.evidence import Evidence, GroupEvidence
+from bench.report.groups import Collection, settings_text
 from bench.report.rows import Row, budget_label, canonical
 
 
-def _values(group: Group, row: Row) -> list[float | None]:
-    scores = [row.task_score(t)[0] for t in group.task_metrics]
-    return [None if s is None else 100 * s for s in scores] + [
-        None if row.accuracy is None else 100 * row.accuracy, group.retained(row)]
+def _task(ev: GroupEvidence, row: Row, task: str, bold: bool) -> str:
+    score = row.task_score(task)[0]
+    text = md.num(None if score is None else 100 * score)
+    text = f"**{text}**" if bold else text
+    return text + md.BELOW_CHANCE if ev.at_or_below_chance(task, score) else text
 
 
-def budget_table(group: Group, budget: dict | None) -> str:
+def _row(ev: GroupEvidence, row: Row, seeds: bool, best: Row | None, task_best: dict[str, Row | None]) -> list[str]:
+    group = ev.group
+    avg, vs = ev.avg.get(row.key), ev.vs_dense.get(row.key)
+    avg_text = md.interval(avg.estimate, avg.low, avg.high) if avg else md.pct(row.accuracy)
+    rp = md.num(group.retained(row))
+    if best is row:
+        avg_text, rp = f"**{avg_text}**", f"**{rp}**"
+    chance = ev.chance_avg
+    if chance is not None and row.accuracy is not None and row.accuracy <= chance:
+        avg_text += md.BELOW_CHANCE
+    layers = 100.0 * row.layers_removed / row.n_layers if row.layers_removed is not None and row.n_layers else None
+    return ["Dense" if row.dense else row.label, *([md.DASH if row.dense else str(row.seed)] if seeds else []),
+            md.num(None if row.param_ratio is None else 100 * row.param_ratio), md.num(layers),
+            *[_task(ev, row, t, task_best.get(t) is row) for t in group.task_metrics],
+            avg_text, md.interval(vs.diff.estimate, vs.diff.low, vs.diff.high, sign=True) if vs else md.DASH,
+            md.pvalue(vs.p_holm) if vs else md.DASH, rp, md.num(ev.rp_above_chance(row))]
+
+
+def budget_table(ev: GroupEvidence, budget: dict | None) -> str:
+    group = ev.group
     rows = [r for r in group.rows if canonical(r.budget) == canonical(budget)]
     seeds = len({r.seed for r in rows}) > 1
-    header = ["Method", *(["Seed"] if seeds else []), "Ratio %", *group.task_metrics, "Avg", "RP"]
-    body: list[list[str]] = []
-    if group.dense is not None:
-        body.append(["Dense", *(["-"] if seeds else []), md.num(0.0),
-                     *[md.num(v) for v in _values(group, group.dense)]])
-    columns = [_values(group, r) for r in rows]
-    texts = [[md.num(v) for v in vals] for vals in columns]
-    for j in range(len(header) - 2 - seeds):  # bold the best pruned value of each column
-        bolded = md.bold_best([vals[j] for vals in columns], [t[j] for t in texts])
-        for t, b in zip(texts, bolded, strict=True):
-            t[j] = b
-    for r, t in zip(rows, texts, strict=True):
-        ratio = None if r.param_ratio is None else 100 * r.param_ratio
-        body.append([r.label, *([str(r.seed)] if seeds else []), md.num(ratio), *t])
+    header = ["Method", *(["Seed"] if seeds else []), "Params removed %", "Layers removed %", *group.task_metrics,
+              "Avg [95 % CI]", "Δ vs dense [95 % CI]", "p (Holm)", "RP", "RP above chance"]
+    best, _ = ev.best(budget) if ev.avg else (None, [])
+    task_best = {t: ev.task_best(budget, t) for t in group.task_metrics} if ev.avg else {}
+    body = [_row(ev, group.dense, seeds, None, {})] if group.dense is not None else []
+    body += [_row(ev, r, seeds, best, task_best) for r in rows]
     return md.table(header, body, [False, *([True] if seeds else []), *[True] * (len(header) - 1 - seeds)])
 
 
-def render(coll: Collection, provenance: str) -> str:
+def verdict(ev: GroupEvidence, budget: dict | None) -> str:
+    if ev.missing:
+        return f"No paired statistics ({ev.missing}): no best is claimed."
+    best, tied = ev.best(budget)
+    if best is not None:
+        return f"Best: {best.label} (beats every other method on Avg, Holm-adjusted p < 0.05)."
+    if len(tied) < 2:
+        return "One method only."
+    return ("No method is significantly best on Avg; the paired tests cannot tell apart: "
+            + ", ".join(r.label for r in tied) + ".")
+
+
+def render(coll: Collection, provenance: str, evidence: Evidence) -> str:
     parts = ["# Paper tables\n",
              "The LLM-Streamline paper's layout, generated by `bench report` from the result store: methods as "
              "rows, benchmarks as columns (accuracy %, each task's headline metric), Avg = unweighted mean over "
-             "the benchmarks, RP = Avg as % of the dense Avg; Ratio % = parameters removed. Bold: the best "
-             "pruned value of a column.\n",
+             "the benchmarks with a 95 % paired bootstrap interval (stratified by task), Δ vs dense in points "
+             "with its interval and Holm-adjusted p, RP = Avg as % of the dense Avg, RP above chance = (Avg − "
+             "chance) / (dense Avg − chance); Params removed % counts embeddings, Layers removed % is the share of "
+             f"decoder layers. {md.BELOW_CHANCE}: at or below chance. Bold: a value that beats every other pruned "
+             "row of its table significantly (Avg and RP: paired sign-flip test; a task: exact McNemar; "
+             "Holm-adjusted over all comparisons of the report, p < 0.05). See the leaderboard for the tests.\n",
              provenance]
     for group in coll.groups:
         if not group.task_metrics:
             continue
+        ev = evidence.of(group)
         metrics = ", ".join(f"{t} {m}" for t, m in group.task_metrics.items())
         for budget in group.budgets:
             parts.append(f"## {group.title}, {budget_label(budget)}\n")
             parts.append(f"Settings: {settings_text(group)}; metrics: {metrics}.\n")
-            parts.append(budget_table(group, budget))
+            parts.append(budget_table(ev, budget))
+            parts.append(verdict(ev, budget) + "\n")
     return "\n".join(parts)

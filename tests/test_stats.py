@@ -1,0 +1,148 @@
+"""bench.stats against hand-computed cases and scipy's own reference implementations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from bench.stats.bootstrap import contrast_interval, difference_interval, draws
+from bench.stats.compare import Family, best_of, compare
+from bench.stats.samples import align
+from bench.stats.significance import holm, mcnemar, sign_flip_p
+from bench.stats.speedup import speedup_ci
+
+
+def _cell(task_bits: dict[str, list[int]], metric: str = "acc") -> dict[str, list[dict]]:
+    return {t: [{"doc_id": i, metric: float(v)} for i, v in enumerate(bits)] for t, bits in task_bits.items()}
+
+
+def test_mcnemar_hand_computed():
+    # 1 document right only under A, 5 only under B: p = 2 * P(X <= 1), X ~ Bin(6, 1/2) = 2 * 7/64
+    a = [1, 0, 0, 0, 0, 0, 1, 1]
+    b = [0, 1, 1, 1, 1, 1, 1, 0]
+    r = mcnemar(a, b)
+    assert (r.only_a, r.only_b, r.n) == (2, 5, 8)
+    assert r.p == pytest.approx(2 * (1 + 7 + 21) / 128)          # 2 * P(X <= 2), X ~ Bin(7, 1/2)
+    assert mcnemar([0] * 6, [1] * 6).p == pytest.approx(2 / 64)
+    assert mcnemar([1, 0], [1, 0]).p == 1.0
+    assert mcnemar([1, 0], [0, 1]).p == 1.0
+
+
+def test_holm_hand_computed():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> monotone 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def test_sign_flip_on_one_task_is_exact_mcnemar():
+    rng = np.random.default_rng(3)
+    a = (rng.random(60) < 0.6).astype(float)
+    b = a.copy()
+    flip = rng.choice(60, size=11, replace=False)
+    b[flip] = 1 - b[flip]
+    aligned = align([_cell({"t": list(a)}), _cell({"t": list(b)})], {"t": "acc"})
+    assert sign_flip_p(aligned) == pytest.approx(mcnemar(a, b).p, rel=1e-9)
+
+
+def test_sign_flip_is_stratified_and_deterministic():
+    # task u: A wins 12 of 12 discordant documents out of 20; task v: no difference
+    a = {"u": [1] * 12 + [0] * 8, "v": [1, 0] * 50}
+    b = {"u": [0] * 12 + [0] * 8, "v": [1, 0] * 50}
+    aligned = align([_cell(a), _cell(b)], {"u": "acc", "v": "acc"})
+    p = sign_flip_p(aligned)
+    assert p == pytest.approx(2 / 2 ** 12)    # exact: only the all-positive and all-negative flips are as extreme
+    assert sign_flip_p(aligned) == p
+
+
+def test_bootstrap_matches_scipy_on_one_task():
+    rng = np.random.default_rng(0)
+    a = (rng.random(200) < 0.55).astype(float)
+    b = np.where(rng.random(200) < 0.2, 1 - a, a)
+    aligned = align([_cell({"t": list(a)}), _cell({"t": list(b)})], {"t": "acc"})
+    ours = difference_interval(aligned)
+    ref = sps.bootstrap((a - b,), np.mean, method="percentile", n_resamples=20000,
+                        rng=np.random.default_rng(1)).confidence_interval
+    assert ours.estimate == pytest.approx(np.mean(a - b))
+    assert ours.low == pytest.approx(ref.low, abs=0.01)
+    assert ours.high == pytest.approx(ref.high, abs=0.01)
+
+
+def test_avg_is_the_unweighted_mean_over_tasks():
+    # task s: 2 documents, task l: 4; Avg weighs the tasks equally, not the documents
+    a = {"s": [1, 1], "l": [1, 0, 0, 0]}
+    b = {"s": [0, 0], "l": [1, 1, 1, 0]}
+    aligned = align([_cell(a), _cell(b)], {"s": "acc", "l": "acc"})
+    assert aligned.means() == pytest.approx([(1.0 + 0.25) / 2, (0.0 + 0.75) / 2])
+    reps = draws(aligned, iters=500)
+    assert reps.shape == (500, 2)
+    # task s always gives A 1.0 and B 0.0 in every draw: the difference never goes below (1 - 1) / 2
+    assert (reps[:, 0] - reps[:, 1]).min() >= -0.5 + 1e-12
+    ci = contrast_interval(aligned, [1, -1], reps)
+    assert ci.low <= ci.estimate <= ci.high
+
+
+def test_documents_are_matched_by_id_not_position():
+    a = {"t": [{"doc_id": 0, "acc": 1.0}, {"doc_id": 1, "acc": 0.0}, {"doc_id": 2, "acc": 1.0}]}
+    b = {"t": [{"doc_id": 2, "acc": 1.0}, {"doc_id": 0, "acc": 1.0}]}
+    aligned = align([a, b], {"t": "acc"})
+    assert aligned.tasks["t"].tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    assert aligned.dropped == {"t": 1}
+
+
+def test_headline_metric_decides_correctness():
+    a = {"t": [{"doc_id": 0, "acc": 1.0, "acc_norm": 0.0}]}
+    assert align([a], {"t": "acc_norm"}).tasks["t"].tolist() == [[0.0]]
+    assert align([a], {"t": "acc"}).tasks["t"].tolist() == [[1.0]]
+
+
+def test_family_holm_and_best_of():
+    rng = np.random.default_rng(5)
+    base = (rng.random(300) < 0.5).astype(int)
+    strong = np.where(rng.random(300) < 0.5, 1, base)     # many documents gained
+    same = base.copy()
+    same[:4] = 1 - same[:4]
+    cells = {"x": _cell({"t": list(strong)}), "y": _cell({"t": list(base)}), "z": _cell({"t": list(same)})}
+    fam = Family()
+    pairs = {}
+    for i, j in (("x", "y"), ("x", "z"), ("y", "z")):
+        pairs[frozenset((i, j))] = fam.add(compare(cells[i], cells[j], {"t": "acc"}, (i, j)))
+    fam.close()
+    ps = [c.p for c in fam.comparisons]
+    assert [c.p_holm for c in fam.comparisons] == pytest.approx(holm(ps))
+    means = {k: np.mean([r["acc"] for r in v["t"]]) for k, v in cells.items()}
+    best, tied = best_of(["x", "y", "z"], means, pairs)
+    assert best == "x" and tied == ["x"]
+    best, tied = best_of(["y", "z"], means, pairs)
+    assert best is None and set(tied) == {"y", "z"}
+
+
+def test_speedup_ci_against_scipy_t_interval():
+    pruned = [24.0, 24.4, 21.3, 23.0, 22.5]
+    dense = [18.6, 18.7, 15.1, 17.9, 17.2]
+    ci = speedup_ci(pruned, dense)
+    logs = np.log(np.array(pruned) / np.array(dense))
+    ref = sps.ttest_1samp(logs, 0.0).confidence_interval(0.95)
+    assert ci.estimate == pytest.approx(math.exp(logs.mean()))
+    assert (ci.low, ci.high) == pytest.approx((math.exp(ref.low), math.exp(ref.high)))
+    assert ci.repeats == 5
+    one = speedup_ci([2.0], [1.0])
+    assert one.estimate == 2.0 and one.low is None
+    with pytest.raises(ValueError):
+        speedup_ci([1.0, 2.0], [1.0])
+
+
+def test_sign_flip_agrees_with_scipy_permutation_test_when_drawn():
+    rng = np.random.default_rng(11)
+    a = {t: list((rng.random(80) < 0.6).astype(int)) for t in ("u", "v")}
+    b = {t: [x if rng.random() > 0.3 else 1 - x for x in a[t]] for t in ("u", "v")}
+    aligned = align([_cell(a), _cell(b)], {"u": "acc", "v": "acc"})
+    ours = sign_flip_p(aligned)
+    w = np.concatenate([(x[:, 0] - x[:, 1]) / (2 * 80) for x in (aligned.tasks[t] for t in sorted(aligned.tasks))])
+    ref = sps.permutation_test((w, np.zeros_like(w)), lambda x, y, axis: np.sum(x - y, axis=axis),
+                               permutation_type="samples", vectorized=True, n_resamples=20000,
+                               rng=np.random.default_rng(2)).pvalue
+    assert ours == pytest.approx(ref, abs=0.02)
