@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ class CalibSpec:
     seed: int = 0
     batch_size: int = 8
     last_boundary: Literal["raw", "final_norm"] = "raw"
+    add_bos: bool | None = None  # None: BOS first in each window exactly when the tokenizer adds one
 
     def __post_init__(self):
         if self.n_samples < 1 or self.seq_len < 2 or self.batch_size < 1:
@@ -53,12 +53,13 @@ class CalibSpec:
         return asdict(self)
 
 
-def corpus_documents(source: str) -> tuple[str, ...]:
-    """The documents of a calibration source: a built-in real-text sample or a local file."""
+def corpus_documents(source: str, role: str = "calibration") -> tuple[str, ...]:
+    """The documents of a source: for a built-in sample, its `role` range (`bench.data.splits`:
+    calibration by default, never the evaluation text); a local file whole."""
     if source in BUILTIN_SOURCES:
-        from bench.data import loaders
+        from bench.data import splits
 
-        return loaders.wikipedia_documents() if source == "wikipedia" else loaders.c4_documents()
+        return splits.documents(source, role)
     path = Path(source).expanduser()
     if not path.is_file():
         raise ConfigError(f"calibration source {source!r} is neither {' nor '.join(BUILTIN_SOURCES)} nor a file",
@@ -77,20 +78,12 @@ def corpus_documents(source: str) -> tuple[str, ...]:
     return tuple(docs)
 
 
-def token_windows(docs: tuple[str, ...], tokenizer, n: int, seq_len: int, seed: int) -> torch.Tensor:
-    """`n` non-overlapping windows of `seq_len` tokens from the seeded shuffle of `docs`, EOS-joined."""
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    sep = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    need, stream = n * seq_len, []
-    for i in order:
-        stream.extend(tokenizer(docs[i], add_special_tokens=False)["input_ids"] + sep)
-        if len(stream) >= need:
-            break
-    if len(stream) < need:
-        raise ConfigError(f"the calibration text has {len(stream)} tokens, fewer than {n} x {seq_len}",
-                          "lower n_samples or seq_len, or give more text")
-    return torch.tensor(stream[:need], dtype=torch.long).view(n, seq_len)
+def token_windows(docs: tuple[str, ...], tokenizer, n: int, seq_len: int, seed: int,
+                  add_bos: bool | None = None) -> torch.Tensor:
+    """`n` windows of `seq_len` tokens from the seeded shuffle of `docs` (`bench.data.splits.token_windows`)."""
+    from bench.data.splits import token_windows as windows
+
+    return windows(docs, tokenizer, n, seq_len, seed, add_bos=add_bos, what="the calibration text")
 
 
 @dataclass
@@ -121,7 +114,18 @@ class Calibration:
         self.model = model
         self.tokenizer = tokenizer
         self.windows = token_windows(corpus_documents(spec.source), tokenizer, spec.n_samples, spec.seq_len,
-                                     spec.seed)
+                                     spec.seed, spec.add_bos)
+
+    def describe(self) -> dict:
+        """The spec plus where its text comes from (provenance): the document range of a built-in corpus
+        (disjoint from the evaluation and training ranges) and whether windows start with BOS."""
+        from bench.data import splits
+        from bench.evaluate.perplexity import resolve_add_bos
+
+        out = {**self.spec.to_dict(), "bos": resolve_add_bos(self.tokenizer, self.spec.add_bos)}
+        if self.spec.source in BUILTIN_SOURCES:
+            out["document_range"] = list(splits.split(self.spec.source).calibration)
+        return out
 
     def batches(self):
         device = next(self.model.parameters()).device

@@ -111,6 +111,13 @@ class PrunePlan:
 # ------------------------------------------------------------------------------------------------ pruner
 
 
+def calib_provenance(calib) -> dict[str, Any] | None:
+    """What a plan records about its calibration: the spec, and the document range and BOS rule."""
+    if calib is None:
+        return None
+    return calib.describe() if hasattr(calib, "describe") else calib.spec.to_dict()
+
+
 class Pruner(ABC):
     """A layer-pruning method. Subclasses set the class attributes and implement `plan`."""
 
@@ -162,6 +169,6 @@ class Pruner(ABC):
             method=self.name, n_layers=len(per_layer), ops=[{"op": "remove", "layers": removed}],
             removed_original=removed, budget=budget.to_dict(), layers_removed=len(removed),
             params_total=arch.count_parameters(model), params_removed=sum(per_layer[i] for i in removed),
-            scores=scores, params=self.params_dict(), calib=calib.spec.to_dict() if calib is not None else None,
+            scores=scores, params=self.params_dict(), calib=calib_provenance(calib),
             cost=dict(cost or {}),
         )

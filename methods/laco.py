@@ -26,7 +26,7 @@ from typing import Literal
 
 import torch
 
-from methods.base import Budget, PrunePlan, Pruner
+from methods.base import Budget, PrunePlan, Pruner, calib_provenance
 
 
 class LaCo(Pruner):
@@ -105,7 +105,7 @@ class LaCo(Pruner):
             budget=budget.to_dict(), layers_removed=removed, params_total=total,
             params_removed=sum(per_layer[i] for i in removed_original),
             scores={"trials": trials, "groups": [g for g in origin if len(g) > 1], "final_threshold": threshold},
-            params=self.params_dict(), calib=calib.spec.to_dict(),
+            params=self.params_dict(), calib=calib_provenance(calib),
             cost={"select_seconds": time.perf_counter() - t0},
         )
         if removed < k:
