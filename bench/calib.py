@@ -92,6 +92,7 @@ class BoundaryStats:
 
     cos_tokens: torch.Tensor  # (L+1, L+1), fp32
     cos_last: torch.Tensor  # (L+1, L+1), fp32
+    angle_last: torch.Tensor  # (L+1, L+1), fp32: mean over sequences of arccos(cos)/pi at the last token
     n_tokens: int
     n_sequences: int
     last_boundary: str
@@ -148,6 +149,7 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
         raise ConfigError("this architecture has no known final norm", "use last_boundary=raw")
     cos_tokens = torch.zeros(n + 1, n + 1, dtype=torch.float64)
     cos_last = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+    angle_last = torch.zeros(n + 1, n + 1, dtype=torch.float64)
     states: list[torch.Tensor] = []
 
     def pre_first(_module, args, kwargs):
@@ -174,9 +176,10 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
                 pass
             if norm is not None:
                 states[-1] = norm(states[-1])
-            tok_gram, last_gram, count = _grams(states, mask)
+            tok_gram, last_gram, last_angle, count = _grams(states, mask)
             cos_tokens += tok_gram
             cos_last += last_gram
+            angle_last += last_angle
             n_tokens += count
             n_seqs += ids.shape[0]
     finally:
@@ -184,12 +187,13 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
             h.remove()
     seconds = time.perf_counter() - start
     log.info("captured boundary statistics over %d tokens in %.1f s", n_tokens, seconds)
-    return BoundaryStats((cos_tokens / n_tokens).float(), (cos_last / n_seqs).float(), n_tokens, n_seqs,
-                         last_boundary, seconds)
+    return BoundaryStats((cos_tokens / n_tokens).float(), (cos_last / n_seqs).float(),
+                         (angle_last / n_seqs).float(), n_tokens, n_seqs, last_boundary, seconds)
 
 
 def _grams(states: list[torch.Tensor], mask: torch.Tensor, chunk: int = 4096):
-    """Sums over tokens of cos(h_i, h_j) for all boundary pairs, and over last non-pad tokens."""
+    """Sums over tokens of cos(h_i, h_j) for all boundary pairs, and over last non-pad tokens the sums of
+    cos(h_i, h_j) and of the per-sequence angular distance arccos(cos)/pi (cosine clamped to [-1, 1])."""
     keep = mask.reshape(-1).bool()
     flat = [s.reshape(-1, s.shape[-1])[keep] for s in states]  # (N, d) per boundary
     n_tok = flat[0].shape[0]
@@ -202,5 +206,6 @@ def _grams(states: list[torch.Tensor], mask: torch.Tensor, chunk: int = 4096):
     last = torch.where(mask.bool(), positions, -1).max(dim=1).values
     rows = torch.arange(mask.shape[0], device=mask.device)
     u_last = torch.stack([torch.nn.functional.normalize(s[rows, last].float(), dim=-1) for s in states])
-    last_gram = torch.einsum("ibd,jbd->ij", u_last, u_last).double()
-    return gram.cpu(), last_gram.cpu(), n_tok
+    per_seq = torch.einsum("ibd,jbd->bij", u_last, u_last).double()
+    angle = torch.arccos(per_seq.clamp(-1.0, 1.0)) / torch.pi
+    return gram.cpu(), per_seq.sum(0).cpu(), angle.sum(0).cpu(), n_tok
