@@ -7,7 +7,8 @@ autocast (frozen parts stay in their dtype, matmuls in bf16, losses in fp32). Th
 mode: no dropout, so a run is a function of its seed and data. AdamW (betas 0.9/0.95, weight decay 1e-3,
 lr 2e-4 by default, as LLM-Streamline's official code), gradient clipping, and a learning-rate schedule
 named by `schedule` (see `lr_lambda`): `cosine` (linear warm-up over `warmup` of the steps, cosine decay to
-`min_lr` at the last step), `constant` (warm-up, then `lr`), or `streamline_official` (the schedule
+`min_lr` at the last step), `linear` (warm-up, then a straight line to `min_lr`), `constant` (warm-up,
+then `lr`), or `streamline_official` (the schedule
 LLM-Streamline's official MSE loop actually runs, see `lr_lambda`). A NaN or inf loss stops training with
 TrainingError naming the step.
 
@@ -51,7 +52,7 @@ class TrainParams:
     warmup: float = 0.01  # share of the steps with a linear warm-up
     grad_clip: float = 5.0  # max gradient norm; 0 disables clipping
     train_seed: int = 0  # window sampling and order, and any random init
-    schedule: Literal["cosine", "constant", "streamline_official"] = "cosine"
+    schedule: Literal["cosine", "linear", "constant", "streamline_official"] = "cosine"
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
@@ -121,7 +122,7 @@ def unique(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
     return out
 
 
-SCHEDULES = ("cosine", "constant", "streamline_official")
+SCHEDULES = ("cosine", "linear", "constant", "streamline_official")
 # LLM-Streamline's official MSE loop (LLM_Streamline/train_lightweightnetwork.py @adf50ba) sets its cosine
 # schedule's warm-up to 0.005 x and its horizon to 0.5 x the number of *micro-batches*, but steps the
 # scheduler once per optimizer step, every `gradient_accumulation_step` = 16 micro-batches. In optimizer
@@ -156,6 +157,8 @@ def lr_lambda(steps: int, warmup: float, min_ratio: float, schedule: str = "cosi
             return (step + 1) / warm
         if schedule == "constant":
             return 1.0
+        if schedule == "linear":  # Hugging Face Trainer's default, to min_ratio instead of 0
+            return 1 - (1 - min_ratio) * min(1.0, (step - warm) / max(1, steps - warm))
         progress = (step - warm) / max(1, steps - warm)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
