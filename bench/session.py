@@ -206,7 +206,7 @@ class ModelSession:
 
     def _accuracy(self, cell, model, timings, stage):
         """Task by task (a progress stage each), merged into one AccuracyResult."""
-        from bench.evaluate.accuracy import evaluate_accuracy
+        from bench.evaluate.accuracy import evaluate_accuracy, merge_results
 
         ev = self.spec.eval
         parts = []
@@ -217,14 +217,7 @@ class ModelSession:
                     model, self.tokenizer, [task], batch_size=ev.batch_size, limit=ev.limit,
                     num_fewshot=ev.num_fewshot, identity=cell_info(cell),
                     keep_lm_eval_samples=ev.log_lm_eval_samples))
-        merged = parts[0]
-        for part in parts[1:]:
-            merged.tasks.update(part.tasks)
-            merged.samples.update(part.samples)
-            merged.wall_s += part.wall_s
-            if part.lm_eval_samples is not None and merged.lm_eval_samples is not None:
-                merged.lm_eval_samples.update(part.lm_eval_samples)
-        return merged
+        return merge_results(parts)
 
     def _latency(self, model, cell) -> dict[str, Any]:
         """The cell's latency; for a pruned cell measured interleaved with the dense model's (repeat by
