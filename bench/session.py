@@ -329,7 +329,8 @@ def perplexity(model, tokenizer, corpus: str, spec) -> dict[str, Any]:
         r = evaluate_perplexity(model, tokenizer, corpus, **windows)
     return {"corpus": r.corpus, "window": r.window, "tokens": r.tokens, "windows": r.windows,
             "windows_total": r.windows_total, "perplexity": r.perplexity, "nll": r.nll,
-            "source": r.source, "add_bos": r.add_bos, "batch_size": r.batch_size, "wall_s": r.wall_s}
+            "source": r.source, "add_bos": r.add_bos, "batch_size": r.batch_size, "wall_s": r.wall_s,
+            "documents": r.documents, "document_range": r.provenance.get("document_range")}
 
 
 @contextlib.contextmanager
