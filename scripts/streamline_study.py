@@ -414,6 +414,8 @@ def write_report(out: Path, page: Path) -> None:
                      + f" | {f['kl']:.3f} | {f['top1_agreement']:.3f} | {t['wall_seconds']:.0f} | {t['flops']:.2e} |")
     lines += ["", "## Answers", ""]
     lines += _answers(verdicts, none, short)
+    lines += ["", "## Defaults", ""]
+    lines += _defaults(trained, none)
     lines += ["", "## Compute", "",
               "Per point, `train s` and `training FLOPs` above are the training loop alone (`bench.cost`; FLOPs = "
               "2 x frozen-forward + 6 x trainable-path matmul parameters per token, `bench.train`). The MSE "
@@ -429,6 +431,27 @@ def write_report(out: Path, page: Path) -> None:
               "session (the script's `--deadline`); the grid the issue asks for (up to 1 M training tokens, "
               "full PIQA / ARC-Easy) is what `run` does on a machine with the time.", ""]
     write_text(page, "\n".join(lines))
+
+
+def _defaults(trained: list[dict], none: dict) -> list[str]:
+    """What the evidence says about Streamline's defaults, and what the code's defaults are."""
+    p = methods.create("streamline").params
+    at: dict[str, list[dict]] = {}
+    for r in trained:
+        if r["point"]["replacement"] == "layer" and r["point"]["seed"] == 0:
+            at.setdefault(r["point"]["objective"], []).append(r)
+    if not at:
+        return ["No trained point yet."]
+    best = {o: min(rs, key=lambda r: r["fidelity"]["bits_per_byte"]) for o, rs in at.items()}
+    ranked = sorted(best.items(), key=lambda kv: kv[1]["fidelity"]["bits_per_byte"])
+    lines = ["Best point per objective (layer replacement, seed 0): "
+             + "; ".join(f"{LABELS[o]} {r['fidelity']['bits_per_byte']:.4f} bits/byte at {r['point']['tokens']:,} tokens"
+                         for o, r in ranked) + f" (none: {none['fidelity']['bits_per_byte']:.4f}).", ""]
+    lines.append(f"`methods/streamline.py` defaults: objective `{p.objective}`"
+                 + (f", mse_skip_first {p.mse_skip_first}" if p.objective == "mse" else "")
+                 + f", schedule `{p.schedule}`, lr {p.lr:g}, {p.train_samples} windows of {p.train_seq_len} tokens "
+                 f"({p.train_samples * p.train_seq_len:,} tokens).")
+    return lines
 
 
 def _answers(verdicts, none: dict, short: dict | None) -> list[str]:
@@ -449,9 +472,11 @@ def _answers(verdicts, none: dict, short: dict | None) -> list[str]:
         at = [(pt, b) for pt, _, _, b in verdicts if pt["tokens"] == budget and pt["objective"] in first
               and pt["replacement"] == "layer"]
         best = min(at, key=lambda v: v[1])
+        tried = sorted({pt["objective"] for pt, *_ in verdicts if pt["tokens"] == budget}, key=list(LABELS).index)
         lines.append(f"2. **Which objective gets there first?** {LABELS[best[0]['objective']]}: it beats `none` "
                      f"at the smallest budget any objective does ({budget:,} tokens), with the lowest bits per "
-                     f"byte there ({best[1]:.4f}).")
+                     f"byte there ({best[1]:.4f}); objectives trained at that budget: "
+                     f"{', '.join(LABELS[o] for o in tried)}.")
     else:
         lines.append("1. **Does a trained replacement beat `none`?** Not at any budget tried (no paired CI entirely "
                      "below 0).")
