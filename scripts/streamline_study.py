@@ -122,9 +122,9 @@ class Study:
         p = self.path(name)
         return json.loads(p.read_text()) if p.exists() else None
 
-    def run(self, only: str | None = None) -> None:
+    def run(self, only: str | None = None, skip: tuple[str, ...] = ()) -> None:
         for point in points():
-            if only and point.get("name") != only:
+            if (only and point.get("name") != only) or point.get("name") in skip:
                 continue
             if (self.out / "STOP").exists():  # finish the current point, then exit (to restart on new code)
                 log.info("STOP file found: exiting between points")
@@ -505,6 +505,7 @@ def main() -> None:
     p.add_argument("--cache", default="/tmp/streamline-study-cache", help="teacher states (not committed)")
     p.add_argument("--deadline", default=None, help="UTC HH:MM after which no point starts")
     p.add_argument("--only", default=None, help="run this one point (a second process beside the main one)")
+    p.add_argument("--skip", default="", help="comma-separated points left to a second process")
     p.add_argument("--budgets", default=None, help="comma-separated training tokens (smoke runs)")
     p.add_argument("--eval-bytes", type=int, default=None, help="evaluation text budget (smoke runs)")
     args = p.parse_args()
@@ -520,7 +521,7 @@ def main() -> None:
         if args.deadline:
             hh, mm = map(int, args.deadline.split(":"))
             deadline = dt.datetime.now(dt.UTC).replace(hour=hh, minute=mm, second=0, microsecond=0)
-        Study(out, Path(args.cache), deadline).run(args.only)
+        Study(out, Path(args.cache), deadline).run(args.only, tuple(filter(None, args.skip.split(","))))
     else:
         write_report(out, Path(args.page))
 
