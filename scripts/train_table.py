@@ -40,15 +40,15 @@ def variants(args) -> list[tuple[str, str | None, dict]]:
         ("dense", None, {}),
         ("shortgpt", "shortgpt", {}),
         ("streamline-none", "streamline", {"replacement": "none"}),
-        ("streamline-layer", "streamline", {"replacement": "layer", **train}),
-        ("streamline-mlp", "streamline", {"replacement": "mlp", **train}),
+        ("streamline-layer", "streamline", {"replacement": "layer", "objective": "mse", **train}),
+        ("streamline-mlp", "streamline", {"replacement": "mlp", "objective": "mse", **train}),
         ("last", "last", {}),
         ("last-heal", "last", {"heal": True, "heal_layers": 3,
                                **{**train, "train_samples": args.heal_samples or args.train_samples}}),
     ] + ([("streamline-layer-lm", "streamline", {"replacement": "layer", "objective": "lm",
                                                  **{**train, "train_samples": args.heal_samples or args.train_samples}})]
          if args.with_lm else []) \
-      + ([("streamline-layer-skip1", "streamline", {"replacement": "layer", "mse_skip_first": 1, **train})]
+      + ([("streamline-layer-skip1", "streamline", {"replacement": "layer", "objective": "mse", "mse_skip_first": 1, **train})]
          if args.with_skip else [])
 
 

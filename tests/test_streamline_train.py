@@ -180,7 +180,7 @@ def test_mse_target_is_the_dense_hidden_state(corpus):
 
     model, tok = tiny_model("qwen2", n_layers=6)
     calib = Calibration(CalibSpec(source=corpus, n_samples=4, seq_len=16), model, tok)
-    pruner = methods.create("streamline", FAST)
+    pruner = methods.create("streamline", {**FAST, "objective": "mse"})
     plan = pruner.plan(model, calib, Budget(layers=2))
     pruned = pruner.apply(copy.deepcopy(model), plan)
     start, stop = plan.ops[0]["start"], plan.ops[0]["stop"]
@@ -280,7 +280,8 @@ def test_kd_objective_moves_the_pruned_model_toward_dense(fam, replacement, corp
     assert arch.num_layers(result.model) == 4  # the dense view was put back
 
 
-def test_streamline_defaults_to_the_official_schedule():
-    assert methods.create("streamline").params.schedule == "streamline_official"
+def test_streamline_defaults_to_the_official_schedule_and_the_lm_objective():
+    params = methods.create("streamline").params
+    assert params.schedule == "streamline_official" and params.objective == "lm"
     with pytest.raises(ConfigError):
         methods.create("streamline", {"objective": "kl"})
