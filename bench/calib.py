@@ -121,7 +121,7 @@ class Calibration:
         """The spec plus where its text comes from (provenance): the document range of a built-in corpus
         (disjoint from the evaluation and training ranges) and whether windows start with BOS."""
         from bench.data import splits
-        from bench.evaluate.perplexity import resolve_add_bos
+        from bench.data.windows import resolve_add_bos
 
         out = {**self.spec.to_dict(), "bos": resolve_add_bos(self.tokenizer, self.spec.add_bos)}
         if self.spec.source in BUILTIN_SOURCES:

@@ -60,7 +60,7 @@ class TrainData:
                  len(self.documents), self.dropped_duplicates)
 
     def describe(self) -> dict:
-        from bench.evaluate.perplexity import resolve_add_bos
+        from bench.data.windows import resolve_add_bos
 
         out = {**self.spec.to_dict(), "documents": len(self.documents), "dropped_duplicates": self.dropped_duplicates,
                "bos": resolve_add_bos(self.tokenizer, self.spec.add_bos)}

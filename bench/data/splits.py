@@ -113,7 +113,7 @@ def token_windows(docs: tuple[str, ...], tokenizer, n: int, seq_len: int, seed: 
                   add_bos: bool | None = None, what: str = "the text") -> torch.Tensor:
     """`n` non-overlapping windows of `seq_len` tokens from the seeded shuffle of `docs`, EOS-joined; with
     BOS (None: the tokenizer's own convention), each window is BOS + seq_len - 1 stream tokens."""
-    from bench.evaluate.perplexity import resolve_add_bos
+    from bench.data.windows import resolve_add_bos
 
     bos = tokenizer.bos_token_id if resolve_add_bos(tokenizer, add_bos) else None
     step = seq_len - 1 if bos is not None else seq_len

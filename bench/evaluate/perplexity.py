@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import tasks as registry
-from bench.errors import ConfigError
+from bench.data.windows import make_windows, resolve_add_bos, tokenizer_adds_bos  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +61,6 @@ class PerplexityResult:
         return cls(**d)
 
 
-def tokenizer_adds_bos(tokenizer) -> bool:
-    """Whether the tokenizer, left to its own defaults, starts a text with its BOS token (Gemma's does,
-    SmolLM2's GGUF tokenizer does not): the convention the model was trained with."""
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return False
-    return tokenizer("a", verbose=False)["input_ids"][:1] == [bos]
-
-
-def resolve_add_bos(tokenizer, add_bos: bool | None) -> bool:
-    """`None` (the default): each window starts with BOS exactly when the tokenizer adds one by itself."""
-    if add_bos is None:
-        return tokenizer_adds_bos(tokenizer)
-    if add_bos and tokenizer.bos_token_id is None:
-        raise ConfigError("add_bos was asked for but the tokenizer has no BOS token", "leave add_bos unset (auto)")
-    return add_bos
-
-
 def corpus_text(corpus: str) -> tuple[str, int]:
     """The corpus's evaluation documents (`bench.data.splits`: its leading range of whole documents,
     disjoint from calibration and training text) joined with blank lines, and their count."""
@@ -93,27 +75,6 @@ def corpus_token_ids(tokenizer, corpus: str) -> torch.Tensor:
     text, _ = corpus_text(corpus)
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     return torch.tensor(ids, dtype=torch.long)
-
-
-def make_windows(ids: torch.Tensor, window: int, *, max_windows: int | None = None,
-                 max_tokens: int | None = None, bos_id: int | None = None) -> torch.Tensor:
-    """(n, window) non-overlapping windows from the start of `ids`; with `bos_id`, each window is BOS +
-    window - 1 corpus tokens. The caps keep the first windows."""
-    if window < 2:
-        raise ConfigError(f"perplexity window {window} is too short", "use a window of at least 2 tokens")
-    step = window - 1 if bos_id is not None else window
-    n = ids.numel() // step
-    if max_windows is not None:
-        n = min(n, max_windows)
-    if max_tokens is not None:
-        n = min(n, max(1, max_tokens // window))
-    if n == 0:
-        raise ConfigError(f"the corpus has {ids.numel()} tokens, fewer than one window of {window}",
-                          "use a shorter window")
-    out = ids[: n * step].view(n, step)
-    if bos_id is not None:
-        out = torch.cat([torch.full((n, 1), bos_id, dtype=ids.dtype), out], dim=1)
-    return out
 
 
 def _softcap(model) -> float | None:
