@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -31,7 +30,6 @@ from bench.textfile import source_documents_or_builtin
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class CalibSpec:
     source: str = "wikipedia"  # wikipedia | c4 | path to a .txt (blank-line separated) or .jsonl ("text")
@@ -40,6 +38,7 @@ class CalibSpec:
     seed: int = 0
     batch_size: int = 8
     last_boundary: Literal["raw", "final_norm"] = "raw"
+    add_bos: bool | None = None  # None: BOS first in each window exactly when the tokenizer adds one
 
     def __post_init__(self):
         if self.n_samples < 1 or self.seq_len < 2 or self.batch_size < 1:
@@ -52,31 +51,25 @@ class CalibSpec:
         return asdict(self)
 
 
-def corpus_documents(source: str, what: str = "calibration text", option: str = "--calib") -> tuple[str, ...]:
-    """The documents of a text source: a built-in real-text sample or a local file (`what` and `option` name
-    its use in messages: calibration text from --calib, training text from --train-data)."""
+def corpus_documents(source: str, role: str = "calibration", what: str = "calibration text",
+                     option: str = "--calib") -> tuple[str, ...]:
+    """The documents of a text source: for a built-in sample, its `role` range (`bench.data.splits`:
+    calibration by default, never the evaluation text); a local file whole (`what` and `option` name its
+    use in messages: calibration text from --calib, training text from --train-data)."""
     docs = source_documents_or_builtin(source, what, option)
     if docs is not None:
         return docs
-    from bench.data import loaders
+    from bench.data import splits
 
-    return loaders.wikipedia_documents() if source == "wikipedia" else loaders.c4_documents()
+    return splits.documents(source, role)
 
 
-def token_windows(docs: tuple[str, ...], tokenizer, n: int, seq_len: int, seed: int) -> torch.Tensor:
-    """`n` non-overlapping windows of `seq_len` tokens from the seeded shuffle of `docs`, EOS-joined."""
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    sep = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    need, stream = n * seq_len, []
-    for i in order:
-        stream.extend(tokenizer(docs[i], add_special_tokens=False)["input_ids"] + sep)
-        if len(stream) >= need:
-            break
-    if len(stream) < need:
-        raise ConfigError(f"the calibration text has {len(stream)} tokens, fewer than {n} x {seq_len}",
-                          "lower n_samples or seq_len, or give more text")
-    return torch.tensor(stream[:need], dtype=torch.long).view(n, seq_len)
+def token_windows(docs: tuple[str, ...], tokenizer, n: int, seq_len: int, seed: int,
+                  add_bos: bool | None = None) -> torch.Tensor:
+    """`n` windows of `seq_len` tokens from the seeded shuffle of `docs` (`bench.data.splits.token_windows`)."""
+    from bench.data.splits import token_windows as windows
+
+    return windows(docs, tokenizer, n, seq_len, seed, add_bos=add_bos, what="the calibration text")
 
 
 @dataclass
@@ -85,6 +78,7 @@ class BoundaryStats:
 
     cos_tokens: torch.Tensor  # (L+1, L+1), fp32
     cos_last: torch.Tensor  # (L+1, L+1), fp32
+    angle_last: torch.Tensor  # (L+1, L+1), fp32: mean over sequences of arccos(cos)/pi at the last token
     n_tokens: int
     n_sequences: int
     last_boundary: str
@@ -107,7 +101,18 @@ class Calibration:
         self.model = model
         self.tokenizer = tokenizer
         self.windows = token_windows(corpus_documents(spec.source), tokenizer, spec.n_samples, spec.seq_len,
-                                     spec.seed)
+                                     spec.seed, spec.add_bos)
+
+    def describe(self) -> dict:
+        """The spec plus where its text comes from (provenance): the document range of a built-in corpus
+        (disjoint from the evaluation and training ranges) and whether windows start with BOS."""
+        from bench.data import splits
+        from bench.data.windows import resolve_add_bos
+
+        out = {**self.spec.to_dict(), "bos": resolve_add_bos(self.tokenizer, self.spec.add_bos)}
+        if self.spec.source in BUILTIN_SOURCES:
+            out["document_range"] = list(splits.split(self.spec.source).calibration)
+        return out
 
     def batches(self):
         device = next(self.model.parameters()).device
@@ -130,6 +135,7 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
         raise ConfigError("this architecture has no known final norm", "use last_boundary=raw")
     cos_tokens = torch.zeros(n + 1, n + 1, dtype=torch.float64)
     cos_last = torch.zeros(n + 1, n + 1, dtype=torch.float64)
+    angle_last = torch.zeros(n + 1, n + 1, dtype=torch.float64)
     states: list[torch.Tensor] = []
 
     def pre_first(_module, args, kwargs):
@@ -156,9 +162,10 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
                 pass
             if norm is not None:
                 states[-1] = norm(states[-1])
-            tok_gram, last_gram, count = _grams(states, mask)
+            tok_gram, last_gram, last_angle, count = _grams(states, mask)
             cos_tokens += tok_gram
             cos_last += last_gram
+            angle_last += last_angle
             n_tokens += count
             n_seqs += ids.shape[0]
     finally:
@@ -166,12 +173,13 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
             h.remove()
     seconds = time.perf_counter() - start
     log.info("captured boundary statistics over %d tokens in %.1f s", n_tokens, seconds)
-    return BoundaryStats((cos_tokens / n_tokens).float(), (cos_last / n_seqs).float(), n_tokens, n_seqs,
-                         last_boundary, seconds)
+    return BoundaryStats((cos_tokens / n_tokens).float(), (cos_last / n_seqs).float(),
+                         (angle_last / n_seqs).float(), n_tokens, n_seqs, last_boundary, seconds)
 
 
 def _grams(states: list[torch.Tensor], mask: torch.Tensor, chunk: int = 4096):
-    """Sums over tokens of cos(h_i, h_j) for all boundary pairs, and over last non-pad tokens."""
+    """Sums over tokens of cos(h_i, h_j) for all boundary pairs, and over last non-pad tokens the sums of
+    cos(h_i, h_j) and of the per-sequence angular distance arccos(cos)/pi (cosine clamped to [-1, 1])."""
     keep = mask.reshape(-1).bool()
     flat = [s.reshape(-1, s.shape[-1])[keep] for s in states]  # (N, d) per boundary
     n_tok = flat[0].shape[0]
@@ -184,5 +192,6 @@ def _grams(states: list[torch.Tensor], mask: torch.Tensor, chunk: int = 4096):
     last = torch.where(mask.bool(), positions, -1).max(dim=1).values
     rows = torch.arange(mask.shape[0], device=mask.device)
     u_last = torch.stack([torch.nn.functional.normalize(s[rows, last].float(), dim=-1) for s in states])
-    last_gram = torch.einsum("ibd,jbd->ij", u_last, u_last).double()
-    return gram.cpu(), last_gram.cpu(), n_tok
+    per_seq = torch.einsum("ibd,jbd->bij", u_last, u_last).double()
+    angle = torch.arccos(per_seq.clamp(-1.0, 1.0)) / torch.pi
+    return gram.cpu(), per_seq.sum(0).cpu(), angle.sum(0).cpu(), n_tok

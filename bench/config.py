@@ -161,12 +161,8 @@ class CalibConfig:
 class TrainConfig:
     """bench.traindata.TrainDataSpec: the training text of methods that train (healing, replacements)."""
 
-    source: str = "c4"  # c4 | wikipedia (their training splits, disjoint from the perplexity head) | a path
-    eval_share: float = 0.5  # head of each built-in corpus reserved for perplexity evaluation
-
-    def __post_init__(self):
-        if not 0.0 < self.eval_share < 1.0:
-            raise ConfigError(f"train.eval_share {self.eval_share} is outside (0, 1)", "e.g. eval_share: 0.5")
+    source: str = "c4"  # c4 | wikipedia (their training ranges, bench.data.splits) | a path
+    add_bos: bool | None = None  # None: BOS first in each window exactly when the tokenizer adds one
 
 
 @dataclass(frozen=True)

@@ -112,13 +112,15 @@ def read_marker(folder: Path) -> dict | None:
         return None
 
 
-def is_complete(folder: Path, source_sha256: str, verify: bool = False) -> bool:
-    """True if `folder` is a finished conversion of the GGUF with `source_sha256`.
+def is_complete(folder: Path, source_sha256: str, verify: bool = False, tie_embeddings: bool = False) -> bool:
+    """True if `folder` is a finished conversion of the GGUF with `source_sha256` (re-tied when asked).
 
     Checks the marker and every file's size; with `verify`, every file's sha256 too.
     """
     marker = read_marker(folder)
     if not marker or marker.get("source_sha256") != source_sha256:
+        return False
+    if bool(marker.get("tied_embeddings")) != tie_embeddings:  # an older conversion made without the tie
         return False
     for name, info in marker.get("files", {}).items():
         path = folder / name
@@ -135,11 +137,45 @@ def _clear_stale(dest: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+TIE_TOLERANCE = 0.25  # largest ||W_out - W_in|| / ||W_in|| re-tied (quantization noise, not another matrix)
+
+
+def tie_output_to_input(model, tolerance: float = TIE_TOLERANCE) -> float:
+    """Tie the LM head to the input embedding, as the upstream model does, and return their relative
+    difference ||W_out - W_in|| / ||W_in|| before the tie.
+
+    For GGUF files that store the tied matrix twice (quantized separately, so the two copies differ by
+    quantization noise): the input embedding's copy is kept for both uses, and the config says
+    `tie_word_embeddings: true`, so the parameter count and the checkpoint are the upstream's. A head that
+    is not a copy of the embedding (relative difference above `tolerance`) raises BenchError.
+    """
+    import torch
+
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or head.weight.shape != embed.weight.shape:
+        raise BenchError("the model has no output head shaped like its input embedding to tie",
+                         "convert it without tie_embeddings")
+    with torch.no_grad():
+        w_in, w_out = embed.weight.float(), head.weight.float()
+        rel = float(torch.linalg.norm(w_out - w_in) / torch.linalg.norm(w_in))
+    if rel > tolerance:
+        raise BenchError(f"the output head differs from the input embedding by {rel:.3f} (relative): not a "
+                         "copy of one tied matrix", "convert it without tie_embeddings")
+    head.weight = embed.weight
+    model.config.tie_word_embeddings = True
+    text_config = getattr(model.config, "get_text_config", None)
+    if text_config is not None:
+        text_config().tie_word_embeddings = True
+    return rel
+
+
 def gguf_to_folder(gguf: Path, dest: Path, source_sha256: str, dtype: str = "bfloat16",
-                   extras: tuple[WheelMember, ...] = (), provenance: dict | None = None) -> Path:
+                   extras: tuple[WheelMember, ...] = (), provenance: dict | None = None,
+                   tie_embeddings: bool = False) -> Path:
     """Dequantize `gguf` into a Hugging Face folder at `dest` (safetensors in `dtype`, tokenizer, marker).
 
     The caller holds the lock for `dest`. `extras` (licence texts) are copied in next to the weights.
+    `tie_embeddings`: the GGUF stores a tied model's matrix twice; tie them again (`tie_output_to_input`).
     """
     import torch
     import transformers
@@ -164,6 +200,7 @@ def gguf_to_folder(gguf: Path, dest: Path, source_sha256: str, dtype: str = "bfl
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+        tie_difference = tie_output_to_input(model) if tie_embeddings else None
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         del model
@@ -173,7 +210,8 @@ def gguf_to_folder(gguf: Path, dest: Path, source_sha256: str, dtype: str = "bfl
                  for p in sorted(tmp.iterdir()) if p.is_file()}
         marker = {"source_sha256": source_sha256, "source_file": gguf.name, "dtype": dtype, "files": files,
                   "transformers": transformers.__version__, "torch": torch.__version__,
-                  "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance or {}}
+                  "converted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "provenance": provenance or {},
+                  "tied_embeddings": tie_embeddings, "tie_relative_difference": tie_difference}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")  # last: the folder is done
         tmp.chmod(dir_mode())  # mkdtemp makes it private; the cache is shared like any download
         if dest.exists():

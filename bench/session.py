@@ -17,7 +17,6 @@ import gc
 import logging
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 from bench.cells import Cell, calib_spec, dense_cell
@@ -153,17 +152,12 @@ class ModelSession:
         return self.calibs[seed]
 
     def _training_data(self):
-        """The training split for methods that train, built once per session and checked against every
-        perplexity evaluation of the run (training text must not be scored)."""
+        """The training text for methods that train, built once per session (disjoint from calibration and
+        evaluation text by construction: `bench.data.splits`)."""
         if self.train_data is None:
             from bench.traindata import TrainData, TrainDataSpec
 
-            data = TrainData(TrainDataSpec(**dataclasses.asdict(self.spec.train)), self.tokenizer)
-            ppl = self.spec.eval.perplexity
-            for corpus in ppl.corpora if ppl else ():
-                if not Path(corpus).expanduser().is_file():
-                    data.assert_disjoint(corpus, ppl.window, max_windows=ppl.max_windows)
-            self.train_data = data
+            self.train_data = TrainData(TrainDataSpec(**dataclasses.asdict(self.spec.train)), self.tokenizer)
         return self.train_data
 
     def _prune(self, cell: Cell, ctx: EvalContext) -> Pruned:

@@ -5,8 +5,12 @@ Numerics: the trained parameters are fp32 master weights for the whole run (cast
 dtype at the end). An fp32 model trains in plain fp32; a bf16/fp16 model runs its forward under bf16
 autocast (frozen parts stay in their dtype, matmuls in bf16, losses in fp32). The model stays in eval
 mode: no dropout, so a run is a function of its seed and data. AdamW (betas 0.9/0.95, weight decay 1e-3,
-lr 2e-4 by default, as LLM-Streamline's official code), linear warm-up, cosine decay to `min_lr`, gradient
-clipping. A NaN or inf loss stops training with TrainingError naming the step.
+lr 2e-4 by default, as LLM-Streamline's official code), gradient clipping, and a learning-rate schedule
+named by `schedule` (see `lr_lambda`): `cosine` (linear warm-up over `warmup` of the steps, cosine decay to
+`min_lr` at the last step), `linear` (warm-up, then a straight line to `min_lr`), `constant` (warm-up,
+then `lr`), or `streamline_official` (the schedule
+LLM-Streamline's official MSE loop actually runs, see `lr_lambda`). A NaN or inf loss stops training with
+TrainingError naming the step.
 
 Cost is measured with `bench.cost.CostMeter`; FLOPs are estimated as
     2 x (frozen forward parameters) x tokens  +  6 x (trainable-path parameters) x tokens,
@@ -23,7 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -48,8 +52,11 @@ class TrainParams:
     warmup: float = 0.01  # share of the steps with a linear warm-up
     grad_clip: float = 5.0  # max gradient norm; 0 disables clipping
     train_seed: int = 0  # window sampling and order, and any random init
+    schedule: Literal["cosine", "linear", "constant", "streamline_official"] = "cosine"
 
     def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}: use one of {', '.join(SCHEDULES)}")
         if min(self.train_samples, self.train_seq_len - 1, self.train_batch, self.grad_accum) < 1:
             raise ValueError("train_samples, train_batch and grad_accum must be >= 1 and train_seq_len >= 2")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr and 0 <= self.warmup < 1 and self.grad_clip >= 0):
@@ -115,12 +122,43 @@ def unique(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
     return out
 
 
-def lr_lambda(steps: int, warmup: float, min_ratio: float) -> Callable[[int], float]:
+SCHEDULES = ("cosine", "linear", "constant", "streamline_official")
+# LLM-Streamline's official MSE loop (LLM_Streamline/train_lightweightnetwork.py @adf50ba) sets its cosine
+# schedule's warm-up to 0.005 x and its horizon to 0.5 x the number of *micro-batches*, but steps the
+# scheduler once per optimizer step, every `gradient_accumulation_step` = 16 micro-batches. In optimizer
+# steps the warm-up is therefore 0.005 x 16 = 8 % of the run and the horizon 0.5 x 16 = 8 runs: the last
+# step is at 11.6 % of the cosine, lr 2e-4 -> 1.95e-4 (min_lr 5e-5 is never approached).
+_OFFICIAL_ACCUM = 16
+
+
+def lr_lambda(steps: int, warmup: float, min_ratio: float, schedule: str = "cosine") -> Callable[[int], float]:
+    """The multiplier of `lr` at optimizer step 0..steps-1.
+
+    `cosine`: linear warm-up over round(warmup x steps) steps, then a half cosine from 1 to `min_ratio`
+    (reached at step `steps`, just after the last update). `constant`: the same warm-up, then 1. `streamline_official`: the official
+    MSE loop's effective schedule (warm-up over 8 % of the steps, a cosine whose horizon is 8 x the steps,
+    so the multiplier ends near 0.97 with min_ratio 0.25; `warmup` is ignored).
+    """
+    if schedule == "streamline_official":
+        warm = 0.005 * _OFFICIAL_ACCUM * steps
+        horizon = 0.5 * _OFFICIAL_ACCUM * steps
+
+        def official(step: int) -> float:
+            if step < warm:  # official scheduler's first value is step 0 -> 0; we start at step 1's
+                return (step + 1) / max(1.0, warm)
+            progress = (step - warm) / max(1.0, horizon - warm)
+            return min_ratio + (1 - min_ratio) * max(0.0, 0.5 * (1 + math.cos(math.pi * progress)))
+
+        return official
     warm = max(1, round(warmup * steps)) if warmup > 0 else 0
 
     def factor(step: int) -> float:
         if step < warm:
             return (step + 1) / warm
+        if schedule == "constant":
+            return 1.0
+        if schedule == "linear":  # Hugging Face Trainer's default, to min_ratio instead of 0
+            return 1 - (1 - min_ratio) * min(1.0, (step - warm) / max(1, steps - warm))
         progress = (step - warm) / max(1, steps - warm)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
@@ -146,7 +184,7 @@ def train(model: nn.Module, params: Sequence[nn.Parameter], loss_fn: Callable[[t
     meter = CostMeter(device)
     with meter, only_trainable(model, params), fp32_master(params):
         opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, cfg.warmup, cfg.min_lr / cfg.lr))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, cfg.warmup, cfg.min_lr / cfg.lr, cfg.schedule))
         step, micro, accum_loss, accum_tokens = 0, 0, 0.0, 0
         for batch in batches:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):

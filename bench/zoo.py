@@ -51,6 +51,7 @@ class ModelEntry:
     parts: tuple[WheelMember, ...] = ()  # the GGUF, or its chunks in order
     extras: tuple[WheelMember, ...] = ()  # licence texts copied next to the weights
     location: str | None = None  # the hub id or the local path
+    tie_embeddings: bool = False  # the GGUF stores a tied model's matrix twice: re-tie on conversion
 
     @property
     def source(self) -> str:
@@ -189,7 +190,8 @@ def is_cached(name: str) -> bool:
     entry = resolve(name)
     if entry.kind == "hub":
         return _hub_cached(entry.location) is not None
-    return entry.kind == "local-folder" or is_complete(cache_folder(entry), entry.gguf_sha256)
+    return entry.kind == "local-folder" or is_complete(cache_folder(entry), entry.gguf_sha256,
+                                                       tie_embeddings=entry.tie_embeddings)
 
 
 def ensure_local(name: str = DEFAULT_MODEL, verify: bool = False) -> Path:
@@ -204,13 +206,13 @@ def ensure_local(name: str = DEFAULT_MODEL, verify: bool = False) -> Path:
     if entry.kind == "hub":
         return _hub_snapshot(entry.location)
     folder = cache_folder(entry)
-    if is_complete(folder, entry.gguf_sha256, verify):
+    if is_complete(folder, entry.gguf_sha256, verify, entry.tie_embeddings):
         return folder
     from filelock import FileLock
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder.parent / f".{folder.name}.lock")):
-        if is_complete(folder, entry.gguf_sha256, verify):  # another process finished it meanwhile
+        if is_complete(folder, entry.gguf_sha256, verify, entry.tie_embeddings):  # finished meanwhile
             return folder
         if folder.exists():
             log.warning("%s is incomplete or damaged; converting it again", folder)
@@ -218,7 +220,8 @@ def ensure_local(name: str = DEFAULT_MODEL, verify: bool = False) -> Path:
             gguf_to_folder(Path(entry.location), folder, entry.gguf_sha256, provenance=entry.provenance())
             return folder
         gguf = assemble_gguf(entry.parts, entry.gguf_sha256, downloads_dir() / f"{entry.name}.gguf")
-        gguf_to_folder(gguf, folder, entry.gguf_sha256, extras=entry.extras, provenance=entry.provenance())
+        gguf_to_folder(gguf, folder, entry.gguf_sha256, extras=entry.extras, provenance=entry.provenance(),
+                       tie_embeddings=entry.tie_embeddings)
         gguf.unlink()  # the wheels stay in the download cache; the GGUF can be assembled again from them
     return folder
 

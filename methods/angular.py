@@ -2,15 +2,20 @@
 input and output, at the last token, are closest in angle.
 
 d(l, n) = (1/pi) arccos(cos(h_l[T], h_{l+n}[T])) averaged over calibration sequences (T = last
-non-padding token); l* = argmin_l d(l, n); layers l*..l*+n-1 are removed. Cosines are accumulated in fp32
-and clamped before arccos. The mean of cosines is taken before arccos (the paper's code averages the
-distance per sample; with fixed-length windows both rank blocks alike in practice).
+non-padding token); l* = argmin_l d(l, n); layers l*..l*+n-1 are removed. Cosines are computed in fp32
+and clamped to [-1, 1] before arccos.
+
+`averaging="per_sample"` (default, as PruneMe's `layer_similarity.py`): the angular distance of each
+sequence, averaged. `averaging="mean_cosine"` (this harness's earlier rule, kept for comparison): the
+arccos of the mean cosine, a different statistic (arccos is not linear) that can rank blocks differently
+when the per-sample cosines spread.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from methods import register
 from methods.base import Budget, Pruner
@@ -27,7 +32,11 @@ class Angular(Pruner):
 
     @dataclass(frozen=True)
     class Params:
-        pass
+        averaging: Literal["per_sample", "mean_cosine"] = "per_sample"
+
+        def __post_init__(self):
+            if self.averaging not in ("per_sample", "mean_cosine"):
+                raise ValueError("averaging must be per_sample or mean_cosine")
 
     def plan(self, model, calib, budget: Budget):
         from bench import arch
@@ -35,9 +44,13 @@ class Angular(Pruner):
         n = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
         stats = self.require_calib(calib).stats
         t0 = time.perf_counter()
-        distance = [angular(c) for c in window_scores(stats.cos_last, n)]
+        if self.params.averaging == "per_sample":
+            distance = window_scores(stats.angle_last, n)
+            per_layer = window_scores(stats.angle_last, 1)
+        else:
+            distance = [angular(c) for c in window_scores(stats.cos_last, n)]
+            per_layer = [angular(c) for c in window_scores(stats.cos_last, 1)]
         start = best_start(distance, highest=False)
-        per_layer = [angular(c) for c in window_scores(stats.cos_last, 1)]
         return self.removal_plan(model, budget, list(range(start, start + n)),
                                  {"angular_distance": distance, "window": n, "per_layer": per_layer}, calib,
                                  {"capture_seconds": stats.seconds, "select_seconds": time.perf_counter() - t0})

@@ -118,6 +118,13 @@ class PrunePlan:
 # ------------------------------------------------------------------------------------------------ pruner
 
 
+def calib_provenance(calib) -> dict[str, Any] | None:
+    """What a plan records about its calibration: the spec, and the document range and BOS rule."""
+    if calib is None:
+        return None
+    return calib.describe() if hasattr(calib, "describe") else calib.spec.to_dict()
+
+
 class Pruner(ABC):
     """A layer-pruning method. Subclasses set the class attributes (literals: the registry reads them from
     the source without importing torch, see `methods`), implement `plan`, and are decorated with
@@ -175,6 +182,6 @@ class Pruner(ABC):
             method=self.name, n_layers=len(per_layer), ops=[ops.to_dict(ops.Remove(removed))],
             removed_original=removed, budget=budget.to_dict(), layers_removed=len(removed),
             params_total=arch.count_parameters(model), params_removed=sum(per_layer[i] for i in removed),
-            scores=scores, params=self.params_dict(), calib=calib.spec.to_dict() if calib is not None else None,
+            scores=scores, params=self.params_dict(), calib=calib_provenance(calib),
             cost=dict(cost or {}),
         )

@@ -1,10 +1,14 @@
 """LaCo (Yang et al., arXiv 2402.11187): collapse groups of later layers into earlier ones.
 
-Search (paper's algorithm, as in the official notebooks): start at l = H - C; merge the C layers l..l+C-1
-of the *current* compressed model into layer l (RDSC: theta_l + sum_k (theta_{l+k} - theta_l) over the
-linear weights; norms of layer l kept); accept when the mean cosine between the flattened final hidden
-states (post final norm) of the dense model and of the candidate, over the calibration sentences,
-exceeds T, then l -= I (clamped to the compressed model); else l -= 1; stop below the low bound L.
+Search (paper's algorithm, as in the official notebooks): start at l = H - C, where H is the index of the
+final layer (the notebooks' H = 39 on 40 layers, so the first group stops just before the final layer);
+merge the C layers l..l+C-1 of the *current* compressed model into layer l (fewer when the model ends
+first; RDSC: theta_l + sum_k (theta_{l+k} - theta_l) over the linear weights; norms of layer l kept);
+accept when the mean cosine between the flattened final hidden states (post final norm) of the dense model
+and of the candidate, over the calibration sentences, exceeds T, then l -= I, and only if that l is no
+longer inside the compressed model, l = (its layer count) - 1 - C; else l -= 1; stop below the low bound
+L. With I = 1 the next candidate therefore starts one layer lower and takes in the layer just merged
+(overlapping groups), as the official code does.
 
 Harness additions, both stated in the plan: (1) a stop at the layer budget — the last merge shrinks its
 group so that exactly the budgeted number of layers goes; (2) when a pass ends short of the budget and
@@ -14,7 +18,9 @@ group so that exactly the budgeted number of layers goes; (2) when a pass ends s
 k / (C - 1) extra passes.
 
 `merge=official` reproduces the official notebook's in-place update, whose result is the last layer of
-each group (layer dropping in disguise, LaCo issues #4/#5); `merge=paper` (default) is Eq. 1.
+each group (layer dropping in disguise, LaCo issues #4/#5): its linear weights are the group's last
+layer's, so `removed_original` names that layer as the survivor (the base layer's norms stay);
+`merge=paper` (default) is Eq. 1, and the base layer is the survivor.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Literal
 import torch
 
 from methods import register
-from methods.base import Budget, PrunePlan, Pruner
+from methods.base import Budget, PrunePlan, Pruner, calib_provenance
 from methods.ops import Merge, to_dict
 
 
@@ -46,7 +52,7 @@ class LaCo(Pruner):
         interval: int = 1  # I
         threshold: float = 0.45  # T (official Llama2-13B value)
         low: int = 0  # L: lowest layer a merge may start at
-        high: int = -1  # H: merges start at H - C; -1 means the number of layers
+        high: int = -1  # H: merges start at H - C; -1 means the final layer's index (official: H = 39 of 40)
         n_sentences: int = 10  # calibration sequences compared (paper: 10 for Llama2)
         relax_step: float = 0.05  # least drop of T after a pass short of the budget; 0 disables
         min_threshold: float = -1.0  # relaxation floor; -1 (cosine's minimum) always meets the budget
@@ -69,11 +75,12 @@ class LaCo(Pruner):
         dense_out = _final_states(model, ids)
         work = copy.deepcopy(model)
         origin = [[i] for i in range(len(per_layer))]  # dense layers folded into each current layer
+        survivor = list(range(len(per_layer)))  # the dense layer whose linear weights each current layer holds
         ops, trials, threshold, removed = [], [], p.threshold, 0
         while removed < k:
             best_rejected = float("-inf")
             n = arch.num_layers(work)
-            high = n if p.high < 0 else min(p.high, n)
+            high = n - 1 if p.high < 0 else min(p.high, n - 1)
             layer = high - p.layers_per_merge
             while layer >= p.low and removed < k:
                 n = arch.num_layers(work)
@@ -92,8 +99,12 @@ class LaCo(Pruner):
                 if ok:
                     ops.append(to_dict(Merge(base=layer, others=others, rule=p.merge)))
                     origin[layer:layer + group] = [sum(origin[layer:layer + group], [])]
+                    kept = survivor[layer + group - 1] if p.merge == "official" else survivor[layer]
+                    survivor[layer:layer + group] = [kept]
                     removed += group - 1
-                    layer = min(layer - p.interval, arch.num_layers(work) - 1 - p.layers_per_merge)
+                    layer -= p.interval
+                    if layer >= arch.num_layers(work):  # the official clamp, only when l left the model
+                        layer = arch.num_layers(work) - 1 - p.layers_per_merge
                 else:
                     arch.restore_layers(work, snapshot)
                     best_rejected = max(best_rejected, sim)
@@ -103,13 +114,13 @@ class LaCo(Pruner):
                 break
             threshold = next_threshold
         del work
-        removed_original = sorted(i for group in origin for i in group[1:])
+        removed_original = sorted(i for group, kept in zip(origin, survivor, strict=True) for i in group if i != kept)
         plan = PrunePlan(
             method=self.name, n_layers=len(per_layer), ops=ops, removed_original=removed_original,
             budget=budget.to_dict(), layers_removed=removed, params_total=total,
             params_removed=sum(per_layer[i] for i in removed_original),
             scores={"trials": trials, "groups": [g for g in origin if len(g) > 1], "final_threshold": threshold},
-            params=self.params_dict(), calib=calib.spec.to_dict(),
+            params=self.params_dict(), calib=calib_provenance(calib),
             cost={"select_seconds": time.perf_counter() - t0},
         )
         if removed < k:

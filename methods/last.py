@@ -4,8 +4,14 @@ By default the very last layer goes too, as in the official code (32-layer model
 `keep_last=true` drops the k layers just before it instead (Gromov et al.'s simpler variant).
 
 `heal=true` adds the paper's partial fine-tuning: the final norm, the LM head and the last `heal_layers`
-remaining layers train on next-token loss (everything else frozen; the paper's best is 3 layers). The
-paper tunes on Alpaca instructions; here it is plain text from the training split (`bench.traindata`).
+remaining layers train on next-token loss (everything else frozen; the paper's best is 3 layers), with
+the recipe of the official `partial_fine-tuning.py`: lr 1e-5 (`lr`), 2 epochs (`heal_epochs`: passes over
+the same `train_samples` windows, reshuffled each epoch with the seed), 100 warm-up steps capped at 10 % of
+the run (`warmup`), then Hugging Face Trainer's linear decay (`schedule=linear`, `min_lr` 0). The paper
+computes the loss on the responses of Alpaca-cleaned instructions; no instruction data is available
+offline here, so the loss is on every token of plain text from the run's training text
+(`train.source`: the training range of the C4 sample by default, or a local .txt/.jsonl, which may hold
+instruction data rendered as text). The plan's note says so.
 
 Tied embeddings (`tied_head`, only when the model ties its LM head to the input embedding):
 - `shared` (default): the tie is kept and the shared matrix trains through its output use only (the
@@ -45,11 +51,16 @@ class LastLayers(Pruner):
         heal: bool = False
         heal_layers: int = 3
         tied_head: Literal["shared", "untie", "freeze"] = "shared"
+        heal_epochs: int = 2  # Reassessing's partial fine-tuning: 2 epochs
+        lr: float = 1e-5  # Reassessing's partial fine-tuning
+        min_lr: float = 0.0
+        warmup: float = 0.1  # 100 warm-up steps in the paper's runs; a share of the (much shorter) run here
+        schedule: Literal["cosine", "linear", "constant", "streamline_official"] = "linear"
 
         def __post_init__(self):
             super().__post_init__()
-            if self.heal_layers < 0:
-                raise ValueError("heal_layers must be >= 0")
+            if self.heal_layers < 0 or self.heal_epochs < 1:
+                raise ValueError("heal_layers must be >= 0 and heal_epochs >= 1")
 
     @property
     def trains(self) -> bool:  # per instance: only with heal=true (then it needs training data)
@@ -67,8 +78,10 @@ class LastLayers(Pruner):
         plan.cost["pruning"] = meter.result()
         if p.heal:
             plan.notes.append(f"Healed: the final norm, the LM head and the last {p.heal_layers} remaining layers "
-                              f"were trained on next-token loss ({p.train_samples} windows of {p.train_seq_len} "
-                              "tokens); see plan.json cost.training.")
+                              f"were trained on next-token loss ({p.heal_epochs} epochs over {p.train_samples} "
+                              f"windows of {p.train_seq_len} tokens, lr {p.lr:g}); the paper's loss is on the "
+                              "responses of instruction data, none of which is available offline: here every "
+                              "token of plain training text; see plan.json cost.training.")
             if arch.embeddings_tied(model) and p.tied_head == "untie":
                 head = model.get_output_embeddings().weight.numel()
                 plan.params_removed -= head
@@ -106,8 +119,10 @@ class LastLayers(Pruner):
             trained.append(head)
         params = unique(q for m in trained for q in m.parameters())
         device = next(model.parameters()).device
-        n_batches = math.ceil(p.train_samples / p.train_batch)
-        batches = data.batches(p.train_samples, p.train_seq_len, p.train_batch, p.train_seed, device)
+        per_epoch = math.ceil(p.train_samples / p.train_batch)
+        n_batches = per_epoch * p.heal_epochs
+        batches = epochs(data.windows(p.train_samples, p.train_seq_len, p.train_seed), p.heal_epochs, p.train_batch,
+                         p.train_seed, device)
         frozen = matmul_params(layers[:n - k])
         path = matmul_params([*layers[n - k:], head])
         try:
@@ -117,9 +132,21 @@ class LastLayers(Pruner):
             for h in hooks:
                 h.remove()
         cost["objective"] = "lm"
+        cost["epochs"] = p.heal_epochs
         cost["tied_head"] = p.tied_head if tied else "untied model"
         cost["data"] = data.describe()
         return cost
+
+
+def epochs(windows, n_epochs: int, batch_size: int, seed: int, device):
+    """Batches of `windows` for `n_epochs` passes, the first in order and each later one reshuffled (seeded)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(n_epochs):
+        order = torch.arange(len(windows)) if epoch == 0 else torch.randperm(len(windows), generator=gen)
+        for start in range(0, len(windows), batch_size):
+            yield windows[order[start:start + batch_size]].to(device)
 
 
 def untie_head(model) -> None:

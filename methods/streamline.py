@@ -15,8 +15,11 @@ Budget convention, for a budget of k layers:
 So every trained variant leaves L - k blocks, and `params_removed` = the window's parameters minus the
 module's (the module counts), as in the paper's "9 layers replaced by an FFN = 25 %" arithmetic.
 
-Objectives (only the module trains, everything else frozen):
-- `mse` (default, as the official code): MSE between the module's output on h_l and the dense model's
+Objectives (only the module trains, everything else frozen). The default is `lm`, not the official `mse`:
+on SmolLM2-135M with 8 of 30 layers removed (reports/streamline-study.md), the official MSE made the
+replacement worse than dropping the block at 25.6 K training tokens, MSE without the sink position barely
+beat it, and `lm` beat both at a quarter of the tokens; pass `objective=mse` for the paper's loss.
+- `mse` (the paper's and the official code's loss): MSE between the module's output on h_l and the dense model's
   h_{l+k+1} (the raw residual stream, not the final-normed one). Teacher states are computed batch by
   batch from the dense model (the kept window layers re-installed for one no-grad forward that stops
   after the window), never stored for the training set. The module is called with the exact mask /
@@ -25,7 +28,16 @@ Objectives (only the module trains, everything else frozen):
   carries massive activations at the attention-sink position (SmolLM2-135M, window 10..18: |h| up to
   2.6e4 vs a median of 2.9; position 0 holds 99.5 % of the MSE and five channels 99 %), so the official
   loss trains almost only on them.
-- `lm`: next-token loss of the pruned model.
+- `lm` (default): next-token loss of the pruned model (the official code's LLM-loss mode).
+- `kd`: knowledge distillation from the dense model's logits: T^2 x KL(softmax(z_dense / T) || softmax(z_pruned
+  / T)) per token, averaged over all positions (`kd_temperature` T, default 1: the KL the fidelity metric
+  reports). The dense logits come from the same batch, the dense window re-installed for one no-grad
+  forward (`dense_view`), so nothing is stored for the training set.
+
+Schedule (`schedule`): the default `streamline_official` is the learning rate the official MSE loop actually
+runs (`bench.train.lr_lambda`): 8 % warm-up, then 2e-4 decaying only to about 1.95e-4, because its cosine's
+horizon is counted in micro-batches but stepped per optimizer step. `cosine` decays to `min_lr` over the run
+and `constant` holds `lr`. The paper names no schedule.
 
 Export: `layer` is a stock decoder layer; `mlp` saves as a stock decoder layer with its attention zeroed
 (same function; it still computes attention, so the exported model is slower than the in-harness block,
@@ -42,6 +54,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -49,7 +62,7 @@ from bench.cost import CostMeter
 from bench.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train
 from methods import register
-from methods.base import Budget, PrunePlan, Pruner
+from methods.base import Budget, PrunePlan, Pruner, calib_provenance
 from methods.ops import Replace, to_dict
 from methods.windows import best_start, block_influence, window_scores
 
@@ -89,14 +102,18 @@ class Streamline(Pruner):
     @dataclass(frozen=True)
     class Params(TrainParams):
         replacement: Literal["layer", "mlp", "ffn", "none"] = "layer"
-        objective: Literal["mse", "lm"] = "mse"
+        objective: Literal["mse", "lm", "kd"] = "lm"  # the study's evidence; mse is the paper's
         ffn_mult: int = 4  # ffn width, in multiples of the hidden size
         mse_skip_first: int = 0  # leading positions of each window left out of the MSE (0: the official loss)
+        kd_temperature: float = 1.0  # softmax temperature of the kd objective
+        schedule: Literal["cosine", "constant", "streamline_official"] = "streamline_official"
 
         def __post_init__(self):
             super().__post_init__()
             if not 0 <= self.mse_skip_first < self.train_seq_len or self.ffn_mult < 1:
                 raise ValueError("need 0 <= mse_skip_first < train_seq_len and ffn_mult >= 1")
+            if self.objective not in ("mse", "lm", "kd") or not self.kd_temperature > 0:
+                raise ValueError("objective must be mse, lm or kd, and kd_temperature > 0")
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -140,7 +157,7 @@ class Streamline(Pruner):
             removed_original=list(range(start, stop)), budget=budget.to_dict(), layers_removed=k,
             params_total=arch.count_parameters(model), params_removed=sum(per_layer[start:stop]) - module_params,
             scores={**scores, "module_params": module_params}, params=self.params_dict(),
-            calib=calib.spec.to_dict(), cost=cost, notes=[note])
+            calib=calib_provenance(calib), cost=cost, notes=[note])
 
     def _module_params(self, model, start: int) -> int:
         from bench import arch
@@ -179,7 +196,7 @@ class Streamline(Pruner):
                               dtype=ref.dtype, device=ref.device)
         else:
             raise ConfigError(f"unknown LLM-Streamline replacement {kind!r} in the plan", "use layer, mlp or ffn")
-        if self.params.objective == "mse":
+        if self.params.objective in ("mse", "kd"):
             fam = arch.family(model)
             per_layer = {key: list(getattr(model.config, key)) for key in fam.per_layer_keys
                          if isinstance(getattr(model.config, key, None), (list, tuple))}
@@ -208,11 +225,11 @@ class Streamline(Pruner):
         device = next(model.parameters()).device
         n_batches = math.ceil(p.train_samples / p.train_batch)
         batches = data.batches(p.train_samples, p.train_seq_len, p.train_batch, p.train_seed, device)
+        teacher = self._teachers.pop(model, None) if p.objective in ("mse", "kd") else None
+        if p.objective in ("mse", "kd") and teacher is None:
+            raise ConfigError(f"the {p.objective} objective needs the dense window that `apply` keeps",
+                              "call apply and heal on the same pruner and model")
         if p.objective == "mse":
-            teacher = self._teachers.pop(model, None)
-            if teacher is None:
-                raise ConfigError("the MSE objective needs the dense window that `apply` keeps",
-                                  "call apply and heal on the same pruner and model")
             last, skip = start + len(teacher.layers) - 1, p.mse_skip_first
 
             def loss_fn(ids):
@@ -223,6 +240,16 @@ class Streamline(Pruner):
 
             frozen = matmul_params([*layers[:start], *teacher.layers])
             path = matmul_params([module])
+        elif p.objective == "kd":
+            head = model.get_output_embeddings()
+
+            def loss_fn(ids):
+                with dense_view(model, teacher), torch.no_grad():
+                    dense_logits = model(input_ids=ids, use_cache=False).logits
+                return kd_loss(model(input_ids=ids, use_cache=False).logits, dense_logits, p.kd_temperature)
+
+            frozen = matmul_params([*layers, *teacher.layers[1:], head]) + matmul_params(layers[:start])
+            path = matmul_params([*layers[start:], head])
         else:
             def loss_fn(ids):
                 return lm_loss(model, ids)
@@ -235,6 +262,16 @@ class Streamline(Pruner):
         cost["objective"] = p.objective
         cost["data"] = data.describe()
         return cost
+
+
+def kd_loss(student_logits, teacher_logits, temperature: float = 1.0):
+    """T^2 x KL(softmax(teacher / T) || softmax(student / T)), summed over the vocabulary and averaged over
+    positions (fp32)."""
+    t = temperature
+    logq = F.log_softmax(teacher_logits.float() / t, dim=-1)
+    logp = F.log_softmax(student_logits.float() / t, dim=-1)
+    kl = (logq.exp() * (logq - logp)).sum(-1)
+    return kl.mean() * t * t
 
 
 @contextlib.contextmanager

@@ -129,3 +129,38 @@ def test_bad_input_is_one_line_and_exit_2(tiny_env, tmp_path, monkeypatch, capsy
     if case == "store-is-a-file":
         assert store.read_text() == "not a store"
     assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.real  # the real PIQA documents and both real text samples
+def test_the_paper_preset_runs_every_method(tiny_env, tmp_path, capsys):
+    """`--preset paper` on a tiny model: every registered method, both built-in corpora's perplexity and C4
+    training text in one run (calibration, training and evaluation text are disjoint ranges by construction,
+    so the training-text guard that failed every Streamline cell is gone), sized down by the YAML."""
+    import yaml
+
+    import methods
+
+    cfg = tmp_path / "paper.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "preset": "paper", "models": [str(tiny_env.model)], "ratios": [0.25], "device": "cpu", "dtype": "float32",
+        "method_params": {"streamline": {"train_samples": 4, "train_seq_len": 32},
+                          "laco": {"layers_per_merge": 2, "n_sentences": 2}},
+        "calib": {"source": "wikipedia", "n_samples": 4, "seq_len": 32, "batch_size": 4},
+        "eval": {"tasks": ["piqa"], "limit": 2, "batch_size": 2, "latency": None, "stability": True,
+                 "perplexity": {"corpora": ["wikipedia", "c4"], "window": 32, "max_windows": 2, "batch_size": 2}}}))
+    rc = main(["run", "--config", str(cfg), "--store", str(tmp_path / "store"), "--plain"])
+    index = [json.loads(line) for line in (tmp_path / "store" / "results.jsonl").read_text().splitlines()]
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(r["method"] for r in index) == sorted(["dense", *methods.list_methods()])
+    assert all(r["status"] == "ok" for r in index)
+    streamline = next(json.loads((tmp_path / "store" / r["record"]).read_text()) for r in index
+                      if r["method"] == "streamline")
+    from bench.data import splits
+
+    # the record's provenance: evaluation, calibration and training document ranges, disjoint
+    wiki, c4 = splits.split("wikipedia"), splits.split("c4")
+    assert [p["document_range"] for p in streamline["perplexity"]] == [list(wiki.evaluation), list(c4.evaluation)]
+    assert streamline["pruning"]["calibration"]["document_range"] == list(wiki.calibration)
+    assert streamline["pruning"]["training_data"]["document_range"] == list(c4.training)
+    assert wiki.evaluation[1] <= wiki.calibration[0] and c4.evaluation[1] <= c4.training[0]

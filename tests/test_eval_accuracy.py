@@ -143,3 +143,23 @@ def test_batch_size_reaches_lm_eval(toy_data, tiny, monkeypatch):
     model, tok = tiny
     evaluate_accuracy(model, tok, ["piqa"], batch_size=3, limit=1)
     assert seen["batch_size"] == 3
+
+
+def test_merged_results_keep_every_tasks_version():
+    """Task-by-task evaluations merged into one record keep each task's provenance, not the first's only."""
+    from bench.evaluate.accuracy import AccuracyResult, TaskScore, merge_results
+
+    def part(task, version, acc):
+        score = TaskScore(task, "validation", 10, 100, "acc", 0, version, acc=acc)
+        return AccuracyResult({task: score}, {task: [{"doc": 0}]}, 8, 10, 0, "local", "float32", None, 1000, 1.5,
+                              {"task_versions": {task: version}, "lm_eval_version": "0.4.13"})
+
+    parts = [part("piqa", "1.0", 0.6), part("arc_easy", "2.0", 0.5), part("winogrande", "1.0", 0.55)]
+    merged = merge_results(parts)
+    assert merged.provenance["task_versions"] == {"piqa": "1.0", "arc_easy": "2.0", "winogrande": "1.0"}
+    assert list(merged.tasks) == ["piqa", "arc_easy", "winogrande"] and merged.wall_s == pytest.approx(4.5)
+    assert parts[0].provenance["task_versions"] == {"piqa": "1.0"}  # the parts are left as they were
+    other = part("boolq", "2.0", 0.7)
+    other.batch_size = 16
+    with pytest.raises(ValueError, match="different settings"):
+        merge_results([parts[0], other])

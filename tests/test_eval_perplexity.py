@@ -8,6 +8,7 @@ import pytest
 import torch
 from tiny import CORPUS, tiny_model
 
+from bench.data import windows
 from bench.errors import ConfigError
 from bench.evaluate import perplexity
 from bench.evaluate.perplexity import PerplexityResult, evaluate_perplexity, make_windows, windows_nll
@@ -78,7 +79,7 @@ def test_bos_follows_the_tokenizer_by_default(toy_corpus, monkeypatch):
     adds = tok("a", verbose=False)["input_ids"][:1] == [tok.bos_token_id]
     assert perplexity.tokenizer_adds_bos(tok) == adds
     assert evaluate_perplexity(model, tok, "c4", window=16, max_windows=2).add_bos == adds
-    monkeypatch.setattr(perplexity, "tokenizer_adds_bos", lambda t: True)
+    monkeypatch.setattr(windows, "tokenizer_adds_bos", lambda t: True)  # the one BOS rule lives there
     auto = evaluate_perplexity(model, tok, "c4", window=16, max_windows=2)
     forced = evaluate_perplexity(model, tok, "c4", window=16, max_windows=2, add_bos=True)
     assert auto.add_bos and auto.perplexity == forced.perplexity

@@ -14,6 +14,7 @@ from bench.errors import BudgetError, ConfigError, SurgeryError, UnknownNameErro
 from bench.export import save_pruned
 from methods.base import Budget, PrunePlan
 from methods.surgery import merge_rule
+from methods.windows import angular
 
 TEXT = "\n\n".join(
     f"Document {i}: the tower stands in Paris and was built by Gustave Eiffel for the fair of {1800 + i}. "
@@ -188,3 +189,43 @@ def test_plan_ops_are_typed_and_round_trip():
         ops.parse({"op": "fold"})
     with pytest.raises(SurgeryError, match="expected"):
         ops.parse({"op": "remove", "layer": [1]})
+
+
+def test_angular_averages_per_sample_distances_as_pruneme(corpus):
+    """angle_last is PruneMe's statistic: arccos(cos)/pi per sequence at its last token, then the mean."""
+    model, tok = tiny_model("llama", n_layers=6)
+    calib = _calib(model, tok, corpus)
+    with torch.no_grad():
+        hs = model(calib.windows, output_hidden_states=True).hidden_states
+    cos = torch.nn.functional.cosine_similarity(hs[1][:, -1].float(), hs[4][:, -1].float(), dim=-1)
+    hand = (torch.arccos(cos.clamp(-1, 1)) / torch.pi).mean()
+    assert float(calib.stats.angle_last[1, 4]) == pytest.approx(float(hand), abs=1e-5)
+
+
+def test_angular_averaging_option_changes_the_statistic():
+    """A hand-built case where the per-sample mean and the arccos of the mean cosine pick different blocks."""
+    from bench.calib import BoundaryStats
+
+    n = 3  # boundaries 0..3; windows of 1 layer: (0,1), (1,2), (2,3)
+    cos_last = torch.eye(n + 1)
+    angle_last = torch.ones(n + 1, n + 1)
+    # window (0,1): samples at cos 1 and -1 -> mean cos 0 (arccos/pi 0.5), per-sample mean distance 0.5
+    # window (1,2): samples at cos 0.2, 0.2 -> 0.436 both ways
+    # window (2,3): samples at cos 1 and 0 -> mean cos 0.5 (0.333), per-sample mean (0 + 0.5) / 2 = 0.25
+    cos_last[0, 1], angle_last[0, 1] = 0.0, 0.5
+    cos_last[1, 2], angle_last[1, 2] = 0.2, angular(0.2)
+    cos_last[2, 3], angle_last[2, 3] = 0.5, 0.25
+    cos_last[1, 2] = 0.6  # make the mean-cosine rule prefer window (1,2): arccos(0.6)/pi = 0.295 < 0.333
+    stats = BoundaryStats(torch.eye(n + 1), cos_last, angle_last, 8, 2, "raw", 0.0)
+
+    class Calib:
+        spec = CalibSpec()
+
+    calib = Calib()
+    calib.stats = stats
+    model, _ = tiny_model("llama", n_layers=n)
+    per_sample = methods.create("angular").plan(model, calib, Budget(layers=1))
+    mean_cos = methods.create("angular", {"averaging": "mean_cosine"}).plan(model, calib, Budget(layers=1))
+    assert per_sample.removed_original == [2] and mean_cos.removed_original == [1]
+    with pytest.raises(ConfigError):
+        methods.create("angular", {"averaging": "median"})

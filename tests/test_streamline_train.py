@@ -178,7 +178,7 @@ def test_mse_target_is_the_dense_hidden_state(corpus):
 
     model, tok = tiny_model("qwen2", n_layers=6)
     calib = Calibration(CalibSpec(source=corpus, n_samples=4, seq_len=16), model, tok)
-    pruner = methods.create("streamline", FAST)
+    pruner = methods.create("streamline", {**FAST, "objective": "mse"})
     plan = pruner.plan(model, calib, Budget(layers=2))
     pruned = pruner.apply(copy.deepcopy(model), plan)
     start, stop = plan.ops[0]["start"], plan.ops[0]["stop"]
@@ -245,3 +245,38 @@ def test_mse_skip_first_leaves_positions_out(corpus):
     assert full.plan.cost["training"]["loss_first"] != skipped.plan.cost["training"]["loss_first"]
     with pytest.raises(ConfigError):
         methods.create("streamline", {"mse_skip_first": 256})
+
+
+def test_kd_loss_is_the_kl_from_dense_to_pruned_logits():
+    from methods.streamline import kd_loss
+
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(2, 3, 7, generator=g), torch.randn(2, 3, 7, generator=g)
+    p, q = teacher.softmax(-1), student.softmax(-1)
+    hand = (p * (p.log() - q.log())).sum(-1).mean()
+    torch.testing.assert_close(kd_loss(student, teacher), hand)
+    assert float(kd_loss(teacher, teacher)) == pytest.approx(0.0, abs=1e-6)
+    hot = (teacher / 2).softmax(-1), (student / 2).softmax(-1)
+    torch.testing.assert_close(kd_loss(student, teacher, 2.0), 4 * (hot[0] * (hot[0].log() - hot[1].log())).sum(-1).mean())
+
+
+@pytest.mark.parametrize(("fam", "replacement"), [("llama", "layer"), ("qwen2", "mlp")])
+def test_kd_objective_moves_the_pruned_model_toward_dense(fam, replacement, corpus):
+    from methods.streamline import kd_loss
+
+    model, result, tok, _ = _prune(fam, corpus, replacement, objective="kd", lr=1e-3)
+    training = result.plan.cost["training"]
+    assert training["objective"] == "kd" and training["steps"] == 2 and training["flops"] > 0
+    before = methods.create("streamline", {"replacement": replacement}).apply(copy.deepcopy(model), result.plan)
+    ids = TrainData(TrainDataSpec(source=corpus), tok).windows(8, 16, seed=0)  # the training windows
+    with torch.no_grad():
+        dense = model(ids).logits
+        assert kd_loss(result.model(ids).logits, dense) < kd_loss(before(ids).logits, dense)
+    assert arch.num_layers(result.model) == 4  # the dense view was put back
+
+
+def test_streamline_defaults_to_the_official_schedule_and_the_lm_objective():
+    params = methods.create("streamline").params
+    assert params.schedule == "streamline_official" and params.objective == "lm"
+    with pytest.raises(ConfigError):
+        methods.create("streamline", {"objective": "kl"})

@@ -99,3 +99,28 @@ def test_params_validation():
     with pytest.raises(ValueError):
         TrainParams(min_lr=1.0, lr=1e-4)
     assert math.isclose(TrainParams().lr, 2e-4)
+
+
+def test_constant_schedule_holds_lr_after_warm_up():
+    f = lr_lambda(100, 0.1, 0.25, "constant")
+    assert f(0) == pytest.approx(0.1) and all(f(i) == 1.0 for i in range(9, 100))
+
+
+def test_official_streamline_schedule_is_nearly_constant():
+    """The official MSE loop's scheduler, replayed step by step as it runs there (micro-batches, accum 16)."""
+    lr, min_lr, micro, accum = 2e-4, 5e-5, 1600, 16
+
+    def official(step):  # LLM_Streamline/scheduler.py, num_cycles 0.5, arguments as train_lightweightnetwork.py
+        warm, total = micro * 0.01 * 0.5, micro * 0.5
+        if step < warm:
+            return step / max(1, warm)
+        progress = (step - warm) / max(1, total - warm)
+        return (min_lr + max(0, 0.5 * (1 + math.cos(math.pi * progress))) * (lr - min_lr)) / lr
+
+    steps = micro // accum  # the scheduler steps once per optimizer step
+    ours = lr_lambda(steps, 0.01, min_lr / lr, "streamline_official")
+    # the lr used at optimizer step i is the official scheduler's value after i scheduler steps (i >= 1)
+    for i in range(1, steps):
+        assert ours(i) == pytest.approx(official(i + 1), abs=0.011)
+    assert ours(steps - 1) * lr == pytest.approx(1.95e-4, rel=0.01)
+    assert min(ours(i) for i in range(8, steps)) > 0.96

@@ -52,7 +52,7 @@ def test_shared_head_keeps_the_tie(fam, corpus, tmp_path):
         assert same == (i < 2)
     assert arch.count_parameters(model) - arch.count_parameters(pruned) == result.plan.params_removed
     cost = result.plan.cost["training"]
-    assert cost["tied_head"] == "shared" and cost["steps"] == 2
+    assert cost["tied_head"] == "shared" and cost["steps"] == 4  # 2 epochs of 2 batches
     ids = TrainData(TrainDataSpec(source=corpus), tok).windows(8, 16, seed=0)
     unhealed = methods.create("last").apply(copy.deepcopy(model), result.plan)
     with torch.no_grad():
@@ -111,3 +111,22 @@ def test_trains_only_when_healing():
     assert not methods.create("last").trains
     assert methods.create("last", {"heal": "true"}).trains
     assert methods.create("streamline").trains and not methods.create("streamline", {"replacement": "none"}).trains
+
+
+def test_reassessing_recipe_is_the_default():
+    p = methods.create("last", {"heal": "true"}).params
+    assert (p.lr, p.heal_epochs, p.schedule, p.min_lr) == (1e-5, 2, "linear", 0.0)
+
+
+def test_two_epochs_pass_twice_over_the_same_windows(corpus):
+    from methods.last import epochs
+
+    _, result, _ = _heal("llama", corpus, heal_epochs=2)
+    training = result.plan.cost["training"]
+    assert training["epochs"] == 2 and training["steps"] == 4 and training["tokens"] == 2 * 8 * 16
+    wins = torch.arange(10 * 3).view(10, 3)
+    seen = [b for b in epochs(wins, 2, 4, seed=0, device="cpu")]
+    first, second = torch.cat(seen[:3]), torch.cat(seen[3:])
+    assert torch.equal(first, wins) and not torch.equal(second, wins)
+    assert sorted(second[:, 0].tolist()) == sorted(wins[:, 0].tolist())  # the same windows, reshuffled
+    assert "instruction data" in " ".join(result.plan.notes)

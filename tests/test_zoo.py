@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from tiny import tiny_model
+from transformers import AutoModelForCausalLM
 
 from bench import fetch, zoo
 from bench.convert import MARKER, WheelMember
@@ -48,8 +49,9 @@ def _logits(model, tokenizer):
         return model(**tokenizer(TEXT, return_tensors="pt")).logits.float()
 
 
-def write_llama_gguf(model, tokenizer, path: Path) -> Path:
-    """A float32 GGUF of a tiny Llama model, laid out the way llama.cpp's converter writes one."""
+def write_llama_gguf(model, tokenizer, path: Path, output: np.ndarray | None = None) -> Path:
+    """A float32 GGUF of a tiny Llama model, laid out the way llama.cpp's converter writes one (with
+    `output`, a separate `output.weight`: the head stored apart from the embedding)."""
     import gguf
 
     cfg = model.config
@@ -84,6 +86,8 @@ def write_llama_gguf(model, tokenizer, path: Path) -> Path:
     state = {k: v.float().numpy() for k, v in model.state_dict().items()}
     writer.add_tensor("token_embd.weight", state["model.embed_tokens.weight"])
     writer.add_tensor("output_norm.weight", state["model.norm.weight"])
+    if output is not None:
+        writer.add_tensor("output.weight", np.ascontiguousarray(output, dtype=np.float32))
     for i in range(cfg.num_hidden_layers):
         for hf, gg in names.items():
             w = state[f"model.layers.{i}.{hf}.weight"]
@@ -348,3 +352,44 @@ def test_unreachable_hub_fails_fast(monkeypatch):
     with pytest.raises(BenchError, match="unreachable") as err:
         zoo.ensure_local("bench-test-nonexistent/zzz-model")
     assert "gemma3-270m" in str(err.value)
+
+
+# --- tied models whose GGUF stores the matrix twice -------------------------------------------------------
+
+def _two_copy_gguf(tmp_path, noise: float):
+    model, tok = tiny_model("llama")  # tied: 512 x 64 shared
+    embed = model.get_input_embeddings().weight.detach().numpy()
+    rng = np.random.default_rng(0)
+    output = embed + noise * rng.standard_normal(embed.shape).astype(np.float32) * embed.std()
+    return model, write_llama_gguf(model, tok, tmp_path / f"two-{noise}.gguf", output=output)
+
+
+def test_a_tied_model_stored_twice_converts_tied(tmp_path):
+    from bench.convert import gguf_to_folder, is_complete, safetensors_parameters
+
+    model, path = _two_copy_gguf(tmp_path, noise=0.05)  # quantization-like noise between the two copies
+    sha = sha256_file(path)
+    untied = gguf_to_folder(path, tmp_path / "untied", sha)
+    tied = gguf_to_folder(path, tmp_path / "tied", sha, tie_embeddings=True)
+    shared = model.get_input_embeddings().weight.numel()
+    assert safetensors_parameters(untied) - safetensors_parameters(tied) == shared
+    reloaded = AutoModelForCausalLM.from_pretrained(tied)
+    assert reloaded.config.tie_word_embeddings
+    assert reloaded.get_output_embeddings().weight.data_ptr() == reloaded.get_input_embeddings().weight.data_ptr()
+    assert sum(p.numel() for p in reloaded.parameters()) == sum(p.numel() for p in model.parameters())
+    marker = json.loads((tied / MARKER).read_text())
+    assert marker["tied_embeddings"] and 0 < marker["tie_relative_difference"] < 0.1
+    assert is_complete(tied, sha, tie_embeddings=True) and not is_complete(untied, sha, tie_embeddings=True)
+
+
+def test_a_head_that_is_not_a_copy_is_not_tied(tmp_path):
+    from bench.convert import gguf_to_folder
+
+    _, path = _two_copy_gguf(tmp_path, noise=1.0)
+    with pytest.raises(BenchError, match="not a copy"):
+        gguf_to_folder(path, tmp_path / "tied", sha256_file(path), tie_embeddings=True)
+
+
+def test_qwen_coder_0_5b_is_registered_tied_with_the_upstream_parameter_count():
+    entry = zoo.resolve("qwen2.5-coder-0.5b")
+    assert entry.tie_embeddings and entry.parameters == 494_032_768  # Qwen2.5-0.5B, tied (upstream)

@@ -28,3 +28,22 @@ def make_windows(ids: torch.Tensor, window: int, *, max_windows: int | None = No
     if bos_id is not None:
         out = torch.cat([torch.full((n, 1), bos_id, dtype=ids.dtype), out], dim=1)
     return out
+
+
+def tokenizer_adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer, left to its own defaults, starts a text with its BOS token (Gemma's does,
+    SmolLM2's GGUF tokenizer does not): the convention the model was trained with."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    return tokenizer("a", verbose=False)["input_ids"][:1] == [bos]
+
+
+def resolve_add_bos(tokenizer, add_bos: bool | None) -> bool:
+    """`None` (the default): BOS first exactly when the tokenizer adds one by itself. The one BOS rule of
+    evaluation (perplexity, bits per byte), calibration and training windows."""
+    if add_bos is None:
+        return tokenizer_adds_bos(tokenizer)
+    if add_bos and tokenizer.bos_token_id is None:
+        raise ConfigError("add_bos was asked for but the tokenizer has no BOS token", "leave add_bos unset (auto)")
+    return add_bos

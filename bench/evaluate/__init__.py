@@ -6,6 +6,10 @@
 - `stability.stability(dense_samples, pruned_samples)` / `stability_of(dense_result, pruned_result)`:
   LLM-Streamline's stability from the paper's formula (`official=True`: the released script's).
 - `perplexity.evaluate_perplexity(model, tokenizer, corpus, *, window=512, ...) -> PerplexityResult`.
+- `fidelity.prepare_text(tokenizer, documents, *, window, max_documents, max_bytes) -> EvalText`, then
+  `fidelity.evaluate_fidelity(model, text, *, dense=None | model | DenseReference) -> FidelityResult`:
+  bits per byte over whole held-out documents, KL(dense || model) and top-1 agreement on the same tokens
+  (`fidelity.bits_per_byte(...)` does both steps; `fidelity.bootstrap_ci` resamples documents).
 - `latency.measure_latency(model, *, batch_size, prompt_tokens, new_tokens, ...) -> LatencyResult`.
 
 Dense once: a dense model's AccuracyResult (with its samples) is computed once per model and evaluation

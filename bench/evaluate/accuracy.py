@@ -11,6 +11,7 @@ caller's identity fields are stamped on the result instead.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
@@ -233,6 +234,28 @@ def _task_split(task) -> str:
 
 
 # ------------------------------------------------------------------------------------------ the API
+
+def merge_results(parts: Sequence[AccuracyResult]) -> AccuracyResult:
+    """One AccuracyResult from evaluations of disjoint task lists with the same settings (task by task runs):
+    scores, samples and wall time added up, and every part's `task_versions` kept (the provenance of each
+    task, not only of the first part's)."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    merged = copy.deepcopy(parts[0])
+    versions = dict(merged.provenance.get("task_versions") or {})
+    for part in parts[1:]:
+        if part.settings() != merged.settings():
+            raise ValueError(f"cannot merge accuracy results with different settings: {part.settings()} vs "
+                             f"{merged.settings()}")
+        merged.tasks.update(part.tasks)
+        merged.samples.update(part.samples)
+        merged.wall_s += part.wall_s
+        versions.update(part.provenance.get("task_versions") or {})
+        if part.lm_eval_samples is not None and merged.lm_eval_samples is not None:
+            merged.lm_eval_samples.update(part.lm_eval_samples)
+    merged.provenance["task_versions"] = versions
+    return merged
+
 
 def evaluate_accuracy(
     model,

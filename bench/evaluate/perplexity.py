@@ -1,6 +1,6 @@
 """Token-level perplexity over a real corpus in fixed, non-overlapping windows.
 
-The corpus's documents are joined with blank lines and tokenized once (no special tokens); the token
+The corpus's evaluation documents (its leading range, `bench.data.splits`) are joined with blank lines and tokenized once (no special tokens); the token
 stream is cut into windows of `window` tokens (the incomplete tail is dropped), optionally capped by
 `max_windows` / `max_tokens` (the first windows, so every run scores the same text). Each window is
 scored on its own: window - 1 predicted tokens, no context carried over. Perplexity is
@@ -28,8 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import tasks as registry
-from bench.data.windows import make_windows
-from bench.errors import ConfigError
+from bench.data.windows import make_windows, resolve_add_bos, tokenizer_adds_bos  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -62,30 +61,12 @@ class PerplexityResult:
         return cls(**d)
 
 
-def tokenizer_adds_bos(tokenizer) -> bool:
-    """Whether the tokenizer, left to its own defaults, starts a text with its BOS token (Gemma's does,
-    SmolLM2's GGUF tokenizer does not): the convention the model was trained with."""
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return False
-    return tokenizer("a", verbose=False)["input_ids"][:1] == [bos]
-
-
-def resolve_add_bos(tokenizer, add_bos: bool | None) -> bool:
-    """`None` (the default): each window starts with BOS exactly when the tokenizer adds one by itself."""
-    if add_bos is None:
-        return tokenizer_adds_bos(tokenizer)
-    if add_bos and tokenizer.bos_token_id is None:
-        raise ConfigError("add_bos was asked for but the tokenizer has no BOS token", "leave add_bos unset (auto)")
-    return add_bos
-
-
 def corpus_text(corpus: str) -> tuple[str, int]:
-    """The corpus's documents joined with blank lines, and the document count."""
-    from bench.data import loaders
+    """The corpus's evaluation documents (`bench.data.splits`: its leading range of whole documents,
+    disjoint from calibration and training text) joined with blank lines, and their count."""
+    from bench.data import splits
 
-    info = registry.get_corpus(corpus)
-    docs = getattr(loaders, info.loader)()
+    docs = splits.documents(registry.get_corpus(corpus).name, "evaluation")
     return "\n\n".join(docs), len(docs)
 
 
@@ -163,9 +144,13 @@ def evaluate_perplexity(model, tokenizer, corpus: str = "wikipedia", *, window: 
     info = registry.get_corpus(corpus)
     start = time.perf_counter()
     text, documents = corpus_text(info.name)
-    return text_perplexity(model, tokenizer, text, label=info.label, source=info.source, documents=documents,
+    from bench.data import splits
+
+    result = text_perplexity(model, tokenizer, text, label=info.label, source=info.source, documents=documents,
                            window=window, batch_size=batch_size, max_windows=max_windows, max_tokens=max_tokens,
                            add_bos=add_bos, chunk_tokens=chunk_tokens, identity=identity, started=start)
+    result.provenance["document_range"] = list(splits.split(info.name).evaluation)
+    return result
 
 
 def text_perplexity(model, tokenizer, text: str, *, label: str, source: str, documents: int, window: int = 512,

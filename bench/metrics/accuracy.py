@@ -97,7 +97,7 @@ class AccuracyEvaluator(Evaluator):
 
     def evaluate(self, ctx: EvalContext) -> Outcome:
         """Task by task (a progress stage each), merged into one AccuracyResult."""
-        from bench.evaluate.accuracy import evaluate_accuracy
+        from bench.evaluate.accuracy import evaluate_accuracy, merge_results
 
         ev = ctx.spec.eval
         parts = []
@@ -107,13 +107,7 @@ class AccuracyEvaluator(Evaluator):
                     ctx.model, ctx.tokenizer, [task], batch_size=ev.batch_size, limit=ev.limit,
                     num_fewshot=ev.num_fewshot, identity=ctx.cell.info(),
                     keep_lm_eval_samples=ev.log_lm_eval_samples))
-        result = parts[0]
-        for part in parts[1:]:
-            result.tasks.update(part.tasks)
-            result.samples.update(part.samples)
-            result.wall_s += part.wall_s
-            if part.lm_eval_samples is not None and result.lm_eval_samples is not None:
-                result.lm_eval_samples.update(part.lm_eval_samples)
+        result = merge_results(parts)  # every task's version kept in the provenance
         summary = AccuracyPart.of(result)
         dense = (ctx.reference or {}).get("accuracy")
         if dense is not None and dense.value is not None:

@@ -35,6 +35,8 @@ class CorpusPerplexity(Part):
     add_bos: bool | None = None
     batch_size: int | None = None
     wall_s: float | None = None
+    documents: int | None = None
+    document_range: list[int] | None = None  # [start, stop) of a built-in corpus's evaluation range
 
 
 def corpus_perplexity(model, tokenizer, corpus: str, spec) -> CorpusPerplexity:
@@ -51,7 +53,8 @@ def corpus_perplexity(model, tokenizer, corpus: str, spec) -> CorpusPerplexity:
         r = evaluate_perplexity(model, tokenizer, corpus, **windows)
     return CorpusPerplexity(corpus=r.corpus, window=r.window, tokens=r.tokens, windows=r.windows,
                             windows_total=r.windows_total, perplexity=r.perplexity, nll=r.nll, source=r.source,
-                            add_bos=r.add_bos, batch_size=r.batch_size, wall_s=r.wall_s)
+                            add_bos=r.add_bos, batch_size=r.batch_size, wall_s=r.wall_s, documents=r.documents,
+                            document_range=r.provenance.get("document_range"))
 
 
 @evaluator
