@@ -151,7 +151,7 @@ class _Keyer:
             "cell": {"model": cell.model, "weights": model_fingerprint(cell.model), "method": cell.method,
                      "params": [list(p) for p in cell.params], "budget": cell.budget, "seed": cell.seed},
             "eval": self.eval, "calib": self.calib if needs_calib else None,
-            "train": self.train if not cell.dense and may_train(cell.method) else None,
+            "train": self.train if not cell.dense and may_train(cell.method, dict(cell.params)) else None,
             "device": self.device, "dtype": self.dtype, "versions": self.versions,
         }
         blob = json.dumps(canonical, sort_keys=True, default=str).encode()
@@ -164,7 +164,8 @@ def needs_calibration(method: str) -> bool:
     return bool(methods.REGISTRY[method][3])
 
 
-def may_train(method: str) -> bool:
+def may_train(method: str, params: dict[str, Any] | None = None) -> bool:
+    """Whether cells of `method` (with `params`) can train: by kind, or with LoRA healing asked for."""
     import methods
 
-    return methods.REGISTRY[method][4] != "no"
+    return methods.REGISTRY[method][4] != "no" or methods.heals_with_lora(params or {})
