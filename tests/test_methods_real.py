@@ -46,3 +46,22 @@ def test_method_prunes_real_smollm2_and_the_export_reloads(name, smollm2, tmp_pa
     with torch.inference_mode():
         torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
     assert json.loads((out / "plan.json").read_text())["method"] == name
+
+
+@pytest.mark.parametrize("name", ["shortgpt", "last"])
+def test_lora_healing_on_real_smollm2_exports_merged(name, smollm2, tmp_path):
+    from bench.pipeline import prune
+    from bench.traindata import TrainData, TrainDataSpec
+
+    dense, tok, calib = smollm2
+    pruner = methods.create(name, {"heal": "lora", "lora_samples": 4, "lora_seq_len": 64, "lora_batch": 2})
+    result = prune(dense, pruner, Budget(layers=4), calib if pruner.needs_calibration else None,
+                   heal_data=TrainData(TrainDataSpec(source="c4"), tok))
+    model, plan = result.model, result.plan
+    assert plan.cost["training"]["steps"] == 2 and plan.params["heal"] == "lora"
+    assert not [n for n, _ in model.named_modules() if "lora" in n]
+    out = save_pruned(model, tok, plan, tmp_path / "out", base_model=zoo.DEFAULT_MODEL)
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=next(model.parameters()).dtype).eval()
+    ids = tok(["The Eiffel Tower is a wrought-iron lattice tower in Paris."], return_tensors="pt").input_ids
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
