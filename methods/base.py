@@ -112,7 +112,9 @@ class PrunePlan:
 
 
 class Pruner(ABC):
-    """A layer-pruning method. Subclasses set the class attributes and implement `plan`.
+    """A layer-pruning method. Subclasses set the class attributes (literals: the registry reads them from
+    the source without importing torch, see `methods`), implement `plan`, and are decorated with
+    `@methods.register`.
 
     Any method can be followed by LoRA healing (`heal=lora`, methods.lora): `lora` holds the recipe, the
     pipeline calls `heal_all` (the method's own `heal`, then LoRA) and `params_dict` records it.
@@ -121,7 +123,10 @@ class Pruner(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     paper: ClassVar[str]  # arXiv id, or "" for baselines without a paper
-    needs_calibration: ClassVar[bool] = True
+    needs_calibration: ClassVar[bool] = True  # `plan` gets a bench.calib.Calibration
+    may_train: ClassVar[bool] = False  # some parameters make it train: the run's training data is in its keys
+    exportable: bool = True  # the pruned model saves as a stock transformers checkpoint (likewise)
+    order: ClassVar[int] = 100  # place in `bench ls methods` and the report tables
 
     @dataclass(frozen=True)
     class Params:

@@ -18,16 +18,19 @@ import time
 from dataclasses import dataclass
 
 from bench.cost import CostMeter
+from methods import register
 from methods.base import Budget, Pruner
 from methods.bypass import bypass_losses
 from methods.plus import prune_order
 
 
+@register
 class PPL(Pruner):
     name = "ppl"
     title = "Shortened-LLaMA PPL (one-block removal perplexity)"
     paper = "2402.02834"
     needs_calibration = True
+    order = 54
 
     @dataclass(frozen=True)
     class Params:

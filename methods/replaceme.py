@@ -33,26 +33,21 @@ import torch
 
 from bench.cost import CostMeter
 from bench.errors import ConfigError, SurgeryError
+from methods import register
 from methods.base import Budget, PrunePlan, Pruner
 from methods.windows import angular, best_start, window_scores
 
-# model_type -> (the MLP's output projection, the post-feed-forward norm or None), relative to a layer
-FOLD: dict[str, tuple[str, str | None]] = {
-    **{t: ("mlp.down_proj", None) for t in ("llama", "mistral", "qwen2", "qwen3", "phi3")},
-    **{t: ("mlp.down_proj", "post_feedforward_layernorm") for t in ("gemma2", "gemma3", "gemma3_text")},
-    "phi": ("mlp.fc2", None),
-    "gpt2": ("mlp.c_proj", None),
-    "opt": ("fc2", None),
-    "gpt_neox": ("mlp.dense_4h_to_h", None),
-}
-
 
 def fold_paths(model) -> tuple[str, str | None]:
-    model_type = getattr(model.config, "model_type", "")
-    if model_type not in FOLD:
-        raise ConfigError(f"ReplaceMe does not know where the MLP output projection of {model_type!r} layers is",
-                          f"add {model_type!r} to methods.replaceme.FOLD")
-    return FOLD[model_type]
+    """(the feed-forward output projection, the post-feed-forward norm or None), relative to a layer."""
+    from bench import arch
+
+    fam = arch.family(model)
+    if fam.ffn_out is None:
+        raise ConfigError(f"ReplaceMe does not know where the MLP output projection of "
+                          f"{getattr(model.config, 'model_type', '?')!r} layers is",
+                          "add `ffn_out` to its bench.arch.FAMILIES record")
+    return fam.ffn_out, fam.ffn[2] if fam.ffn else None
 
 
 @torch.no_grad()
@@ -154,11 +149,13 @@ def norm_scale(norm) -> _Scale:
     return _Scale(saved.double() + offset, offset)
 
 
+@register
 class ReplaceMe(Pruner):
     name = "replaceme"
     title = "ReplaceMe (training-free linear block replacement)"
     paper = "2505.02819"
     needs_calibration = True
+    order = 58
 
     @dataclass(frozen=True)
     class Params:

@@ -23,15 +23,18 @@ from dataclasses import dataclass
 
 from bench.cost import CostMeter
 from bench.errors import BudgetError
+from methods import register
 from methods.base import Budget, Pruner
 from methods.bypass import bypass_losses
 
 
+@register
 class SLEB(Pruner):
     name = "sleb"
     title = "SLEB (iterative greedy block removal)"
     paper = "2402.09025"
     needs_calibration = True
+    order = 52
 
     @dataclass(frozen=True)
     class Params:

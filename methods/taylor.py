@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from bench.cost import CostMeter
+from methods import register
 from methods.base import Budget, Pruner
 from methods.plus import prune_order
 
@@ -59,11 +60,13 @@ def taylor_scores(model, batches) -> tuple[list[float], int]:
     return [float(sum(s.abs().sum() for s in sal)) for sal in salience], tokens
 
 
+@register
 class Taylor(Pruner):
     name = "taylor"
     title = "Shortened-LLaMA Taylor+ (first-order weight importance)"
     paper = "2402.02834"
     needs_calibration = True
+    order = 56
 
     @dataclass(frozen=True)
     class Params:
