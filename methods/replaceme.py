@@ -26,6 +26,7 @@ Deviations, all stated:
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ from bench.errors import ConfigError, SurgeryError
 from methods import register
 from methods.base import Budget, PrunePlan, Pruner
 from methods.windows import angular, best_start, window_scores
+
+log = logging.getLogger(__name__)
 
 
 def fold_paths(model) -> tuple[str, str | None]:
@@ -202,6 +205,12 @@ class ReplaceMe(Pruner):
                           f"{start - 1}'s {into} ({'diagonal' if diag else 'full'} T from {tokens} calibration "
                           f"tokens; relative least-squares residual {residual:.4f}). T is held by the pruner, not "
                           "the plan file: the saved checkpoint carries it.")
+        if tokens < mtm.shape[0] * 4 and not diag:
+            plan.notes.append(f"Only {tokens} calibration tokens for a {mtm.shape[0]} x {mtm.shape[0]} map: T is "
+                              "poorly determined (underdetermined below one token per dimension) and overfits the "
+                              "calibration text; give more calibration samples (the official runs use thousands of "
+                              "1024-token SlimOrca samples) or alpha > 0.")
+            log.warning("%s", plan.notes[-1])
         if post_norm and not p.diag:
             plan.notes.append("A full T cannot pass this family's post-feed-forward norm: the official diagonal "
                               "variant was used, folded into the norm's scale.")

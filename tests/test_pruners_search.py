@@ -252,3 +252,11 @@ def test_replaceme_on_an_identity_block_keeps_the_function(fam, corpus):
     with torch.no_grad():
         torch.testing.assert_close(pruned(ids).logits, model(ids).logits, rtol=1e-4, atol=1e-4)
     assert plan.ops[0]["diag"] == (fam == "gemma3")
+
+
+def test_replaceme_says_when_the_calibration_is_too_small_for_t(corpus):
+    model, tok = tiny_model("llama", n_layers=6)
+    small = methods.create("replaceme").plan(model, _calib(model, tok, corpus, n=2), Budget(layers=2))
+    assert any("poorly determined" in note for note in small.notes)  # 32 tokens for a 64 x 64 map
+    big = methods.create("replaceme").plan(model, _calib(model, tok, corpus, n=32), Budget(layers=2))
+    assert not any("poorly determined" in note for note in big.notes)
