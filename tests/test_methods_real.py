@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 # CPU-sized: LaCo merges pairs of layers over 4 calibration sentences (as the quick preset does)
 PARAMS = {"laco": {"layers_per_merge": 2, "n_sentences": 4}}
+SMALL_CALIB = {"sleb": 2, "ppl": 2}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,8 @@ def test_method_prunes_real_smollm2_and_the_export_reloads(name, smollm2, tmp_pa
     dense, tok, calib = smollm2
     model = copy.deepcopy(dense)
     pruner = methods.create(name, PARAMS.get(name))
+    if name in SMALL_CALIB:  # the searches run the model once per candidate (and round): 2 windows of 64
+        calib = Calibration(CalibSpec(source="wikipedia", n_samples=SMALL_CALIB[name], seq_len=64), dense, tok)
     plan = pruner.plan(model, calib if pruner.needs_calibration else None, Budget(layers=4))
     assert plan.layers_removed == 4 and 0 < plan.param_ratio < 0.2
     pruner.apply(model, plan)
