@@ -39,6 +39,9 @@ class Family:
     # the feed-forward sub-block as (pre-norm, mlp, post-norm or None): a layer with its attention output
     # zeroed computes h + post(mlp(pre(h))) (parallel-residual families too); None where unknown
     ffn: tuple[str, str, str | None] | None = None
+    # the feed-forward block's output projection (a Linear, or GPT-2's Conv1D), relative to a decoder layer:
+    # where ReplaceMe folds its linear map; None where unknown
+    ffn_out: str | None = "mlp.down_proj"
 
 
 _DECODER = dict(layers="model.layers", final_norm="model.norm", embed="model.embed_tokens")
@@ -55,13 +58,14 @@ FAMILIES: dict[str, Family] = {
     "gemma3": Family(**_DECODER, ffn=_GEMMA),
     "phi3": Family(**_DECODER, ffn=_POST_ATTN),
     "phi": Family(layers="model.layers", final_norm="model.final_layernorm", embed="model.embed_tokens",
-                  ffn=("input_layernorm", "mlp", None)),
+                  ffn=("input_layernorm", "mlp", None), ffn_out="mlp.fc2"),
     "gpt2": Family(layers="transformer.h", final_norm="transformer.ln_f", embed="transformer.wte",
-                   count_keys=("n_layer",), ffn=("ln_2", "mlp", None)),
+                   count_keys=("n_layer",), ffn=("ln_2", "mlp", None), ffn_out="mlp.c_proj"),
     "opt": Family(layers="model.decoder.layers", final_norm="model.decoder.final_layer_norm",
-                  embed="model.decoder.embed_tokens"),
+                  embed="model.decoder.embed_tokens", ffn_out="fc2"),
     "gpt_neox": Family(layers="gpt_neox.layers", final_norm="gpt_neox.final_layer_norm",
-                       embed="gpt_neox.embed_in", lm_head="embed_out", ffn=_POST_ATTN),
+                       embed="gpt_neox.embed_in", lm_head="embed_out", ffn=_POST_ATTN,
+                       ffn_out="mlp.dense_4h_to_h"),
 }
 
 
@@ -87,7 +91,7 @@ def _generic_family(model: nn.Module) -> Family:
     embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     embed_name = next((n for n, m in model.named_modules() if m is embed), "")
     log.warning("unknown model_type %r: using generic layer list %s", model.config.model_type, best_name)
-    return Family(layers=best_name, final_norm=None, embed=embed_name)
+    return Family(layers=best_name, final_norm=None, embed=embed_name, ffn_out=None)
 
 
 def family(model: nn.Module) -> Family:

@@ -156,7 +156,7 @@ class _Keyer:
             "cell": {"model": cell.model, "weights": model_fingerprint(cell.model), "method": cell.method,
                      "params": [list(p) for p in cell.params], "budget": cell.budget, "seed": cell.seed},
             "eval": self.eval, "calib": self.calib if needs_calib else None,
-            "train": self.train if not cell.dense and may_train(cell.method) else None,
+            "train": self.train if not cell.dense and may_train(cell.method, dict(cell.params)) else None,
             "device": self.device, "dtype": self.dtype, "versions": self.versions,
         }
         blob = json.dumps(canonical, sort_keys=True, default=str).encode()
@@ -169,8 +169,9 @@ def needs_calibration(method: str) -> bool:
     return methods.info(method).needs_calibration
 
 
-def may_train(method: str) -> bool:
+def may_train(method: str, params: dict[str, Any] | None = None) -> bool:
+    """Whether cells of `method` (with `params`) can train: by kind, or with LoRA healing asked for."""
     import methods
 
     info = methods.info(method)
-    return info.may_train or info.trains
+    return info.may_train or info.trains or methods.heals_with_lora(params or {})

@@ -31,7 +31,7 @@ def prune(model, pruner: Pruner, budget: Budget, calib: Calibration | None, *, c
     plan.cost.setdefault("plan_seconds", time.perf_counter() - start)
     pruned = copy.deepcopy(model) if copy_model else model
     pruner.apply(pruned, plan)
-    heal_cost = pruner.heal(pruned, plan, heal_data)
+    heal_cost = pruner.heal_all(pruned, plan, heal_data)
     if heal_cost:
         plan.cost["training"] = heal_cost
     seconds = time.perf_counter() - start

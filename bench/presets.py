@@ -1,9 +1,10 @@
 """Embedded run presets, in the YAML shape of `RunSpec.to_dict()`; a config file and options go on top.
 
-quick    the default `bench run`: SmolLM2-135M, every registered method, ratios 0.125 and 0.25, a CPU-sized
-         real suite: 13 cells (1 dense + 6 methods x 2 ratios), each scoring PIQA, ARC-Easy and WinoGrande
-         on their first 50 documents, 8 windows x 256 tokens of the C4 sample, bits per byte and KL to dense
-         on 12 whole held-out C4 documents (16 KiB), and a 32 + 16 token latency probe at batch sizes 1 and
+quick    the default `bench run`: SmolLM2-135M, six methods (shortgpt, streamline, laco, last, angular,
+         random), ratios 0.125 and 0.25, a CPU-sized real suite: 13 cells (1 dense + 6 methods x 2
+         ratios), each scoring PIQA, ARC-Easy and WinoGrande on their first 50 documents, 8 windows x 256
+         tokens of the C4 sample, bits per byte and KL to dense on 12 whole held-out C4 documents (64 KiB
+         at most), and a 32 + 16 token latency probe at batch sizes 1 and
          8 (5 interleaved repeats each); calibration is 32 x 128 Wikipedia tokens, captured once per run.
          Sized on a 2-core AVX2 CPU (fp32; no bf16 units): about 5 minutes from a cold cache on a quiet
          machine before fidelity and the batch-8 probe were added (they add roughly a minute per cell there).

@@ -102,7 +102,7 @@ def prepare(spec: RunSpec, observer: Observer) -> None:
         sources.add(loaders.OLMO)
     builtin = {"wikipedia", "c4", "wikipedia-sample", "c4-sample"}
     corpora = list(spec.eval.perplexity.corpora) if spec.eval.perplexity else []
-    trains = any(may_train(m.name) for m in spec.methods)
+    trains = any(may_train(m.name, m.with_defaults(spec.method_params).params_dict()) for m in spec.methods)
     if trains or any(c.lower() in builtin for c in [*corpora, spec.calib.source]):  # training text is
         # checked against the built-in corpora's evaluation heads, whatever its source
         sources.add(loaders.EXL)

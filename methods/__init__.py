@@ -163,11 +163,25 @@ def get_class(name: str):
 
 
 def create(name: str, params: dict[str, Any] | None = None):
-    """Instantiate method `name` with its params dataclass built from `params` (validated)."""
+    """Instantiate method `name` with its params dataclass built from `params` (validated); `heal=lora` and
+    the `lora_*` parameters set up LoRA healing after any method (methods.lora)."""
+    import dataclasses
+
+    from methods.lora import split_params
     from methods.params import build_params
 
     cls = get_class(name)
-    return cls(build_params(cls.Params, params or {}, method=name))
+    own = {f.name for f in dataclasses.fields(cls.Params)}
+    rest, lora = split_params(params or {}, own, name)
+    pruner = cls(build_params(cls.Params, rest, method=name))
+    pruner.lora = lora
+    return pruner
+
+
+def heals_with_lora(params: dict[str, Any]) -> bool:
+    """Whether these method parameters ask for LoRA healing (so the method trains whatever its kind)."""
+    heal = params.get("heal")
+    return isinstance(heal, str) and heal.strip().lower() == "lora"
 
 
 def method_rows() -> list[dict[str, Any]]:

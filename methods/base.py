@@ -128,14 +128,17 @@ def calib_provenance(calib) -> dict[str, Any] | None:
 class Pruner(ABC):
     """A layer-pruning method. Subclasses set the class attributes (literals: the registry reads them from
     the source without importing torch, see `methods`), implement `plan`, and are decorated with
-    `@methods.register`."""
+    `@methods.register`.
+
+    Any method can be followed by LoRA healing (`heal=lora`, methods.lora): `lora` holds the recipe, the
+    pipeline calls `heal_all` (the method's own `heal`, then LoRA) and `params_dict` records it.
+    """
 
     name: ClassVar[str]
     title: ClassVar[str]
     paper: ClassVar[str]  # arXiv id, or "" for baselines without a paper
     needs_calibration: ClassVar[bool] = True  # `plan` gets a bench.calib.Calibration
     may_train: ClassVar[bool] = False  # some parameters make it train: the run's training data is in its keys
-    trains: bool = False  # this instance heals or trains replacements (a property where parameters decide)
     exportable: bool = True  # the pruned model saves as a stock transformers checkpoint (likewise)
     order: ClassVar[int] = 100  # place in `bench ls methods` and the report tables
 
@@ -143,8 +146,14 @@ class Pruner(ABC):
     class Params:
         pass
 
-    def __init__(self, params: Any | None = None):
+    def __init__(self, params: Any | None = None, lora: Any | None = None):
         self.params = params if params is not None else self.Params()
+        self.lora = lora  # methods.lora.LoraHeal, or None
+
+    @property
+    def trains(self) -> bool:
+        """Whether pruning with these parameters trains (and so needs training data)."""
+        return self.lora is not None
 
     @abstractmethod
     def plan(self, model, calib, budget: Budget) -> PrunePlan:
@@ -160,6 +169,23 @@ class Pruner(ABC):
         """Optional training after `apply`; returns the measured cost, or None when nothing trains."""
         return None
 
+    def heal_all(self, model, plan: PrunePlan, data) -> dict[str, Any] | None:
+        """The method's own `heal`, then LoRA healing when asked; the measured cost (summed when both)."""
+        own = self.heal(model, plan, data)
+        if self.lora is None:
+            return own
+        from methods.lora import heal_lora
+
+        lora = heal_lora(model, self.lora, data)
+        plan.notes.append(f"Healed with LoRA (r {self.lora.lora_r}, alpha {self.lora.lora_alpha:g}, lr "
+                          f"{self.lora.lora_lr:g}) on every linear map of the decoder layers, merged into the "
+                          f"weights: {lora['steps']} steps on {lora['tokens']:,} tokens; see cost.training.")
+        if own is None:
+            return lora
+        total = {k: own[k] + lora[k] for k in ("wall_seconds", "tokens", "steps", "flops")}
+        peaks = [c["peak_memory_bytes"] for c in (own, lora) if c.get("peak_memory_bytes") is not None]
+        return {**lora, **total, "peak_memory_bytes": max(peaks) if peaks else None, "stages": [own, lora]}
+
     # helpers for subclasses ------------------------------------------------------------------------
 
     def require_calib(self, calib):
@@ -168,7 +194,12 @@ class Pruner(ABC):
         return calib
 
     def params_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.params)
+        out = dataclasses.asdict(self.params)
+        if self.lora is not None:
+            from methods.lora import as_params
+
+            out.update(as_params(self.lora))
+        return out
 
     def removal_plan(self, model, budget: Budget, removed: list[int], scores: dict[str, Any],
                      calib=None, cost: dict[str, Any] | None = None) -> PrunePlan:

@@ -63,8 +63,8 @@ class LastLayers(Pruner):
                 raise ValueError("heal_layers must be >= 0 and heal_epochs >= 1")
 
     @property
-    def trains(self) -> bool:  # per instance: only with heal=true (then it needs training data)
-        return self.params.heal
+    def trains(self) -> bool:  # per instance: only with heal=true or heal=lora (then it needs training data)
+        return self.params.heal or self.lora is not None
 
     def plan(self, model, calib, budget: Budget):
         from bench import arch

@@ -120,8 +120,8 @@ class Streamline(Pruner):
         self._teachers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     @property
-    def trains(self) -> bool:  # per instance: `none` trains nothing (and needs no training data)
-        return self.params.replacement != "none"
+    def trains(self) -> bool:  # per instance: `none` trains nothing (and needs no training data) unless LoRA
+        return self.params.replacement != "none" or self.lora is not None
 
     @property
     def exportable(self) -> bool:

@@ -160,11 +160,16 @@ def test_registry_and_params_errors():
             (name, info.title, info.paper, info.needs_calibration, info.may_train)
 
 
+# on six layers: LaCo merges pairs; the "+" rule of PPL and Taylor+ keeps one block at each end (not 4 and 2)
+TINY_PARAMS = {"laco": {"layers_per_merge": 2, "threshold": 0.0}, "ppl": {"keep_first": 1, "keep_last": 1},
+               "taylor": {"keep_first": 1, "keep_last": 1}}
+
+
 @pytest.mark.parametrize("fam", FAMILIES)
 @pytest.mark.parametrize("name", methods.list_methods())
 def test_every_method_prunes_every_family_and_exports(fam, name, corpus, tmp_path):
     model, tok = tiny_model(fam, n_layers=6)
-    pruner = methods.create(name, {"layers_per_merge": 2, "threshold": 0.0} if name == "laco" else None)
+    pruner = methods.create(name, TINY_PARAMS.get(name))
     calib = _calib(model, tok, corpus, n=4) if pruner.needs_calibration else None
     plan = pruner.plan(model, calib, Budget(layers=2))
     pruner.apply(model, plan)

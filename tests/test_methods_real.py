@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 # CPU-sized: LaCo merges pairs of layers over 4 calibration sentences (as the quick preset does)
 PARAMS = {"laco": {"layers_per_merge": 2, "n_sentences": 4}}
+SMALL_CALIB = {"sleb": 2, "ppl": 2}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,8 @@ def test_method_prunes_real_smollm2_and_the_export_reloads(name, smollm2, tmp_pa
     dense, tok, calib = smollm2
     model = copy.deepcopy(dense)
     pruner = methods.create(name, PARAMS.get(name))
+    if name in SMALL_CALIB:  # the searches run the model once per candidate (and round): 2 windows of 64
+        calib = Calibration(CalibSpec(source="wikipedia", n_samples=SMALL_CALIB[name], seq_len=64), dense, tok)
     plan = pruner.plan(model, calib if pruner.needs_calibration else None, Budget(layers=4))
     assert plan.layers_removed == 4 and 0 < plan.param_ratio < 0.2
     pruner.apply(model, plan)
@@ -46,3 +49,22 @@ def test_method_prunes_real_smollm2_and_the_export_reloads(name, smollm2, tmp_pa
     with torch.inference_mode():
         torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)
     assert json.loads((out / "plan.json").read_text())["method"] == name
+
+
+@pytest.mark.parametrize("name", ["shortgpt", "last"])
+def test_lora_healing_on_real_smollm2_exports_merged(name, smollm2, tmp_path):
+    from bench.pipeline import prune
+    from bench.traindata import TrainData, TrainDataSpec
+
+    dense, tok, calib = smollm2
+    pruner = methods.create(name, {"heal": "lora", "lora_samples": 4, "lora_seq_len": 64, "lora_batch": 2})
+    result = prune(dense, pruner, Budget(layers=4), calib if pruner.needs_calibration else None,
+                   heal_data=TrainData(TrainDataSpec(source="c4"), tok))
+    model, plan = result.model, result.plan
+    assert plan.cost["training"]["steps"] == 2 and plan.params["heal"] == "lora"
+    assert not [n for n, _ in model.named_modules() if "lora" in n]
+    out = save_pruned(model, tok, plan, tmp_path / "out", base_model=zoo.DEFAULT_MODEL)
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=next(model.parameters()).dtype).eval()
+    ids = tok(["The Eiffel Tower is a wrought-iron lattice tower in Paris."], return_tensors="pt").input_ids
+    with torch.inference_mode():
+        torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)

@@ -14,13 +14,14 @@ from bench.config import MethodSpec
 
 
 def test_quick_matrix_is_dense_plus_methods_times_ratios():
-    import methods
+    from bench import presets
 
     spec = config.resolve({})
     cells = matrix.expand(spec)
-    assert len(cells) == 1 + 2 * len(methods.list_methods())
+    quick = presets.get("quick")["methods"]
+    assert len(quick) == 6 and len(cells) == 1 + 2 * len(quick)
     assert cells[0].dense and cells[0].budget is None and cells[0].seed is None
-    assert {(c.method, c.ratio) for c in cells[1:]} == {(m, r) for m in methods.list_methods() for r in (0.125, 0.25)}
+    assert {(c.method, c.ratio) for c in cells[1:]} == {(m, r) for m in quick for r in (0.125, 0.25)}
     assert len({c.key for c in cells}) == len(cells)
     assert [c.key for c in matrix.expand(spec)] == [c.key for c in cells]  # stable
     assert matrix.dense_cell(spec, "smollm2-135m") == cells[0]

@@ -1,0 +1,19 @@
+"""Shortened-LLaMA's "+" heuristic (Kim et al., arXiv 2402.02834; official `block_prune.py`): never prune
+the first `keep_first` and the last `keep_last` blocks, whatever the criterion says (defaults 4 and 2, on
+by default for every criterion unless `--no_plus_heuristic`)."""
+
+from __future__ import annotations
+
+from bench.errors import BudgetError
+
+
+def prune_order(scores: dict[int, float], n_layers: int, k: int, keep_first: int, keep_last: int,
+                method: str) -> list[int]:
+    """The k lowest-scoring layers outside the protected ends, in pruning order (ties: lower index)."""
+    protected = set(range(min(keep_first, n_layers))) | set(range(max(0, n_layers - keep_last), n_layers))
+    order = [i for i in sorted(scores, key=lambda i: (scores[i], i)) if i not in protected]
+    if len(order) < k:
+        raise BudgetError(f"{method} keeps the first {keep_first} and last {keep_last} of {n_layers} layers, "
+                          f"leaving {len(order)} candidates for a budget of {k} layers",
+                          "lower the budget, or --param keep_first=... keep_last=...")
+    return order[:k]

@@ -1,0 +1,97 @@
+"""Shortened-LLaMA's Taylor+ criterion (Kim et al., arXiv 2402.02834): first-order Taylor importance of each
+block's weights on calibration data; prune the least important blocks, one shot, with the "+" heuristic.
+
+Score of block b = sum over its weight tensors W of sum_elements |W * G_W|, where G_W is the gradient of the
+calibration LM loss summed over batches (the salience W * dL/dW is accumulated over batches before the
+absolute value, as the official `anal_block_sensitivity_taylor.py` does: `norm_power=1`,
+`weight_reduction=sum`, `block_reduction=sum`). Tensors named `weight` only (norm weights included, biases
+not, as the official `"weight" in name` filter); the embeddings and the LM head get no score and no
+gradient. The ascending order is the pruning order; the "+" heuristic keeps blocks 0-3 and the last two
+(`keep_first=4`, `keep_last=2`; 0 and 0 turn it off).
+Official calibration: 10 BookCorpus samples of 128 tokens in one batch of 10; the loss is each batch's mean
+token NLL (HF `labels=`). Deviation: the run's calibration spec (bench.calib) and its batch size.
+Numerics: gradients in the model's dtype; salience accumulated in fp32.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from bench.cost import CostMeter
+from methods import register
+from methods.base import Budget, Pruner
+from methods.plus import prune_order
+
+
+def taylor_scores(model, batches) -> tuple[list[float], int]:
+    """Per-layer sum of |W * sum_batches dL/dW| over the layer's `weight` tensors, and the tokens used."""
+    from bench import arch
+
+    layers = arch.decoder_layers(model)
+    weights = [[p for name, p in layer.named_parameters() if name.rsplit(".", 1)[-1] == "weight"]
+               for layer in layers]
+    flags = {p: p.requires_grad for p in model.parameters()}
+    salience = [[torch.zeros_like(w, dtype=torch.float32) for w in ws] for ws in weights]
+    tokens = 0
+    try:
+        for p in flags:
+            p.requires_grad_(False)
+        for ws in weights:
+            for w in ws:
+                w.requires_grad_(True)
+                w.grad = None
+        for ids, mask in batches:
+            with torch.enable_grad():
+                loss = model(input_ids=ids, attention_mask=mask, labels=ids, use_cache=False).loss
+                loss.backward()
+            for ws, sal in zip(weights, salience):
+                for w, s in zip(ws, sal):
+                    if w.grad is not None:
+                        s += (w.detach().float() * w.grad.float())
+                        w.grad = None
+            tokens += int(mask.sum())
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = None
+    return [float(sum(s.abs().sum() for s in sal)) for sal in salience], tokens
+
+
+@register
+class Taylor(Pruner):
+    name = "taylor"
+    title = "Shortened-LLaMA Taylor+ (first-order weight importance)"
+    paper = "2402.02834"
+    needs_calibration = True
+    order = 56
+
+    @dataclass(frozen=True)
+    class Params:
+        keep_first: int = 4  # the "+" heuristic: never prune the first blocks (official 4)
+        keep_last: int = 2  # ... nor the last blocks (official 2)
+
+        def __post_init__(self):
+            if self.keep_first < 0 or self.keep_last < 0:
+                raise ValueError("keep_first and keep_last must be >= 0")
+
+    def plan(self, model, calib, budget: Budget):
+        from bench import arch
+
+        p = self.params
+        calib = self.require_calib(calib)
+        n = arch.num_layers(model)
+        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+        with CostMeter(next(model.parameters()).device) as meter:
+            t0 = time.perf_counter()
+            scores, tokens = taylor_scores(model, calib.batches())
+            meter.add(tokens=tokens)
+            search_seconds = time.perf_counter() - t0
+        order = prune_order(dict(enumerate(scores)), n, k, p.keep_first, p.keep_last, self.name)
+        plan = self.removal_plan(model, budget, order, {"taylor": scores, "order": order, "per_layer": scores},
+                                 calib, {"search_seconds": search_seconds, "pruning": meter.result()})
+        plan.notes.append(f"Taylor+ pruning order (ascending block importance, blocks 0-{p.keep_first - 1} and "
+                          f"the last {p.keep_last} kept): {order}.")
+        return plan
