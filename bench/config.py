@@ -79,7 +79,10 @@ class LatencySpec:
 @dataclass(frozen=True)
 class EvalSpec:
     tasks: tuple[str, ...] = ()
-    limit: int | None = None  # the first N documents of each task (lm-eval's limit); None: all
+    limit: int | None = None  # N documents of each task (see `subset`); None: all
+    subset: str = "random"  # which N: random (seeded, lm-eval's samples=) | first (lm-eval's limit)
+    subset_seed: int = 0
+    engine: str = "prefix"  # prefix (bench.evaluate.engine: shared contexts, dense prefix states) | lm-eval
     num_fewshot: int = 0
     batch_size: int = 8
     perplexity: PerplexitySpec | None = None
@@ -92,6 +95,10 @@ class EvalSpec:
             raise ConfigError(f"limit {self.limit} must be at least 1", "use e.g. --limit 50, or none for all")
         if self.batch_size < 1 or self.num_fewshot < 0:
             raise ConfigError("eval needs batch_size >= 1 and num_fewshot >= 0", "e.g. --batch-size 8")
+        if self.subset not in ("random", "first"):
+            raise ConfigError(f"unknown document subset {self.subset!r}", "use random (seeded) or first")
+        if self.engine not in ("prefix", "lm-eval"):
+            raise ConfigError(f"unknown evaluation engine {self.engine!r}", "use prefix or lm-eval")
 
 
 @dataclass(frozen=True)
@@ -393,6 +400,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
 CLI_KEYS = {
     "models": ("models",), "methods": ("methods",), "ratios": ("ratios",), "layers": ("layers",),
     "seed": ("seeds",), "tasks": ("eval", "tasks"), "limit": ("eval", "limit"),
+    "subset": ("eval", "subset"), "subset_seed": ("eval", "subset_seed"), "engine": ("eval", "engine"),
     "batch_size": ("eval", "batch_size"), "num_fewshot": ("eval", "num_fewshot"),
     "ppl": ("eval", "perplexity", "corpora"), "calib": ("calib", "source"),
     "calib_samples": ("calib", "n_samples"), "device": ("device",), "dtype": ("dtype",),

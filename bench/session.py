@@ -46,12 +46,14 @@ class ModelSession:
         self.train_data = None
         self.reference: dict[str, Any] | None = None  # {"accuracy": AccuracyResult | None}
         self.dense_key = dense_cell(spec, model).key
+        self.states = None  # the dense model's boundary states for the evaluation engine (bounded)
+        self.shared_layers: int | None = None  # leading layers the cell being evaluated shares with dense
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.model = self.tokenizer = None
+        self.model = self.tokenizer = self.states = None
         self.calibs.clear()
         _free()
 
@@ -86,6 +88,7 @@ class ModelSession:
             model, tok = self._load()
             record["model"] = self._model_info(model)
             pruned = model
+            self.shared_layers = None
             if not cell.dense:
                 pruned = self._prune(cell, record, artifacts, timings, stage)
             self._evaluate(cell, pruned, record, artifacts, timings, stage)
@@ -161,6 +164,10 @@ class ModelSession:
                            heal_data=heal_data)
         plan = result.plan
         from bench import arch
+        from bench.evaluate.engine import first_changed_layer, shared_prefix
+
+        first_changed = first_changed_layer(plan)
+        self.shared_layers = shared_prefix(self.model, result.model, first_changed)
 
         record["pruning"] = {
             "method": cell.method, "params": plan.params, "budget": plan.budget,
@@ -172,6 +179,7 @@ class ModelSession:
             "plan_seconds": plan.cost.get("plan_seconds"), "capture_seconds": plan.cost.get("capture_seconds"),
             "training": result.heal_cost, "cost": plan.cost, "scores": plan.scores, "notes": plan.notes,
             "calibration": plan.calib, "training_data": heal_data.describe() if heal_data is not None else None,
+            "first_changed_layer": first_changed, "shared_layers": self.shared_layers,
         }
         artifacts["plan.json"] = plan.to_dict()
         return result.model
@@ -214,6 +222,7 @@ class ModelSession:
         from bench.evaluate.accuracy import evaluate_accuracy
 
         ev = self.spec.eval
+        reuse = self._reuse(cell, model) if ev.engine == "prefix" else None
         parts = []
         for task in ev.tasks:
             stage[0] = f"accuracy {task}"
@@ -221,8 +230,10 @@ class ModelSession:
                 parts.append(evaluate_accuracy(
                     model, self.tokenizer, [task], batch_size=ev.batch_size, limit=ev.limit,
                     num_fewshot=ev.num_fewshot, identity=cell_info(cell),
-                    keep_lm_eval_samples=ev.log_lm_eval_samples))
+                    keep_lm_eval_samples=ev.log_lm_eval_samples, subset=ev.subset, subset_seed=ev.subset_seed,
+                    engine=ev.engine, reuse=reuse))
         merged = parts[0]
+        merged.engine_stats = {task: part.engine_stats for task, part in zip(ev.tasks, parts, strict=True)}
         for part in parts[1:]:
             merged.tasks.update(part.tasks)
             merged.samples.update(part.samples)
@@ -230,6 +241,21 @@ class ModelSession:
             if part.lm_eval_samples is not None and merged.lm_eval_samples is not None:
                 merged.lm_eval_samples.update(part.lm_eval_samples)
         return merged
+
+    def _reuse(self, cell, model):
+        """What the evaluation engine may reuse: the dense cell stores boundary states (a quarter of the
+        budget per task, coarse to fine); a pruned cell starts from the deepest stored boundary within the
+        layers it shares with the dense model, and stores that boundary for the cells after it."""
+        from bench import arch
+        from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order
+
+        if self.states is None:
+            self.states = BoundaryStates()
+        if cell.dense:
+            n = arch.num_layers(model)
+            return Reuse(self.states, n, tuple(bisection_order(n)), share=0.25)
+        shared = self.shared_layers or 0
+        return Reuse(self.states, shared, (shared,) if shared else ())
 
     def _latency(self, model, cell) -> dict[str, Any]:
         """The cell's latency; for a pruned cell measured interleaved with the dense model's (repeat by
@@ -279,6 +305,9 @@ class ModelSession:
             "python": platform.python_version(), "host": platform.node(), "pid": os.getpid(),
             "device": env.get("device"), "device_name": env.get("device_name"), "dtype": env.get("dtype"),
             "torch_threads": env.get("torch_threads"), "batch_size": self.spec.eval.batch_size,
+            "documents": {"limit": self.spec.eval.limit, "subset": self.spec.eval.subset,
+                          "subset_seed": self.spec.eval.subset_seed if self.spec.eval.subset == "random" else None},
+            "engine": self.spec.eval.engine,
             "seeds": {"run": cell.seed, "calibration": cell.seed if needs_calib else None,
                       "latency": cell.seed or 0},
             "data": data_provenance(self.spec),
@@ -323,7 +352,8 @@ def _accuracy_summary(acc) -> dict[str, Any]:
                        "version": s.version, "extra": s.extra}
     return {"tasks": tasks, "average": acc.average(), "average_of": "each task's headline metric (tasks.*.metric)",
             "limit": acc.limit, "num_fewshot": acc.num_fewshot, "batch_size": acc.batch_size, "data": acc.data,
-            "softmax_dtype": acc.softmax_dtype, "wall_s": acc.wall_s,
+            "softmax_dtype": acc.softmax_dtype, "wall_s": acc.wall_s, "subset": acc.subset,
+            "subset_seed": acc.subset_seed, "engine": acc.engine,
             "task_versions": acc.provenance.get("task_versions")}
 
 

@@ -23,7 +23,13 @@ def register(subparsers) -> None:
                    help="a method parameter, e.g. laco.threshold=0.3 (repeatable)")
     e = p.add_argument_group("evaluation")
     e.add_argument("--tasks", help="comma-separated tasks (see `bench ls tasks`), or none")
-    e.add_argument("--limit", help="first N documents per task, or none for all")
+    e.add_argument("--limit", help="N documents per task (a seeded random subset; see --subset), or none for all")
+    e.add_argument("--subset", choices=["random", "first"],
+                   help="which N documents --limit takes: a seeded random subset (default) or the first N")
+    e.add_argument("--subset-seed", type=int, help="seed of the random document subset (default 0)")
+    e.add_argument("--engine", choices=["prefix", "lm-eval"],
+                   help="accuracy scoring: prefix (default; shared contexts and the dense model's layer states, "
+                        "same numbers) or lm-eval's HFLM")
     e.add_argument("--num-fewshot", type=int, help="few-shot examples (default 0)")
     e.add_argument("--batch-size", type=int, help="evaluation batch size")
     e.add_argument("--ppl", help="perplexity corpora: wikipedia, c4, a .txt path (comma-separated), or none")
