@@ -160,6 +160,7 @@ class RunSpec:
     ratios: tuple[float, ...] = ()
     layers: tuple[int, ...] = ()
     seeds: tuple[int, ...] = (0,)
+    method_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # a method's own seeds instead of `seeds`
     eval: EvalSpec = field(default_factory=EvalSpec)
     calib: CalibConfig = field(default_factory=CalibConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -183,7 +184,7 @@ class RunSpec:
         for n in self.layers:
             if n < 1:
                 raise BudgetError(f"layer budget {n} must be at least 1", "use e.g. --layers 4")
-        if not self.seeds:
+        if not self.seeds or any(not seeds for _, seeds in self.method_seeds):
             raise ConfigError("no seeds given", "use --seed 0")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r}", f"use {' or '.join(EXECUTORS)}")
@@ -191,6 +192,10 @@ class RunSpec:
         dupes = {(m.name, m.params) for m in self.methods}
         if len(dupes) != len(names):
             raise ConfigError("a method is listed twice with the same parameters", "list each variant once")
+
+    def seeds_for(self, method: str) -> tuple[int, ...]:
+        """The seeds `method` runs with: its own (`method_seeds`), else the run's."""
+        return dict(self.method_seeds).get(method, self.seeds)
 
     # ------------------------------------------------------------------------------------- conversion
 
@@ -309,6 +314,8 @@ def _build(cls: type, data: Any, path: str):
         where = _where(path, key)
         if cls is RunSpec and key in ("methods", "method_params"):
             kwargs[key] = _methods(value, where)
+        elif cls is RunSpec and key == "method_seeds":
+            kwargs[key] = _method_seeds(value, where)
         elif cls is RunSpec and key == "models":
             kwargs[key] = tuple(ModelSpec(n) for n in _names(value, where, "model"))
         else:
@@ -325,6 +332,20 @@ def _names(value: Any, where: str, what: str) -> list[str]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of {what} names, not {value!r}", f"e.g. {where}: [a, b]")
     return list(value)
+
+
+def _method_seeds(value: Any, where: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """{random: [0, 1, 2, 3, 4]} (or the [[name, seeds], ...] that to_dict writes) -> sorted pairs."""
+    if value is None:
+        return ()
+    if isinstance(value, list | tuple):
+        try:
+            value = dict(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must map method names to seeds", f"e.g. {where}: {{random: [0, 1]}}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must map method names to seeds", f"e.g. {where}: {{random: [0, 1]}}")
+    return tuple(sorted((str(k), _convert(v, tuple[int, ...], f"{where}.{k}")) for k, v in value.items()))
 
 
 def _methods(value: Any, where: str) -> tuple[MethodSpec, ...]:

@@ -9,6 +9,10 @@ quick    the default `bench run`: SmolLM2-135M, every registered method, ratios 
 paper    the zero-shot suite of the pruning papers (LLM-Pruner, wanda, LLM-Streamline): BoolQ, PIQA,
          HellaSwag, WinoGrande, ARC-e, ARC-c, OpenBookQA at full size, Wikipedia- and C4-sample perplexity
          in 2048-token windows, on every registered model; meant for a GPU.
+standard the papers' zero-shot suite for a CPU run of hours, resumable across days: SmolLM2-135M, every
+         method at ratios 0.125 and 0.25 with calibration/training seeds 0-2 (0-4 for `random`), the seven
+         zero-shot tasks on a seeded 1000-document subset each (whole splits where smaller: OpenBookQA's
+         500), Wikipedia- and C4-sample perplexity in 512-token windows (64 each); fp32/bf16 as the host.
 nightly  fixed batch sizes, limits and dtype so numbers are comparable night to night (lm-eval scores move
          with batch size and padding), for `bench regress` against a baseline.
 """
@@ -60,6 +64,28 @@ PRESETS: dict[str, dict[str, Any]] = {
             "batch_size": 32,
             "perplexity": {"corpora": ["wikipedia", "c4"], "window": 2048, "max_windows": None, "batch_size": 4},
             "latency": {"prompt_tokens": 128, "new_tokens": 64, "batch_size": 1, "warmup": 2, "repeats": 5},
+            "stability": True,
+        },
+        "calib": {"source": "wikipedia", "n_samples": 64, "seq_len": 128, "batch_size": 8},
+        "device": "auto",
+        "dtype": "auto",
+    },
+    "standard": {
+        "models": ["smollm2-135m"],
+        "methods": "all",
+        "method_params": {"laco": {"layers_per_merge": 2, "n_sentences": 4}},
+        "ratios": [0.125, 0.25],
+        "seeds": [0, 1, 2],
+        "method_seeds": {"random": [0, 1, 2, 3, 4]},
+        "eval": {
+            "tasks": PAPER_TASKS,
+            "limit": 1000,
+            "subset": "random",
+            "subset_seed": 0,
+            "num_fewshot": 0,
+            "batch_size": 8,
+            "perplexity": {"corpora": ["wikipedia", "c4"], "window": 512, "max_windows": 64, "batch_size": 4},
+            "latency": {"prompt_tokens": 64, "new_tokens": 32, "batch_size": 1, "warmup": 1, "repeats": 3},
             "stability": True,
         },
         "calib": {"source": "wikipedia", "n_samples": 64, "seq_len": 128, "batch_size": 8},

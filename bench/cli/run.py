@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     e.add_argument("--calib", help="calibration text: wikipedia, c4, or a .txt/.jsonl path")
     e.add_argument("--calib-samples", type=int, help="calibration windows")
     r = p.add_argument_group("run")
-    r.add_argument("--preset", help="quick (default), paper or nightly")
+    r.add_argument("--preset", help="quick (default), standard, paper or nightly")
     r.add_argument("--config", help="a YAML run file (keys as in the presets; unknown keys are errors)")
     r.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--dtype", help="auto, bfloat16, float32 or float16")
