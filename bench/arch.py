@@ -10,9 +10,12 @@ correctly and saves as a checkpoint that stock `transformers` reloads.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Family:
-    """Where one architecture family keeps its parts (dotted module paths from the CausalLM)."""
+    """Where one architecture family keeps its parts (dotted module paths from the CausalLM; `ffn`
+    relative to a decoder layer)."""
 
     layers: str
     final_norm: str | None
@@ -32,29 +36,32 @@ class Family:
     lm_head: str = "lm_head"
     count_keys: tuple[str, ...] = ("num_hidden_layers",)
     per_layer_keys: tuple[str, ...] = ("layer_types",)
-    attn_out: str | None = "self_attn.o_proj"  # relative to a layer: the attention's output projection
-    mlp: str | None = "mlp"  # relative to a layer: the feed-forward block
+    # the feed-forward sub-block as (pre-norm, mlp, post-norm or None): a layer with its attention output
+    # zeroed computes h + post(mlp(pre(h))) (parallel-residual families too); None where unknown
+    ffn: tuple[str, str, str | None] | None = None
 
 
 _DECODER = dict(layers="model.layers", final_norm="model.norm", embed="model.embed_tokens")
+_POST_ATTN = ("post_attention_layernorm", "mlp", None)
+_GEMMA = ("pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm")
 
 FAMILIES: dict[str, Family] = {
-    "llama": Family(**_DECODER),
-    "mistral": Family(**_DECODER),
-    "qwen2": Family(**_DECODER),
-    "qwen3": Family(**_DECODER),
-    "gemma2": Family(**_DECODER),
-    "gemma3_text": Family(**_DECODER),
-    "gemma3": Family(**_DECODER),
-    "phi3": Family(**_DECODER),
+    "llama": Family(**_DECODER, ffn=_POST_ATTN),
+    "mistral": Family(**_DECODER, ffn=_POST_ATTN),
+    "qwen2": Family(**_DECODER, ffn=_POST_ATTN),
+    "qwen3": Family(**_DECODER, ffn=_POST_ATTN),
+    "gemma2": Family(**_DECODER, ffn=_GEMMA),
+    "gemma3_text": Family(**_DECODER, ffn=_GEMMA),
+    "gemma3": Family(**_DECODER, ffn=_GEMMA),
+    "phi3": Family(**_DECODER, ffn=_POST_ATTN),
     "phi": Family(layers="model.layers", final_norm="model.final_layernorm", embed="model.embed_tokens",
-                  attn_out="self_attn.dense"),
+                  ffn=("input_layernorm", "mlp", None)),
     "gpt2": Family(layers="transformer.h", final_norm="transformer.ln_f", embed="transformer.wte",
-                   count_keys=("n_layer",), attn_out="attn.c_proj"),
+                   count_keys=("n_layer",), ffn=("ln_2", "mlp", None)),
     "opt": Family(layers="model.decoder.layers", final_norm="model.decoder.final_layer_norm",
-                  embed="model.decoder.embed_tokens", attn_out="self_attn.out_proj", mlp=None),
+                  embed="model.decoder.embed_tokens"),
     "gpt_neox": Family(layers="gpt_neox.layers", final_norm="gpt_neox.final_layer_norm",
-                       embed="gpt_neox.embed_in", lm_head="embed_out", attn_out="attention.dense"),
+                       embed="gpt_neox.embed_in", lm_head="embed_out", ffn=_POST_ATTN),
 }
 
 
@@ -80,7 +87,7 @@ def _generic_family(model: nn.Module) -> Family:
     embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     embed_name = next((n for n, m in model.named_modules() if m is embed), "")
     log.warning("unknown model_type %r: using generic layer list %s", model.config.model_type, best_name)
-    return Family(layers=best_name, final_norm=None, embed=embed_name, attn_out=None, mlp=None)
+    return Family(layers=best_name, final_norm=None, embed=embed_name)
 
 
 def family(model: nn.Module) -> Family:
@@ -125,6 +132,49 @@ def set_layers(model: nn.Module, layers: list[nn.Module], kept_positions: list[i
         values = getattr(config, key, None)
         if isinstance(values, (list, tuple)):
             setattr(config, key, [values[i] for i in kept_positions])
+
+
+@dataclass
+class LayerSnapshot:
+    """The decoder layer list and the config keys that describe it (counts, per-layer lists), saved so a
+    trial surgery can be undone; `states` keeps the weights of layers an operation changes in place."""
+
+    layers: list[nn.Module]
+    config: dict[str, Any]
+    states: dict[int, dict[str, torch.Tensor]]
+
+
+def snapshot_layers(model: nn.Module, modified: Sequence[int] = ()) -> LayerSnapshot:
+    """Save the layer list and its config entries (and the weights of the layers at `modified`)."""
+    fam, cfg = family(model), model.config
+    keys = [k for k in dict.fromkeys(("num_hidden_layers", *fam.count_keys, *fam.per_layer_keys)) if hasattr(cfg, k)]
+    layers = list(decoder_layers(model))
+    return LayerSnapshot(layers, {k: copy.copy(getattr(cfg, k)) for k in keys},
+                         {i: {k: v.detach().clone() for k, v in layers[i].state_dict().items()} for i in modified})
+
+
+def restore_layers(model: nn.Module, snap: LayerSnapshot) -> None:
+    """Put a snapshot back: the config entries first (set_layers reads the per-layer lists), then the layers
+    and the saved weights."""
+    for key, value in snap.config.items():
+        setattr(model.config, key, value)
+    set_layers(model, snap.layers, list(range(len(snap.layers))))
+    for i, state in snap.states.items():
+        snap.layers[i].load_state_dict(state)
+
+
+@contextlib.contextmanager
+def layers_swapped(model: nn.Module, layers: list[nn.Module], per_layer: dict[str, list]) -> Iterator[None]:
+    """Temporarily install `layers` with the config's per-layer lists `per_layer`; the previous layers and
+    config come back on exit (also after an error)."""
+    snap = snapshot_layers(model)
+    try:
+        set_layers(model, layers, [0] * len(layers))
+        for key, values in per_layer.items():
+            setattr(model.config, key, values)
+        yield
+    finally:
+        restore_layers(model, snap)
 
 
 def renumber_layers(model: nn.Module) -> None:

@@ -41,6 +41,11 @@ class Cell:
     def budget(self) -> dict[str, Any] | None:
         return None if self.dense else {"layers": self.layers, "ratio": self.ratio}
 
+    def info(self) -> dict[str, Any]:
+        """The cell as its record's `cell` part states it."""
+        return {"kind": "dense" if self.dense else "pruned", "model": self.model, "method": self.method,
+                "params": dict(self.params), "budget": self.budget, "seed": self.seed, "label": self.label}
+
     @property
     def label(self) -> str:
         if self.dense:
@@ -167,10 +172,11 @@ class _Keyer:
 def needs_calibration(method: str) -> bool:
     import methods
 
-    return bool(methods.REGISTRY[method][3])
+    return methods.info(method).needs_calibration
 
 
 def may_train(method: str) -> bool:
     import methods
 
-    return methods.REGISTRY[method][4] != "no"
+    info = methods.info(method)
+    return info.may_train or info.trains

@@ -32,24 +32,6 @@ from torch import nn
 from bench import arch
 from bench.errors import ConfigError, ExportError
 
-# model_type -> (pre-norm, feed-forward, post-norm or None), relative to a decoder layer. A layer's
-# feed-forward sub-block computes h + post(mlp(pre(h))); with the attention output zeroed, the layer
-# computes exactly that (parallel-residual families included: phi, gpt_neox).
-MLP_PATHS: dict[str, tuple[str, str, str | None]] = {
-    "llama": ("post_attention_layernorm", "mlp", None),
-    "mistral": ("post_attention_layernorm", "mlp", None),
-    "qwen2": ("post_attention_layernorm", "mlp", None),
-    "qwen3": ("post_attention_layernorm", "mlp", None),
-    "phi3": ("post_attention_layernorm", "mlp", None),
-    "gemma2": ("pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm"),
-    "gemma3": ("pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm"),
-    "gemma3_text": ("pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm"),
-    "phi": ("input_layernorm", "mlp", None),
-    "gpt2": ("ln_2", "mlp", None),
-    "gpt_neox": ("post_attention_layernorm", "mlp", None),
-}
-
-
 # ------------------------------------------------------------------------------------------- capture
 
 
@@ -129,11 +111,13 @@ def capture(model: nn.Module, input_ids: torch.Tensor, inputs: Sequence[int] = (
 
 
 def mlp_path(model: nn.Module) -> tuple[str, str, str | None]:
-    model_type = getattr(model.config, "model_type", "")
-    if model_type not in MLP_PATHS:
+    """The decoder layer's feed-forward sub-block (pre-norm, mlp, post-norm), from its family record."""
+    path = arch.family(model).ffn
+    if path is None:
+        model_type = getattr(model.config, "model_type", "")
         raise ConfigError(f"the mlp replacement does not know the feed-forward path of {model_type!r} layers",
-                          f"use replacement=layer or ffn, or add {model_type!r} to bench.layercall.MLP_PATHS")
-    return MLP_PATHS[model_type]
+                          f"use replacement=layer or ffn, or give {model_type!r} an ffn in bench.arch.FAMILIES")
+    return path
 
 
 class MLPBlock(nn.Module):

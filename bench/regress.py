@@ -1,12 +1,14 @@
 """Compare a result store with a baseline, per (model, method, budget, metric), with tolerances.
 
 A baseline (`reports/baseline.json`) holds, per cell (model, method, parameters, budget, seed), the
-evaluation settings and the metrics of its newest finished record: average and per-task accuracy (with
-lm-eval's stderr), perplexity per corpus, prefill ms and decode tokens/s. `compare` finds:
+evaluation settings and the values of every declared metric (bench.metrics) that has a regress rule, from
+its newest finished record: average and per-task accuracy (with lm-eval's stderr), perplexity per corpus,
+prefill ms and decode tokens/s, and whatever else is declared. `compare` applies each metric's rule:
 
-- accuracy: a drop of more than `acc_stderr` x the baseline's stderr AND more than `acc_points` points;
-- perplexity: a rise of more than `ppl_pct` %;
-- latency: more than `latency_pct` % slower (prefill ms up, or decode time per token up);
+- accuracy (`AbsoluteDrop`): a drop of more than `acc_stderr` x the baseline's stderr AND more than
+  `acc_points` points;
+- perplexity (`RelativeChange`): a rise of more than `ppl_pct` %;
+- latency (`RelativeChange`): more than `latency_pct` % slower (prefill ms up, or decode time per token up);
 - a baseline cell the store lacks, or whose newest record failed, or that ran under other settings.
 
 Pure functions over records; the CLI prints. Importing this module loads no torch.
@@ -22,8 +24,10 @@ from typing import Any
 
 from bench.atomic import write_text
 from bench.errors import BenchError
+from bench.metrics import load_record, metric_for, metrics
+from bench.record import CellRecord
 from bench.report.provenance import newest_date
-from bench.report.rows import Row, budget_label, canonical, dig, identity, settings
+from bench.report.rows import budget_label, canonical, identity, settings
 from bench.store import Store
 
 SCHEMA = 1
@@ -40,6 +44,10 @@ class Tolerances:
     ppl_pct: float = 3.0       # perplexity may rise this much (%)
     latency_pct: float = 15.0  # prefill and decode may get this much slower (%)
 
+    def value(self, tolerance: float | str) -> float:
+        """A rule's tolerance: a number, or the name of one of these fields."""
+        return float(getattr(self, tolerance)) if isinstance(tolerance, str) else float(tolerance)
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -49,7 +57,7 @@ class Finding:
     method: str
     budget: str
     metric: str
-    kind: str               # accuracy | perplexity | latency | missing | failed | settings
+    kind: str               # the metric's group (accuracy | perplexity | latency | ...) or missing | failed | settings
     baseline: float | None
     current: float | None
     change: str             # human-readable: "-3.2 points", "+4.1 %", ...
@@ -67,59 +75,51 @@ class Comparison:
 # ------------------------------------------------------------------------------------------ metrics
 
 
-def metrics(record: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """name -> {"value", "stderr"} for every metric a baseline tracks (absent measurements are left out)."""
-    row = Row(record)
-    out: dict[str, dict[str, float | None]] = {}
-    if row.accuracy is not None:
-        out["accuracy/avg"] = {"value": row.accuracy, "stderr": row.accuracy_stderr}
-    for task in row.tasks:
-        value, stderr = row.task_score(task)
-        if value is not None:
-            out[f"accuracy/{task}"] = {"value": value, "stderr": stderr}
-    for corpus, p in row.perplexity.items():
-        if isinstance(p.get("perplexity"), int | float):
-            out[f"perplexity/{corpus}"] = {"value": float(p["perplexity"]), "stderr": None}
-    if row.prefill_ms is not None:
-        out["latency/prefill_ms"] = {"value": row.prefill_ms, "stderr": None}
-    if row.decode_tok_s is not None:
-        out["latency/decode_tokens_per_s"] = {"value": row.decode_tok_s, "stderr": None}
-    return out
+def tracked(record: CellRecord | dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """value name -> {"value", "stderr"} for every value of every metric with a regress rule (absent
+    measurements are left out)."""
+    record = load_record(record)
+    return {name: {"value": m.value, "stderr": m.stderr}
+            for metric in metrics() if metric.regress is not None for name, m in metric.read(record).items()}
 
 
-def _cell_fields(record: dict[str, Any]) -> dict[str, Any]:
-    cell = record.get("cell") or {}
-    return {"model": cell.get("model"), "method": cell.get("method"), "params": cell.get("params") or {},
-            "budget": cell.get("budget"), "seed": cell.get("seed")}
+def _cell_fields(record: CellRecord) -> dict[str, Any]:
+    cell = record.cell
+    return {"model": cell.model, "method": cell.method, "params": cell.params or {}, "budget": cell.budget,
+            "seed": cell.seed}
 
 
 def _ident(entry: dict[str, Any]) -> tuple:
-    return identity({"cell": entry})
+    return (str(entry.get("model")), str(entry.get("method")), canonical(entry.get("params") or {}),
+            canonical(entry.get("budget")), entry.get("seed"))
 
 
 # ----------------------------------------------------------------------------------------- baseline
 
 
-def _newest(records: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+def _records(store: str | os.PathLike) -> list[CellRecord]:
+    """The store's records, typed, oldest first."""
+    records = [load_record(r) for r in Store(store).records()]
+    return sorted(records, key=lambda r: (str(r.finished_at or ""), str(r.key)))
+
+
+def _newest(records: list[CellRecord]) -> dict[tuple, CellRecord]:
     """identity -> the newest record of that cell (records are oldest first)."""
-    out: dict[tuple, dict[str, Any]] = {}
-    for r in sorted(records, key=lambda r: (str(r.get("finished_at") or ""), str(r.get("key")))):
-        out[identity(r)] = r
-    return out
+    return {identity(r): r for r in records}
 
 
 def build_baseline(store: str | os.PathLike) -> dict[str, Any]:
     """A baseline from the newest finished record of every cell in `store`."""
-    records = [r for r in Store(store).records() if r.get("status") == "ok"]
+    records = [r for r in _records(store) if r.ok]
     if not records:
         raise BaselineError(f"the store {store} holds no finished records to make a baseline from",
                             f"run `bench run --store {store}` first")
     cells = []
     for record in _newest(records).values():
-        cells.append({**_cell_fields(record), "key": record["key"], "settings": settings(record),
-                      "metrics": metrics(record)})
+        cells.append({**_cell_fields(record), "key": record.key, "settings": settings(record),
+                      "metrics": tracked(record)})
     cells.sort(key=lambda c: canonical([c["model"], c["method"], c["params"], c["budget"], c["seed"]]))
-    commits = sorted({dig(r, "provenance", "git_commit", "sha") or "" for r in records} - {""})
+    commits = sorted({(r.provenance.get("git_commit") or {}).get("sha") or "" for r in records} - {""})
     return {"schema": SCHEMA, "date": newest_date(records), "git_commits": commits, "cells": cells}
 
 
@@ -152,41 +152,32 @@ def _finding(entry: dict[str, Any], metric: str, kind: str, base=None, cur=None,
                    else "-", metric, kind, base, cur, change, allowed)
 
 
+def metric_kinds() -> list[str]:
+    """The metric groups `bench regress` compares (what --skip can leave out)."""
+    return list(dict.fromkeys(m.group for m in metrics() if m.regress is not None))
+
+
 def check_metric(entry: dict[str, Any], name: str, base: dict, cur: dict, tol: Tolerances) -> Finding | None:
-    """The finding for one metric, or None when it is within tolerance."""
-    b, c = base["value"], cur["value"]
-    if name.startswith("accuracy/"):
-        drop = 100.0 * (b - c)
-        se = base.get("stderr")
-        if drop > tol.acc_points and (se is None or drop > tol.acc_stderr * 100.0 * se):
-            allowed = f"> {tol.acc_points:g} points" + (f" and > {tol.acc_stderr:g} × {100 * se:.1f}" if se else "")
-            return _finding(entry, name, "accuracy", b, c, f"{-drop:+.1f} points", allowed)
+    """The finding for one value (its metric's regress rule), or None when it is within tolerance."""
+    metric = metric_for(name)
+    if metric is None or metric.regress is None:
         return None
-    if name.startswith("perplexity/"):
-        rise = 100.0 * (c / b - 1.0) if b else 0.0
-        if rise > tol.ppl_pct:
-            return _finding(entry, name, "perplexity", b, c, f"{rise:+.1f} %", f"> +{tol.ppl_pct:g} %")
+    broken = metric.regress.check(base, cur, tol, metric.direction)
+    if broken is None:
         return None
-    if name == "latency/prefill_ms":
-        slower = 100.0 * (c / b - 1.0) if b else 0.0
-    elif name == "latency/decode_tokens_per_s":
-        slower = 100.0 * (b / c - 1.0) if c else float("inf")  # time per token, relative
-    else:
-        return None
-    if slower > tol.latency_pct:
-        return _finding(entry, name, "latency", b, c, f"{slower:+.1f} % slower", f"> {tol.latency_pct:g} % slower")
-    return None
+    return _finding(entry, name, metric.group, base["value"], cur["value"], *broken)
 
 
 def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances = Tolerances(),
-            allow_missing: bool = False, kinds: frozenset[str] = frozenset({"accuracy", "perplexity", "latency"})
-            ) -> Comparison:
-    """Every regression of `store` against `baseline` (see the module docstring for the rules)."""
-    records = Store(store).records()
+            allow_missing: bool = False, kinds: frozenset[str] | None = None) -> Comparison:
+    """Every regression of `store` against `baseline` (see the module docstring for the rules); `kinds`:
+    the metric groups to compare (default all)."""
+    records = _records(store)
     if not records:
         raise BaselineError(f"the store {store} holds no records to compare", f"run `bench run --store {store}` first")
-    by_ident: dict[tuple, list[dict[str, Any]]] = {}
-    for r in sorted(records, key=lambda r: (str(r.get("finished_at") or ""), str(r.get("key")))):
+    kinds = frozenset(metric_kinds()) if kinds is None else kinds
+    by_ident: dict[tuple, list[CellRecord]] = {}
+    for r in records:
         by_ident.setdefault(identity(r), []).append(r)
     result = Comparison()
     seen = set()
@@ -194,25 +185,26 @@ def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances 
         ident = _ident(entry)
         seen.add(ident)
         candidates = by_ident.get(ident, [])
-        ok = [r for r in candidates if r.get("status") == "ok"]
+        ok = [r for r in candidates if r.ok]
         same = [r for r in ok if canonical(settings(r)) == canonical(entry.get("settings"))]
         if not candidates:
             if not allow_missing:
                 result.findings.append(_finding(entry, "-", "missing", change="not in the store"))
             continue
-        if candidates[-1].get("status") != "ok":
-            err = candidates[-1].get("error") or {}
-            result.findings.append(_finding(entry, "-", "failed",
-                                            change=f"{err.get('type')}: {str(err.get('message'))[:80]}"))
+        if not candidates[-1].ok:
+            err = candidates[-1].error
+            result.findings.append(_finding(entry, "-", "failed", change=f"{err.type if err else None}: "
+                                            f"{str(err.message if err else None)[:80]}"))
             continue
         if not same:
             result.findings.append(_finding(entry, "-", "settings", change="evaluated under other settings",
                                             allowed="the baseline's settings"))
             continue
         result.cells += 1
-        current = metrics(same[-1])
+        current = tracked(same[-1])
         for name, base in sorted(entry["metrics"].items()):
-            if name.split("/")[0] not in kinds:
+            metric = metric_for(name)
+            if metric is None or metric.group not in kinds:
                 continue
             if name not in current:
                 result.findings.append(_finding(entry, name, "missing", base["value"], None, "not measured"))

@@ -18,7 +18,8 @@ from bench.cells import Cell, device_and_dtype, expand, may_train
 from bench.config import RunSpec
 from bench.errors import BudgetError
 from bench.observer import Observer
-from bench.session import ModelSession, cell_info
+from bench.record import failure
+from bench.session import ModelSession
 from bench.store import Store, check_location
 
 log = logging.getLogger(__name__)
@@ -129,8 +130,7 @@ def run(spec: RunSpec, observer: Observer | None = None) -> RunOutcome:
 
 
 def _missing(cell: Cell) -> dict[str, Any]:
-    return {"key": cell.key, "status": "missing", "cell": cell_info(cell),
-            "error": {"type": "Missing", "message": "no record was written (the job died?)"}}
+    return failure(cell.key, cell.info(), "Missing", "no record was written (the job died?)", "job", status="missing")
 
 
 def execute_local(spec: RunSpec, todo: list[Cell], store: Store, observer: Observer, started: str) -> list[str]:

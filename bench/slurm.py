@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.config import RunSpec
 from bench.observer import LogObserver, Observer
-from bench.store import SCHEMA, Store
+from bench.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,8 @@ def _wait(pending: list, store: Store, observer: Observer, since: str) -> None:
 
 
 def _died(cell, job, exc: BaseException) -> dict[str, Any]:
-    from bench.session import cell_info
+    from bench.record import failure
 
-    now = dt.datetime.now(dt.UTC).isoformat()
-    return {"schema": SCHEMA, "key": cell.key, "cell": cell_info(cell), "status": "failed",
-            "error": {"type": type(exc).__name__, "message": str(exc).strip().splitlines()[-1][:500] if str(exc)
-                      else type(exc).__name__, "stage": "job", "job_id": job.job_id, "user_error": False},
-            "timings": {}, "provenance": {"executor": "slurm", "slurm_job_id": job.job_id},
-            "started_at": now, "finished_at": now}
+    message = str(exc).strip().splitlines()[-1][:500] if str(exc) else type(exc).__name__
+    return failure(cell.key, cell.info(), type(exc).__name__, message, "job", job_id=job.job_id,
+                   provenance={"executor": "slurm", "slurm_job_id": job.job_id})

@@ -235,35 +235,33 @@ def _finite(x):
 
 
 def flat_row(record: dict[str, Any]) -> dict[str, Any]:
-    """One flat row (scalars only) per record, for the parquet view and the leaderboard."""
-    cell, pruning = record.get("cell", {}), record.get("pruning") or {}
-    budget = cell.get("budget") or {}
+    """One flat row (scalars only) per record, for the parquet view and the run's summary: the cell, its
+    structure, and every declared metric's values (bench.metrics: a column per value name, e.g.
+    `accuracy/avg`, `accuracy/piqa`, `perplexity/c4`, `latency/prefill_ms`, with `<name>:stderr` beside
+    the values that carry one)."""
+    from bench.metrics import load_record, values
+
+    rec = load_record(record)
+    cell, pruning, budget = rec.cell, rec.pruning, rec.cell.budget or {}
     row: dict[str, Any] = {
-        "key": record["key"], "status": record.get("status"), "kind": cell.get("kind"),
-        "model": cell.get("model"), "method": cell.get("method"), "label": cell.get("label"),
-        "params": json.dumps(cell.get("params") or {}, sort_keys=True), "seed": cell.get("seed"),
+        "key": rec.key, "status": rec.status, "kind": cell.kind, "model": cell.model, "method": cell.method,
+        "label": cell.label, "params": json.dumps(cell.params or {}, sort_keys=True), "seed": cell.seed,
         "budget_layers": budget.get("layers"), "budget_ratio": budget.get("ratio"),
-        "n_layers": pruning.get("n_layers"), "layers_removed": pruning.get("layers_removed"),
-        "removed_layers": json.dumps(pruning.get("removed_layers")) if pruning else None,
-        "params_total": pruning.get("params_total"), "params_after": pruning.get("params_after"),
-        "param_ratio": pruning.get("param_ratio"),
-        "prune_s": pruning.get("seconds"),
-        "train_s": _get(pruning, "training", "wall_seconds", default=_get(pruning, "training", "seconds")),
-        "accuracy_avg": _finite(_get(record, "accuracy", "average")),
-        "stability": _finite(_get(record, "stability", "mean")),
-        "prefill_ms": _get(record, "latency", "prefill_ms"),
-        "decode_tok_s": _get(record, "latency", "decode_tokens_per_s"),
-        "speedup": _get(record, "latency", "decode_speedup_vs_dense"),
-        "seconds": _get(record, "timings", "total_s"),
-        "device": _get(record, "provenance", "device"), "dtype": _get(record, "provenance", "dtype"),
-        "limit": _get(record, "accuracy", "limit"),
-        "error": _get(record, "error", "message"), "finished_at": record.get("finished_at"),
+        "n_layers": pruning.n_layers if pruning else None,
+        "layers_removed": pruning.layers_removed if pruning else None,
+        "removed_layers": json.dumps(pruning.removed_layers) if pruning else None,
+        "params_total": pruning.params_total if pruning else None,
+        "params_after": pruning.params_after if pruning else None,
+        "param_ratio": pruning.param_ratio if pruning else None,
+        "speedup": rec.latency.decode_speedup_vs_dense if rec.latency else None,
+        "seconds": rec.timings.get("total_s"), "device": rec.provenance.get("device"),
+        "dtype": rec.provenance.get("dtype"), "limit": rec.accuracy.limit if rec.accuracy else None,
+        "error": rec.error.message if rec.error else None, "finished_at": rec.finished_at,
     }
-    for task, score in (_get(record, "accuracy", "tasks") or {}).items():
-        for metric in ("acc", "acc_norm", "score"):
-            row[f"{metric}/{task}"] = score.get(metric)
-    for ppl in record.get("perplexity") or []:
-        row[f"ppl/{ppl['corpus']}"] = ppl.get("perplexity")
+    for name, (_, measure) in values(rec).items():
+        row[name] = _finite(measure.value)
+        if measure.stderr is not None:
+            row[f"{name}:stderr"] = _finite(measure.stderr)
     return row
 
 

@@ -95,7 +95,7 @@ def eval_max_tokens(tokenizer, corpus: str, eval_share: float = 0.5) -> int:
 def eval_end_char(tokenizer, corpus: str, window: int, max_windows: int | None = None,
                   max_tokens: int | None = None, add_bos: bool = False) -> int:
     """The character offset where the evaluator's last window ends, from its own windowing rule."""
-    from bench.evaluate.perplexity import make_windows
+    from bench.data.windows import make_windows
 
     ends = _token_ends(tokenizer, corpus)
     ids = torch.zeros(len(ends), dtype=torch.long)

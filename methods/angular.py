@@ -12,15 +12,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from methods import register
 from methods.base import Budget, Pruner
 from methods.windows import angular, best_start, window_scores
 
 
+@register
 class Angular(Pruner):
     name = "angular"
     title = "Angular distance (Gromov et al.)"
     paper = "2403.17887"
     needs_calibration = True
+    order = 50
 
     @dataclass(frozen=True)
     class Params:

@@ -112,13 +112,18 @@ class PrunePlan:
 
 
 class Pruner(ABC):
-    """A layer-pruning method. Subclasses set the class attributes and implement `plan`."""
+    """A layer-pruning method. Subclasses set the class attributes (literals: the registry reads them from
+    the source without importing torch, see `methods`), implement `plan`, and are decorated with
+    `@methods.register`."""
 
     name: ClassVar[str]
     title: ClassVar[str]
     paper: ClassVar[str]  # arXiv id, or "" for baselines without a paper
-    needs_calibration: ClassVar[bool] = True
-    trains: ClassVar[bool] = False
+    needs_calibration: ClassVar[bool] = True  # `plan` gets a bench.calib.Calibration
+    may_train: ClassVar[bool] = False  # some parameters make it train: the run's training data is in its keys
+    trains: bool = False  # this instance heals or trains replacements (a property where parameters decide)
+    exportable: bool = True  # the pruned model saves as a stock transformers checkpoint (likewise)
+    order: ClassVar[int] = 100  # place in `bench ls methods` and the report tables
 
     @dataclass(frozen=True)
     class Params:

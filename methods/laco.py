@@ -26,14 +26,17 @@ from typing import Literal
 
 import torch
 
+from methods import register
 from methods.base import Budget, PrunePlan, Pruner
 
 
+@register
 class LaCo(Pruner):
     name = "laco"
-    title = "LaCo (layer collapse)"
+    title = "LaCo (layer collapse, RDSC merge)"
     paper = "2402.11187"
     needs_calibration = True
+    order = 30
 
     @dataclass(frozen=True)
     class Params:
@@ -78,7 +81,7 @@ class LaCo(Pruner):
                     layer -= 1
                     continue
                 others = list(range(layer + 1, layer + group))
-                snapshot = _snapshot(work, layer)
+                snapshot = arch.snapshot_layers(work, modified=[layer])  # the merge changes `layer` in place
                 base = arch.decoder_layers(work)[layer]
                 arch.merge_layers(work, layer, others, merge_rule(p.merge, mergeable_names(base)))
                 sim = _similarity(dense_out, _final_states(work, ids))
@@ -91,7 +94,7 @@ class LaCo(Pruner):
                     removed += group - 1
                     layer = min(layer - p.interval, arch.num_layers(work) - 1 - p.layers_per_merge)
                 else:
-                    _restore(work, snapshot)
+                    arch.restore_layers(work, snapshot)
                     best_rejected = max(best_rejected, sim)
                     layer -= 1
             next_threshold = min(threshold - p.relax_step, best_rejected - 1e-6)
@@ -123,24 +126,3 @@ def _final_states(model, ids: torch.Tensor) -> torch.Tensor:
 
 def _similarity(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.nn.functional.cosine_similarity(a, b, dim=-1).mean())
-
-
-def _snapshot(model, base: int):
-    from bench import arch
-
-    cfg = model.config
-    keys = [k for k in ("num_hidden_layers", *arch.family(model).count_keys, *arch.family(model).per_layer_keys)
-            if hasattr(cfg, k)]
-    return (list(arch.decoder_layers(model)), base,
-            {k: v.detach().clone() for k, v in arch.decoder_layers(model)[base].state_dict().items()},
-            {k: copy.copy(getattr(cfg, k)) for k in keys})
-
-
-def _restore(model, snapshot) -> None:
-    from bench import arch
-
-    layers, base, state, cfg_values = snapshot
-    for k, v in cfg_values.items():  # config first: set_layers reads the per-layer lists
-        setattr(model.config, k, v)
-    arch.set_layers(model, layers, list(range(len(layers))))
-    layers[base].load_state_dict(state)

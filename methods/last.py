@@ -26,14 +26,18 @@ from typing import Literal
 from bench.cost import CostMeter
 from bench.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train, unique
+from methods import register
 from methods.base import Budget, Pruner
 
 
+@register
 class LastLayers(Pruner):
     name = "last"
-    title = "Last-layer baseline (reverse order)"
+    title = "Last-layer baseline (reverse order, optional healing)"
     paper = "2411.15558"
     needs_calibration = False
+    order = 40
+    may_train = True  # `trains` says per instance
 
     @dataclass(frozen=True)
     class Params(TrainParams):

@@ -6,14 +6,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from methods import register
 from methods.base import Budget, Pruner
 
 
+@register
 class RandomLayers(Pruner):
     name = "random"
-    title = "Random layers (seeded)"
+    title = "Random layers (seeded floor)"
     paper = ""
     needs_calibration = False
+    order = 60
 
     @dataclass(frozen=True)
     class Params:

@@ -9,15 +9,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from methods import register
 from methods.base import Budget, Pruner
 from methods.windows import block_influence, lowest_k
 
 
+@register
 class ShortGPT(Pruner):
     name = "shortgpt"
     title = "ShortGPT (Block Influence)"
     paper = "2403.03853"
     needs_calibration = True
+    order = 10
 
     @dataclass(frozen=True)
     class Params:

@@ -48,6 +48,7 @@ from torch import nn
 from bench.cost import CostMeter
 from bench.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train
+from methods import register
 from methods.base import Budget, PrunePlan, Pruner
 from methods.windows import best_start, block_influence, window_scores
 
@@ -75,11 +76,14 @@ class _Teacher:
     per_layer: dict[str, list] = field(default_factory=dict)  # the dense config's per-layer lists
 
 
+@register
 class Streamline(Pruner):
     name = "streamline"
-    title = "LLM-Streamline"
+    title = "LLM-Streamline (contiguous cosine window)"
     paper = "2403.19135"
     needs_calibration = True
+    order = 20
+    may_train = True  # `trains` says per instance
 
     @dataclass(frozen=True)
     class Params(TrainParams):
@@ -238,14 +242,6 @@ def dense_view(model, teacher: _Teacher):
     from bench import arch
 
     pruned = list(arch.decoder_layers(model))
-    saved = {key: getattr(model.config, key) for key in teacher.per_layer}
     dense = pruned[:teacher.start] + teacher.layers + pruned[teacher.start + 1:]
-    try:
-        arch.set_layers(model, dense, [0] * len(dense))
-        for key, values in teacher.per_layer.items():
-            setattr(model.config, key, values)
+    with arch.layers_swapped(model, dense, teacher.per_layer):
         yield
-    finally:
-        arch.set_layers(model, pruned, [0] * len(pruned))
-        for key, values in saved.items():
-            setattr(model.config, key, values)

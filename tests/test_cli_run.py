@@ -17,7 +17,7 @@ tiny_env = fx.tiny_env  # a shared fixture
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the report pages land in ./reports
+    monkeypatch.chdir(tmp_path)  # nothing may land in the working folder but what a test names
 
 
 def _run(env, tmp_path, *extra, config=None, **over):
@@ -39,7 +39,8 @@ def test_run_then_resume_then_force(tiny_env, tmp_path, capsys):
     assert len(pd.read_parquet(store / "results.parquet")) == 3
     out = capsys.readouterr()
     assert "leaderboard" in out.out and "3 cells computed" in out.out
-    assert (tmp_path / "reports" / "leaderboard.md").exists()  # the report generator ran on the store
+    assert (store / "reports" / "leaderboard.md").exists()  # the pages go beside the store ...
+    assert not (tmp_path / "reports").exists()  # ... never over the working folder's (tracked) reports/
     finished = {r["key"]: r["finished_at"] for r in index}
 
     assert _run(tiny_env, tmp_path) == 0  # resume: nothing to do
@@ -50,6 +51,11 @@ def test_run_then_resume_then_force(tiny_env, tmp_path, capsys):
 
     assert _run(tiny_env, tmp_path, "--force", "--methods", "last") == 0  # --force recomputes
     assert "2 cells computed" in capsys.readouterr().out
+
+    assert main(["report", "--store", str(store), "--no-figures"]) == 0  # bench report: beside the store too
+    assert not (tmp_path / "reports").exists()
+    assert _run(tiny_env, tmp_path, "--reports", str(tmp_path / "pages")) == 0  # or where the user says
+    assert (tmp_path / "pages" / "leaderboard.md").exists()
 
 
 def test_a_failing_cell_is_recorded_and_the_matrix_goes_on(tiny_env, tmp_path, capsys, boom_method):

@@ -29,7 +29,7 @@ def smollm2():
     return model, tok, calib
 
 
-@pytest.mark.parametrize("name", list(methods.REGISTRY))
+@pytest.mark.parametrize("name", methods.list_methods())
 def test_method_prunes_real_smollm2_and_the_export_reloads(name, smollm2, tmp_path):
     dense, tok, calib = smollm2
     model = copy.deepcopy(dense)

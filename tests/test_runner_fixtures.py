@@ -73,6 +73,7 @@ class Boom(Pruner):
     title = "always fails"
     paper = ""
     needs_calibration = False
+    may_train = True
     trains = True
 
     def plan(self, model, calib, budget: Budget):
@@ -88,8 +89,8 @@ class Boom(Pruner):
 def boom_method():
     import methods
 
-    methods.register("boom", "test_runner_fixtures:Boom", "always fails", "", False, "yes")
+    methods.register(Boom)
     try:
         yield "boom"
     finally:
-        methods.REGISTRY.pop("boom", None)
+        methods.unregister("boom")

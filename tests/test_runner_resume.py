@@ -22,16 +22,16 @@ tiny_env = fx.tiny_env  # a shared fixture
 # runs `bench run` with the perplexity stage of the N-th cell hanging (after writing a marker)
 HANG = """
 import os, sys, time, pathlib
-import bench.session as session
+import bench.metrics.perplexity as perplexity
 marker, hang_at = pathlib.Path(sys.argv[1]), int(sys.argv[2])
-original, calls = session.perplexity, [0]
+original, calls = perplexity.corpus_perplexity, [0]
 def hanging(*args, **kwargs):
     calls[0] += 1
     if calls[0] == hang_at:
         marker.write_text(str(os.getpid()))
         time.sleep(600)
     return original(*args, **kwargs)
-session.perplexity = hanging
+perplexity.corpus_perplexity = hanging
 from bench.cli import main
 sys.exit(main(sys.argv[3:]))
 """

@@ -40,8 +40,9 @@ def test_put_get_index_view(tmp_path):
     assert [r["key"] for r in store.index()] == ["k2", "k1"]
     path = store.write_view()
     df = pd.read_parquet(path)
-    assert set(df["key"]) == {"k1", "k2"} and df.loc[df.key == "k1", "acc/piqa"].item() == 0.5
-    assert df.loc[df.key == "k1", "ppl/C4-sample"].item() == 12.5
+    assert set(df["key"]) == {"k1", "k2"} and df.loc[df.key == "k1", "accuracy/piqa"].item() == 0.5
+    assert df.loc[df.key == "k1", "perplexity/C4-sample"].item() == 12.5  # a column per declared metric value
+    assert df.loc[df.key == "k1", "latency/prefill_ms"].item() == 3.0 and df.loc[df.key == "k1", "stability"].item() == 0.9
     assert not list((tmp_path / "s").rglob("*.tmp"))
 
 

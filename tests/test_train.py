@@ -10,15 +10,7 @@ from bench import arch
 from bench.errors import TrainingError
 from bench.train import TrainParams, flops_per_token, lm_loss, lr_lambda, matmul_params, train
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~100x faster on one thread than on oversubscribed cores; restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _batches(tok, n, seq=16, seed=0):

@@ -19,14 +19,7 @@ TEXT = "\n\n".join(f"Entry {i}: the mill by the river ground {i % 9} sacks of wh
                    f"opened in the square of {'PQRSTU'[i % 6]}ford." for i in range(100))
 FAST = {"heal": "true", "heal_layers": 2, "train_samples": 8, "train_seq_len": 16, "train_batch": 4, "lr": 1e-3}
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~100x faster on one thread than on oversubscribed cores; restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

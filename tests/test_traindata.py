@@ -9,15 +9,7 @@ from bench.errors import ConfigError
 from bench.evaluate.perplexity import corpus_token_ids, make_windows
 from bench.traindata import SEPARATOR, TrainData, TrainDataSpec, eval_end_char, eval_max_tokens
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~100x faster on one thread than on oversubscribed cores; restored after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import time
 from typing import Any, TextIO
 
 from bench.observer import Observer, fmt_s
+from bench.record import CellError
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +42,15 @@ class DropRedraws:
         return getattr(self.stream, name)
 
 
-def _outcome_text(record: dict[str, Any]) -> str:
-    if record.get("status") != "ok":
-        err = record.get("error") or {}
-        return f"FAILED in {err.get('stage')}: {err.get('type')}: {err.get('message')}"
-    bits = []
-    acc = (record.get("accuracy") or {}).get("average")
-    if acc is not None:
-        bits.append(f"avg acc {acc:.3f}")
-    for p in record.get("perplexity") or []:
-        bits.append(f"{p['corpus']} ppl {p['perplexity']:.2f}")
-    stab = (record.get("stability") or {}).get("mean")
-    if stab is not None:
-        bits.append(f"stability {stab:.3f}")
+def outcome_text(record: dict[str, Any]) -> str:
+    """A finished cell in a few words: its error, or every declared metric's progress words."""
+    from bench.metrics import load_record, metrics
+
+    rec = load_record(record)
+    if not rec.ok:
+        err = rec.error or CellError()
+        return f"FAILED in {err.stage}: {err.type}: {err.message}"
+    bits = [word for m in metrics() for word in m.progress_words(rec)]
     return "ok" + (f" ({', '.join(bits)})" if bits else "")
 
 
@@ -91,7 +88,7 @@ class PlainObserver(Observer):
     def cell_done(self, cell, record):
         super().cell_done(cell, record)
         seconds = (record.get("timings") or {}).get("total_s")
-        self._say(f"[{self.done}/{self.todo}] {cell.label}: {_outcome_text(record)} in {fmt_s(seconds)}; "
+        self._say(f"[{self.done}/{self.todo}] {cell.label}: {outcome_text(record)} in {fmt_s(seconds)}; "
                   f"ETA {fmt_s(self.eta())}")
 
     def cell_skipped(self, cell, why):
@@ -181,7 +178,7 @@ class RichObserver(Observer):
             self.progress.remove_task(self.cell_task)
             self.cell_task = None
         status = "[green]ok" if record.get("status") == "ok" else "[red]FAILED"
-        self.console.log(f"{status}[/] {cell.label}: {_outcome_text(record)} "
+        self.console.log(f"{status}[/] {cell.label}: {outcome_text(record)} "
                          f"({fmt_s((record.get('timings') or {}).get('total_s'))})")
         if self.matrix is not None:
             self.progress.update(self.matrix, completed=self.done)
@@ -230,7 +227,8 @@ def make_observer() -> Observer:
 
 
 def leaderboard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per record: dense first within each model, then by method and budget."""
+    """One flat row per record (bench.store.flat_row): dense first within each model, then by method and
+    budget."""
     from bench.store import flat_row
 
     rows = [flat_row(r) for r in records]
@@ -242,34 +240,31 @@ def leaderboard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=order)
 
 
-def _num(value, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def summary(records: list[dict[str, Any]], console=None, title: str = "leaderboard") -> None:
-    """The leaderboard as a rich table (plain text when not a terminal)."""
+    """The leaderboard as a rich table (plain text when not a terminal): the cell, then a column per value
+    of every declared metric (bench.metrics) that some record has."""
     from rich.console import Console
     from rich.table import Table
 
+    from bench.metrics import metric_for
+
     console = console or Console()
     rows = leaderboard_rows(records)
-    dense_acc = {r["model"]: r["accuracy_avg"] for r in rows if r["kind"] == "dense"}
-    ppl_cols = sorted({k for r in rows for k in r if k.startswith("ppl/")})
+    fixed = {"key", "status", "kind", "model", "method", "label", "params", "seed", "budget_layers",
+             "budget_ratio", "n_layers", "layers_removed", "removed_layers", "params_total", "params_after",
+             "param_ratio", "speedup", "seconds", "device", "dtype", "limit", "error", "finished_at"}
+    names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in fixed and not k.endswith(":stderr")]
     table = Table(title=title)
-    for col in ("model", "method", "budget", "removed", "params", "avg acc", "Δ dense", "stability",
-                *[c.removeprefix("ppl/") + " ppl" for c in ppl_cols], "decode ×", "prune s", "status"):
+    for col in ("model", "method", "budget", "removed", "params", *names, "decode ×", "status"):
         table.add_column(col, justify="left" if col in ("model", "method", "status") else "right")
     for r in rows:
         budget = ("-" if r["kind"] == "dense" else f"{r['budget_ratio']:g}" if r["budget_ratio"] is not None
                   else f"{r['budget_layers']} L")
         removed = "-" if r["layers_removed"] is None else f"{r['layers_removed']}/{r['n_layers']}"
         params = "-" if r["param_ratio"] is None else f"-{100 * r['param_ratio']:.1f}%"
-        acc, base = r["accuracy_avg"], dense_acc.get(r["model"])
-        delta = "-" if acc is None or base is None or r["kind"] == "dense" else f"{100 * (acc - base):+.1f}"
         status = "ok" if r["status"] == "ok" else f"{r['status']}: {(r['error'] or '')[:40]}"
         model = r["model"] if "/" not in (r["model"] or "") else os.path.basename(r["model"].rstrip("/"))
-        table.add_row(model, r["method"], budget, removed, params,
-                      _num(None if acc is None else 100 * acc, ".1f"), delta, _num(r["stability"], ".3f"),
-                      *[_num(r.get(c), ".2f") for c in ppl_cols], _num(r["speedup"], ".2f"),
-                      _num(r["prune_s"], ".1f"), status)
+        shown = [metric_for(n).show(r.get(n)) if r.get(n) is not None else "-" for n in names]
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}"
+        table.add_row(model, r["method"], budget, removed, params, *shown, speedup, status)
     console.print(table)

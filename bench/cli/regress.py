@@ -21,18 +21,20 @@ def register(subparsers) -> None:
                    help="accuracy drop allowed, in baseline stderrs (default 2); both must be exceeded")
     p.add_argument("--ppl-pct", type=float, default=3.0, help="perplexity rise allowed, %% (default 3)")
     p.add_argument("--latency-pct", type=float, default=15.0, help="slow-down allowed, %% (default 15)")
-    p.add_argument("--skip", action="append", choices=["accuracy", "perplexity", "latency"], default=[],
-                   help="leave a kind of metric out (repeatable), e.g. latency on shared runners")
+    p.add_argument("--skip", action="append", default=[], metavar="KIND",
+                   help="leave a kind of metric out (repeatable), e.g. latency on shared runners; kinds: the "
+                        "declared metrics' groups (accuracy, perplexity, latency, ...)")
     p.add_argument("--allow-missing", action="store_true", help="baseline cells absent from the store are not errors")
     p.set_defaults(func=run)
 
 
-def _value(metric: str, x: float | None) -> str:
+def _value(name: str, x: float | None) -> str:
+    from bench.metrics import metric_for
+
+    metric = metric_for(name)
     if x is None:
         return "–"
-    if metric.startswith("accuracy/"):
-        return f"{100 * x:.1f}"
-    return f"{x:.2f}"
+    return metric.show(x) if metric is not None else f"{x:.2f}"
 
 
 def run(args) -> int:
@@ -48,7 +50,13 @@ def run(args) -> int:
         console.print(f"wrote {args.baseline}: {len(baseline['cells'])} cells, {n} metrics")
         return 0
     tol = regress.Tolerances(args.acc_points, args.acc_stderr, args.ppl_pct, args.latency_pct)
-    kinds = frozenset({"accuracy", "perplexity", "latency"} - set(args.skip))
+    known = regress.metric_kinds()
+    unknown = [k for k in args.skip if k not in known]
+    if unknown:
+        from bench.errors import ConfigError
+
+        raise ConfigError(f"--skip {unknown[0]}: no such kind of metric", f"kinds: {', '.join(known)}")
+    kinds = frozenset(set(known) - set(args.skip))
     result = regress.compare(regress.load_baseline(args.baseline), args.store, tol, args.allow_missing, kinds)
     summary = (f"{result.compared} metrics of {result.cells} cells compared with {args.baseline}"
                + (f"; {result.new_cells} store cell(s) not in the baseline" if result.new_cells else ""))
@@ -59,7 +67,7 @@ def run(args) -> int:
     for col in ("model", "method", "budget", "metric", "baseline", "current", "change", "allowed"):
         table.add_column(col, justify="right" if col in ("baseline", "current", "change") else "left")
     for f in result.findings:
-        table.add_row(f.model, f.method, f.budget, f.metric if f.kind in ("accuracy", "perplexity", "latency")
+        table.add_row(f.model, f.method, f.budget, f.metric if f.kind not in ("missing", "failed", "settings")
                       else f"{f.kind}", _value(f.metric, f.baseline), _value(f.metric, f.current), f.change,
                       f.allowed)
     console.print(table)

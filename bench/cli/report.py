@@ -1,4 +1,5 @@
-"""`bench report`: regenerate reports/*.md and reports/figures/ from a result store (runs no model)."""
+"""`bench report`: write the pages and figures of a result store (runs no model); by default beside the
+store (`<store>/reports`), so the committed `reports/` changes only when asked for with `--out reports`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ def register(subparsers) -> None:
                     "--store. A pure function of the store: no model runs, torch is not imported, and the "
                     "same store gives byte-identical markdown.")
     p.add_argument("--store", default="store", help="result store folder (default ./store)")
-    p.add_argument("--out", default="reports", help="output folder (default ./reports)")
+    p.add_argument("--out", help="output folder (default: <store>/reports, beside the records; the committed "
+                                 "pages: --store reports/store --out reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
     p.set_defaults(func=run)
 
@@ -18,7 +20,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from bench import report
 
-    written = report.render(args.store, args.out, figures=not args.no_figures)
+    written = report.render(args.store, args.out or report.default_out(args.store), figures=not args.no_figures)
     pages = [p for p in written if p.suffix == ".md"]
     print(f"wrote {', '.join(str(p) for p in pages)} and {len(written) - len(pages)} figure(s)")
     return 0

@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     r.add_argument("--store", help="result store folder (default ./store)")
     r.add_argument("--force", action="store_true", help="recompute cells already in the store")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of progress bars")
-    r.add_argument("--report-dir", default="reports", help="where the report pages go after the run (default reports)")
+    r.add_argument("--reports", "--report-dir", dest="report_dir", metavar="DIR",
+                   help="where the report pages go after the run (default: <store>/reports, beside the records)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report pages after the run")
     s = p.add_argument_group("slurm (with --executor slurm)")
     s.add_argument("--partition", help="Slurm partition")
@@ -85,7 +86,7 @@ def run(args) -> int:
         try:
             from bench import report
 
-            written = report.render(spec.store, args.report_dir)
+            written = report.render(spec.store, args.report_dir or report.default_out(spec.store))
             console.print(f"report: {', '.join(str(p) for p in written if p.suffix == '.md')}")
         except Exception as exc:  # a report problem must not hide the run's results
             print(f"warning: the report generator failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import tasks as registry
+from bench.data.windows import make_windows
 from bench.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -93,27 +94,6 @@ def corpus_token_ids(tokenizer, corpus: str) -> torch.Tensor:
     text, _ = corpus_text(corpus)
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     return torch.tensor(ids, dtype=torch.long)
-
-
-def make_windows(ids: torch.Tensor, window: int, *, max_windows: int | None = None,
-                 max_tokens: int | None = None, bos_id: int | None = None) -> torch.Tensor:
-    """(n, window) non-overlapping windows from the start of `ids`; with `bos_id`, each window is BOS +
-    window - 1 corpus tokens. The caps keep the first windows."""
-    if window < 2:
-        raise ConfigError(f"perplexity window {window} is too short", "use a window of at least 2 tokens")
-    step = window - 1 if bos_id is not None else window
-    n = ids.numel() // step
-    if max_windows is not None:
-        n = min(n, max_windows)
-    if max_tokens is not None:
-        n = min(n, max(1, max_tokens // window))
-    if n == 0:
-        raise ConfigError(f"the corpus has {ids.numel()} tokens, fewer than one window of {window}",
-                          "use a shorter window")
-    out = ids[: n * step].view(n, step)
-    if bos_id is not None:
-        out = torch.cat([torch.full((n, 1), bos_id, dtype=ids.dtype), out], dim=1)
-    return out
 
 
 def _softcap(model) -> float | None:

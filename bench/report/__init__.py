@@ -43,7 +43,13 @@ def load(store: str | os.PathLike):
     return collect(records)
 
 
-def render(store: str | os.PathLike, out: str | os.PathLike = "reports", figures: bool = True) -> list[Path]:
+def default_out(store: str | os.PathLike) -> Path:
+    """Where a store's pages go unless the user names a folder: beside its records, `<store>/reports`
+    (never the checkout's tracked `reports/`, which is regenerated only on purpose)."""
+    return Path(store) / "reports"
+
+
+def render(store: str | os.PathLike, out: str | os.PathLike, figures: bool = True) -> list[Path]:
     """Write the report pages (and figures) for `store` into `out`; returns the files written."""
     from bench.report import figures as figs
     from bench.report import leaderboard, paper, provenance

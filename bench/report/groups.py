@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from bench.report.rows import Row, budget_sort, canonical, dig, identity, method_order, number, settings
+from bench.metrics import load_record
+from bench.record import CellRecord
+from bench.report.rows import Row, budget_sort, canonical, identity, method_order, settings
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Group:
         out: dict[str, str] = {}
         for row in self.all_rows:
             for task, t in row.tasks.items():
-                out.setdefault(task, t.get("metric") or "acc")
+                out.setdefault(task, t.metric or "acc")
         return out
 
     @cached_property
@@ -65,7 +67,7 @@ class Group:
         """Decode tokens/s over the dense row's (the record's own figure first)."""
         if row.dense:
             return 1.0 if row.decode_tok_s else None
-        own = number(dig(row.record, "latency", "decode_speedup_vs_dense"))
+        own = row.decode_speedup
         if own is not None:
             return own
         base = self.dense.decode_tok_s if self.dense else None
@@ -89,12 +91,12 @@ class Collection:
     """Everything a report shows: the groups, the failed cells, and every record read."""
 
     groups: list[Group]
-    failed: list[dict[str, Any]] = field(default_factory=list)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[CellRecord] = field(default_factory=list)
+    records: list[CellRecord] = field(default_factory=list)
 
     @property
-    def ok_records(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r.get("status") == "ok"]
+    def ok_records(self) -> list[CellRecord]:
+        return [r for r in self.records if r.ok]
 
 
 def _row_order(order: list[str]):
@@ -135,15 +137,15 @@ def _settings_text(s: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def collect(records: Iterable[dict[str, Any]]) -> Collection:
+def collect(records: Iterable[CellRecord | dict[str, Any]]) -> Collection:
     """Group the records of a store (any order) into report groups; deterministic for the same records."""
-    records = sorted(records, key=lambda r: (str(r.get("finished_at") or ""), str(r.get("key"))))
-    ok = [r for r in records if r.get("status") == "ok"]
-    failed = [r for r in records if r.get("status") != "ok"]
-    buckets: dict[tuple[str, str], dict[tuple, dict[str, Any]]] = {}
+    records = sorted((load_record(r) for r in records), key=lambda r: (str(r.finished_at or ""), str(r.key)))
+    ok = [r for r in records if r.ok]
+    failed = [r for r in records if not r.ok]
+    buckets: dict[tuple[str, str], dict[tuple, CellRecord]] = {}
     superseded: dict[tuple[str, str], int] = {}
     for record in ok:  # oldest first, so a newer record of the same cell replaces an older one
-        gkey = (str(dig(record, "cell", "model")), canonical(settings(record)))
+        gkey = (str(record.cell.model), canonical(settings(record)))
         cells = buckets.setdefault(gkey, {})
         ident = identity(record)
         if ident in cells:
@@ -151,7 +153,7 @@ def collect(records: Iterable[dict[str, Any]]) -> Collection:
         cells[ident] = record
     order = method_order()
     groups: list[Group] = []
-    newest = {g: max(r["finished_at"] or "" for r in cells.values()) for g, cells in buckets.items()}
+    newest = {g: max(r.finished_at or "" for r in cells.values()) for g, cells in buckets.items()}
     # per model, the group with the newest record first
     for gkey in sorted(buckets, key=lambda g: (g[0], _desc(newest[g]), g[1])):
         rows = [Row(r) for r in buckets[gkey].values()]

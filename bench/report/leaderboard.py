@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.metrics import Column, metrics
+from bench.record import CellError
 from bench.report import markdown as md
 from bench.report.figures import Figure
 from bench.report.groups import Collection, Group, settings_text
-from bench.report.rows import Row, budget_label, dig, method_title
+from bench.report.rows import Row, budget_label, method_title
 
 
 @dataclass(frozen=True)
@@ -69,35 +71,40 @@ def _efficiency_table(group: Group) -> str:
                     rows)
 
 
-def _ppl_header(corpus: str, p: dict) -> str:
-    return f"PPL {corpus} (w={p.get('window')}) ↓"
+def metric_columns(group: Group) -> list[Column]:
+    """The measure columns of a group's table: every declared metric's, in the registry's order."""
+    return [col for m in metrics() for col in m.leaderboard_columns(group)]
 
 
-def _row_cells(group: Group, row: Row, seeds: bool) -> list[str]:
+def _show(col: Column, group: Group, row: Row) -> str:
+    if row.dense and not col.dense:
+        return md.DASH
+    value, stderr = col.value(group, row)
+    if col.style == "pct":
+        return md.pct(value, stderr, col.digits)
+    if col.style == "ppl":
+        return md.ppl(value)
+    text = md.num(value, col.digits, col.suffix)
+    return text if value is None or stderr is None else f"{text} ± {md.num(stderr, col.digits)}"
+
+
+def _row_cells(group: Group, row: Row, seeds: bool, columns: list[Column]) -> list[str]:
     removed = row.layers_removed
     layers = md.DASH if removed is None else f"{removed}/{row.n_layers}" if row.n_layers else str(removed)
     cells = ["**dense**" if row.dense else f"`{row.label}`", "-" if row.dense else budget_label(row.budget)]
     if seeds:
         cells.append(md.DASH if row.seed is None else str(row.seed))
     cells += [layers, md.count(row.params_after), md.num(None if row.param_ratio is None else 100 * row.param_ratio)]
-    if group.task_metrics:
-        cells += [md.pct(row.accuracy), md.num(group.retained(row))]
-        cells += [md.pct(*row.task_score(task)) for task in group.task_metrics]
-        cells.append(md.DASH if row.dense else md.pct(row.stability))
-    cells += [md.ppl(dig(row.perplexity.get(c), "perplexity")) for c in group.corpora]
-    speedup = group.speedup(row)
-    cells += [md.num(speedup, 2, "×"), md.num(row.prune_s), md.num(row.train_s)]
-    return cells
+    return cells + [_show(col, group, row) for col in columns]
 
 
 def group_table(group: Group) -> str:
     seeds = len(group.seeds) > 1
-    accuracy = ["Avg acc % ↑", "RP % ↑", *[f"{t} ({m}) ↑" for t, m in group.task_metrics.items()], "Stability % ↑"]
+    columns = metric_columns(group)
     header = ["Method", "Budget", *(["Seed"] if seeds else []), "Layers removed", "Params", "Removed %",
-              *(accuracy if group.task_metrics else []), *[_ppl_header(c, p) for c, p in group.corpora.items()],
-              "Decode ×", "Prune s", "Train s"]
+              *[c.header for c in columns]]
     right = [False, False, *([True] if seeds else []), *[True] * (len(header) - 2 - seeds)]
-    return md.table(header, [_row_cells(group, r, seeds) for r in group.all_rows], right)
+    return md.table(header, [_row_cells(group, r, seeds, columns) for r in group.all_rows], right)
 
 
 def _notes(group: Group) -> list[str]:
@@ -107,8 +114,8 @@ def _notes(group: Group) -> list[str]:
         notes.append(f"Avg acc is the unweighted mean over {len(group.task_metrics)} tasks of each task's headline "
                      f"metric ({metrics}); `±` is lm-eval's stderr of that metric.")
     for corpus, p in group.corpora.items():
-        notes.append(f"PPL {corpus}: token perplexity in non-overlapping {p.get('window')}-token windows "
-                     f"({p.get('windows')} windows, {p.get('tokens')} tokens).")
+        notes.append(f"PPL {corpus}: token perplexity in non-overlapping {p.window}-token windows "
+                     f"({p.windows} windows, {p.tokens} tokens).")
     if group.dense is None:
         notes.append("No finished dense cell under these settings: RP, speed-up and the summary are missing.")
     if group.superseded:
@@ -131,11 +138,11 @@ def _figures(figures: Sequence[Figure], out_name: str) -> list[str]:
 def _failed(coll: Collection) -> str:
     rows = []
     for r in coll.failed:
-        cell, err = r.get("cell") or {}, r.get("error") or {}
-        message = str(err.get("message") or "").splitlines()[0][:160] if err.get("message") else md.DASH
-        rows.append([str(cell.get("model")), f"`{cell.get('method')}`", budget_label(cell.get("budget")),
-                     md.DASH if cell.get("seed") is None else str(cell.get("seed")), str(err.get("stage") or md.DASH),
-                     f"{err.get('type') or r.get('status')}: {message}", f"`cells/{r.get('key')}/record.json`"])
+        cell, err = r.cell, r.error or CellError()
+        message = str(err.message or "").splitlines()[0][:160] if err.message else md.DASH
+        rows.append([str(cell.model), f"`{cell.method}`", budget_label(cell.budget),
+                     md.DASH if cell.seed is None else str(cell.seed), str(err.stage or md.DASH),
+                     f"{err.type or r.status}: {message}", f"`cells/{r.key}/record.json`"])
     return md.table(["Model", "Method", "Budget", "Seed", "Stage", "Error", "Record"], rows, [False] * 7)
 
 

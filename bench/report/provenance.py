@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from bench.record import CellRecord
 from bench.report.groups import Collection
 from bench.report.markdown import DASH
-from bench.report.rows import canonical, dig
+from bench.report.rows import canonical
 
 WARN = "⚠"
 KEY_PACKAGES = ("torch", "transformers", "lm-eval")
@@ -36,8 +37,8 @@ def joined(values: Iterable[Any], fmt=str) -> str:
     return f"{text} ({WARN} mixed)" if len(vals) > 1 else text
 
 
-def newest_date(records: list[dict[str, Any]]) -> str | None:
-    dates = [str(r.get("finished_at") or dig(r, "provenance", "date") or "") for r in records]
+def newest_date(records: list[CellRecord]) -> str | None:
+    dates = [str(r.finished_at or r.provenance.get("date") or "") for r in records]
     dates = [d for d in dates if d]
     return max(dates) if dates else None
 
@@ -65,43 +66,42 @@ def _seeds(prov: list[dict[str, Any]]) -> str:
     return "; ".join(parts) or DASH
 
 
-def _limits(records: list[dict[str, Any]]) -> str:
-    limits = distinct(dig(r, "accuracy", "limit") for r in records if r.get("accuracy"))
-    full = any(r.get("accuracy") and dig(r, "accuracy", "limit") is None for r in records)
+def _limits(records: list[CellRecord]) -> str:
+    limits = distinct(r.accuracy.limit for r in records if r.accuracy)
+    full = any(r.accuracy and r.accuracy.limit is None for r in records)
     if not limits:
         return "none (full splits)" if full else DASH
     text = f"{WARN} {'; '.join(str(v) for v in limits)} documents per task (subsets)"
     return text + (" and full splits" if full else "") + (f" ({WARN} mixed)" if len(limits) + full > 1 else "")
 
 
-def _tasks(records: list[dict[str, Any]]) -> list[str]:
+def _tasks(records: list[CellRecord]) -> list[str]:
     by_task: dict[str, list[str]] = {}
     for r in records:
-        for name, t in (dig(r, "accuracy", "tasks") or {}).items():
-            n, total = t.get("n"), t.get("n_total")
+        for name, t in (r.accuracy.tasks if r.accuracy else {}).items():
+            n, total = t.n, t.n_total
             docs = f"{n}/{total} documents" + (f" {WARN}" if n is not None and total and n < total else "")
-            text = (f"{t.get('split')} split, {docs}, {t.get('shots')}-shot, headline metric {t.get('metric')}, "
-                    f"lm-eval task version {t.get('version') or '?'}")
+            text = (f"{t.split} split, {docs}, {t.shots}-shot, headline metric {t.metric}, "
+                    f"lm-eval task version {t.version or '?'}")
             by_task.setdefault(name, []).append(text)
     return [f"`{name}`: {joined(texts)}" for name, texts in by_task.items()]
 
 
-def _corpora(records: list[dict[str, Any]]) -> list[str]:
+def _corpora(records: list[CellRecord]) -> list[str]:
     by_corpus: dict[str, list[str]] = {}
     for r in records:
-        for p in r.get("perplexity") or []:
-            windows, total = p.get("windows"), p.get("windows_total")
+        for p in r.perplexity:
+            windows, total = p.windows, p.windows_total
             subset = f" {WARN} {windows} of {total} windows" if windows and total and windows < total else ""
-            text = (f"{p.get('window')}-token windows, {p.get('tokens')} tokens scored{subset}, "
-                    f"source {p.get('source')}")
-            by_corpus.setdefault(str(p.get("corpus")), []).append(text)
+            text = f"{p.window}-token windows, {p.tokens} tokens scored{subset}, source {p.source}"
+            by_corpus.setdefault(str(p.corpus), []).append(text)
     return [f"{name}: {joined(texts)}" for name, texts in by_corpus.items()]
 
 
-def _data(records: list[dict[str, Any]]) -> str:
+def _data(records: list[CellRecord]) -> str:
     packages = []
     for r in records:
-        for entry in (dig(r, "provenance", "data") or {}).values():
+        for entry in (r.provenance.get("data") or {}).values():
             sha = entry.get("sha256")
             packages.append(f"`{entry.get('package')}`" + (f" (sha256 `{sha[:16]}…`)" if sha else ""))
     return ", ".join(distinct(packages)) or DASH
@@ -110,7 +110,7 @@ def _data(records: list[dict[str, Any]]) -> str:
 def header(coll: Collection) -> str:
     """The provenance section (markdown) for the records of `coll`."""
     recs = coll.records
-    prov = [r.get("provenance") or {} for r in recs]
+    prov = [r.provenance for r in recs]
     versions = [p.get("versions") or {} for p in prov]
     pkgs = " · ".join(f"{name} {joined(v.get(name) for v in versions)}" for name in KEY_PACKAGES)
     others = " · ".join(f"{name} {joined(v.get(name) for v in versions)}" for name in OTHER_PACKAGES
@@ -130,10 +130,10 @@ def header(coll: Collection) -> str:
         f"- Device: {device}; dtype: {joined(p.get('dtype') for p in prov)}; torch threads: "
         f"{joined(p.get('torch_threads') for p in prov)}",
         f"- Evaluation batch size: {joined(p.get('batch_size') for p in prov)}; latency batch size: "
-        f"{joined(dig(r, 'latency', 'batch_size') for r in recs)}",
+        f"{joined(r.latency.batch_size for r in recs if r.latency)}",
         f"- Seeds: {_seeds(prov)}",
         f"- Limit: {_limits(recs)}",
-        f"- Few-shot: {joined(dig(r, 'accuracy', 'num_fewshot') for r in recs)}",
+        f"- Few-shot: {joined(r.accuracy.num_fewshot if r.accuracy else None for r in recs)}",
         f"- Data packages: {_data(recs)}",
         f"- Calibration: {joined(calib, _calibration) if calib else DASH}",
     ]

@@ -1,16 +1,18 @@
 """The report's view of one record: a `Row` with the measures a report shows, plus the helpers that
 label cells (budget text, method titles) and tell which records are comparable (`settings`, `identity`).
 
-Records are read as the runner writes them (bench/session.py) and never changed; a missing part reads as
-None, so a record of an older or newer schema still renders.
+Rows read typed records (`bench.record.CellRecord`, migrated to the current schema on reading); a missing
+part reads as None, so a record of an older or newer schema still renders.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
+
+from bench.metrics import load_record
+from bench.record import CellRecord, number  # noqa: F401 - number: the report's finite-float helper
 
 DENSE = "dense"
 
@@ -24,13 +26,6 @@ def dig(d: Any, *path: str, default: Any = None) -> Any:
     return d
 
 
-def number(x: Any) -> float | None:
-    """A finite float, or None (NaN, inf, None, strings and booleans are not numbers here)."""
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
 def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
@@ -40,7 +35,7 @@ def method_order() -> list[str]:
     try:
         import methods
 
-        return list(methods.REGISTRY)
+        return methods.list_methods()
     except ImportError:  # pragma: no cover - the package ships with the harness
         return []
 
@@ -50,10 +45,10 @@ def method_title(name: str) -> tuple[str, str]:
     try:
         import methods
 
-        entry = methods.REGISTRY.get(name)
+        info = methods.info(name) if name in methods.list_methods() else None
     except ImportError:  # pragma: no cover
-        entry = None
-    return (entry[1], entry[2]) if entry else ("", "")
+        info = None
+    return (info.title, info.paper) if info else ("", "")
 
 
 def budget_label(budget: dict[str, Any] | None) -> str:
@@ -71,49 +66,49 @@ def budget_sort(budget: dict[str, Any] | None) -> tuple:
     return (1, float(budget["ratio"])) if budget.get("ratio") is not None else (2, float(budget.get("layers") or 0))
 
 
-def settings(record: dict[str, Any]) -> dict[str, Any]:
+def settings(record: CellRecord) -> dict[str, Any]:
     """What must match for two records to sit in one table (evaluation settings, device, dtype)."""
-    acc = record.get("accuracy") or {}
-    lat = record.get("latency") or {}
-    prov = record.get("provenance") or {}
-    device = str(prov.get("device") or lat.get("device") or "?").split(":")[0]
+    acc, lat, prov = record.accuracy, record.latency, record.provenance
+    device = str(prov.get("device") or (lat.device if lat else None) or "?").split(":")[0]
     return {
-        "tasks": sorted(acc.get("tasks") or {}),
-        "limit": acc.get("limit"),
-        "num_fewshot": acc.get("num_fewshot"),
-        "batch_size": acc.get("batch_size", prov.get("batch_size")),
-        "perplexity": [[p.get("corpus"), p.get("window"), p.get("windows")] for p in record.get("perplexity") or []],
-        "latency": [lat.get("prompt_tokens"), lat.get("new_tokens"), lat.get("batch_size")] if lat else None,
-        "dtype": prov.get("dtype") or lat.get("dtype"),
+        "tasks": sorted(acc.tasks) if acc else [],
+        "limit": acc.limit if acc else None,
+        "num_fewshot": acc.num_fewshot if acc else None,
+        "batch_size": acc.batch_size if acc else prov.get("batch_size"),
+        "perplexity": [[p.corpus, p.window, p.windows] for p in record.perplexity],
+        "latency": [lat.prompt_tokens, lat.new_tokens, lat.batch_size] if lat else None,
+        "dtype": prov.get("dtype") or (lat.dtype if lat else None),
         "device": device,
     }
 
 
-def identity(record: dict[str, Any]) -> tuple[str, str, str, str, Any]:
+def identity(record: CellRecord) -> tuple[str, str, str, str, Any]:
     """(model, method, params, budget, seed): what a cell is, independent of how it was evaluated."""
-    cell = record.get("cell") or {}
-    return (str(cell.get("model")), str(cell.get("method")), canonical(cell.get("params") or {}),
-            canonical(cell.get("budget")), cell.get("seed"))
+    cell = record.cell
+    return (str(cell.model), str(cell.method), canonical(cell.params or {}), canonical(cell.budget), cell.seed)
 
 
 @dataclass
 class Row:
     """One finished cell."""
 
-    record: dict[str, Any]
+    record: CellRecord  # a plain record (a dict) is typed on construction
     variant: str = ""  # the parameters that tell this method's rows apart, when a group holds several
+
+    def __post_init__(self):
+        self.record = load_record(self.record)
 
     @property
     def key(self) -> str:
-        return self.record["key"]
+        return self.record.key
 
     @property
     def model(self) -> str:
-        return str(dig(self.record, "cell", "model"))
+        return str(self.record.cell.model)
 
     @property
     def method(self) -> str:
-        return str(dig(self.record, "cell", "method"))
+        return str(self.record.cell.method)
 
     @property
     def dense(self) -> bool:
@@ -121,15 +116,15 @@ class Row:
 
     @property
     def budget(self) -> dict[str, Any] | None:
-        return dig(self.record, "cell", "budget")
+        return self.record.cell.budget
 
     @property
     def seed(self) -> Any:
-        return dig(self.record, "cell", "seed")
+        return self.record.cell.seed
 
     @property
     def params(self) -> dict[str, Any]:
-        return dig(self.record, "cell", "params", default={})
+        return self.record.cell.params or {}
 
     @property
     def label(self) -> str:
@@ -137,87 +132,88 @@ class Row:
 
     @property
     def finished_at(self) -> str:
-        return str(self.record.get("finished_at") or "")
+        return str(self.record.finished_at or "")
 
     # ------------------------------------------------------------------------------------- structure
 
     @property
     def n_layers(self) -> int | None:
-        return dig(self.record, "pruning", "n_layers") or dig(self.record, "model", "n_layers")
+        pruning, model = self.record.pruning, self.record.model
+        return (pruning.n_layers if pruning else None) or (model.n_layers if model else None)
 
     @property
     def layers_removed(self) -> int | None:
-        return 0 if self.dense else dig(self.record, "pruning", "layers_removed")
+        return 0 if self.dense else (self.record.pruning.layers_removed if self.record.pruning else None)
 
     @property
     def params_after(self) -> int | None:
         if self.dense:
-            return dig(self.record, "model", "params_total")
-        return dig(self.record, "pruning", "params_after")
+            return self.record.model.params_total if self.record.model else None
+        return self.record.pruning.params_after if self.record.pruning else None
 
     @property
     def param_ratio(self) -> float | None:
-        return 0.0 if self.dense else number(dig(self.record, "pruning", "param_ratio"))
+        return 0.0 if self.dense else number(self.record.pruning.param_ratio if self.record.pruning else None)
 
     @property
     def per_layer(self) -> list[float] | None:
-        scores = dig(self.record, "pruning", "scores", "per_layer")
+        scores = (self.record.pruning.scores or {}).get("per_layer") if self.record.pruning else None
         return [float(s) for s in scores] if isinstance(scores, list) and scores else None
 
     # ------------------------------------------------------------------------------------- measures
 
     @property
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        return dig(self.record, "accuracy", "tasks", default={})
+    def tasks(self) -> dict[str, Any]:
+        """task -> its typed scores (bench.metrics.accuracy.TaskPart)."""
+        return self.record.accuracy.tasks if self.record.accuracy else {}
 
     def task_score(self, task: str) -> tuple[float | None, float | None]:
         """(headline score, its stderr) of one task; stderr is None where lm-eval gives none."""
-        t = self.tasks.get(task) or {}
-        metric = t.get("metric") or "acc"
-        return number(t.get(metric, t.get("score"))), number(t.get(f"{metric}_stderr"))
+        t = self.tasks.get(task)
+        return t.headline() if t is not None else (None, None)
 
     @property
     def accuracy(self) -> float | None:
         """The mean of the tasks' headline metrics (as the record's `accuracy.average` states)."""
-        return number(dig(self.record, "accuracy", "average"))
+        return number(self.record.accuracy.average) if self.record.accuracy else None
 
     @property
     def accuracy_stderr(self) -> float | None:
         """The mean's stderr, sqrt(sum se_i^2) / k (tasks independent); None unless every task has one."""
-        errs = [self.task_score(t)[1] for t in self.tasks]
-        if not errs or None in errs:
-            return None
-        return math.sqrt(sum(e * e for e in errs)) / len(errs)
+        return self.record.accuracy.average_stderr() if self.record.accuracy else None
 
     @property
     def stability(self) -> float | None:
-        return number(dig(self.record, "stability", "mean"))
+        return number(self.record.stability.mean) if self.record.stability else None
 
     @property
-    def perplexity(self) -> dict[str, dict[str, Any]]:
-        return {str(p.get("corpus")): p for p in self.record.get("perplexity") or []}
+    def perplexity(self) -> dict[str, Any]:
+        """corpus -> its typed entry (bench.metrics.perplexity.CorpusPerplexity)."""
+        return {str(p.corpus): p for p in self.record.perplexity}
+
+    def perplexity_of(self, corpus: str) -> float | None:
+        p = self.perplexity.get(corpus)
+        return p.perplexity if p is not None else None
 
     @property
     def decode_tok_s(self) -> float | None:
-        return number(dig(self.record, "latency", "decode_tokens_per_s"))
+        return number(self.record.latency.decode_tokens_per_s) if self.record.latency else None
 
     @property
     def prefill_ms(self) -> float | None:
-        return number(dig(self.record, "latency", "prefill_ms"))
+        return number(self.record.latency.prefill_ms) if self.record.latency else None
+
+    @property
+    def decode_speedup(self) -> float | None:
+        """The record's own decode speed-up over the dense model (measured interleaved in the cell)."""
+        return number(self.record.latency.decode_speedup_vs_dense) if self.record.latency else None
 
     @property
     def train_s(self) -> float | None:
         """Healing or replacement training wall seconds (bench.train's cost: `wall_seconds`)."""
-        training = dig(self.record, "pruning", "training") or {}
-        return number(training.get("wall_seconds", training.get("seconds")))
+        return self.record.pruning.train_s if self.record.pruning else None
 
     @property
     def prune_s(self) -> float | None:
         """Calibration capture + plan + surgery (the pipeline's seconds without training)."""
-        if self.dense:
-            return None
-        pipeline = number(dig(self.record, "pruning", "seconds"))
-        if pipeline is None:
-            return None
-        capture = number(dig(self.record, "pruning", "capture_seconds")) or 0.0
-        return capture + pipeline - (self.train_s or 0.0)
+        return None if self.dense or self.record.pruning is None else self.record.pruning.prune_s

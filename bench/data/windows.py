@@ -1,0 +1,30 @@
+"""How a token stream is cut into perplexity windows: one rule, read by the perplexity evaluation
+(bench.evaluate.perplexity) and by the training-data split (bench.traindata), which must know where the
+evaluation's last window ends so that training text is never scored."""
+
+from __future__ import annotations
+
+import torch
+
+from bench.errors import ConfigError
+
+
+def make_windows(ids: torch.Tensor, window: int, *, max_windows: int | None = None,
+                 max_tokens: int | None = None, bos_id: int | None = None) -> torch.Tensor:
+    """(n, window) non-overlapping windows from the start of `ids`; with `bos_id`, each window is BOS +
+    window - 1 corpus tokens. The caps keep the first windows."""
+    if window < 2:
+        raise ConfigError(f"perplexity window {window} is too short", "use a window of at least 2 tokens")
+    step = window - 1 if bos_id is not None else window
+    n = ids.numel() // step
+    if max_windows is not None:
+        n = min(n, max_windows)
+    if max_tokens is not None:
+        n = min(n, max(1, max_tokens // window))
+    if n == 0:
+        raise ConfigError(f"the corpus has {ids.numel()} tokens, fewer than one window of {window}",
+                          "use a shorter window")
+    out = ids[: n * step].view(n, step)
+    if bos_id is not None:
+        out = torch.cat([torch.full((n, 1), bos_id, dtype=ids.dtype), out], dim=1)
+    return out

@@ -1,0 +1,90 @@
+"""Perplexity per corpus (bench.evaluate.perplexity; a built-in corpus or a local .txt file): the record
+part `perplexity` (a list, one entry per corpus) and the metric `perplexity` ("perplexity/<corpus>")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.metrics import (
+    Column,
+    EvalContext,
+    Evaluator,
+    Measure,
+    Metric,
+    Outcome,
+    RelativeChange,
+    evaluator,
+    metric,
+)
+from bench.record import Part
+
+
+@dataclass
+class CorpusPerplexity(Part):
+    corpus: str | None = None  # its label
+    window: int | None = None
+    tokens: int | None = None
+    windows: int | None = None
+    windows_total: int | None = None
+    perplexity: float | None = None
+    nll: float | None = None
+    source: str | None = None
+    add_bos: bool | None = None
+    batch_size: int | None = None
+    wall_s: float | None = None
+
+
+def corpus_perplexity(model, tokenizer, corpus: str, spec) -> CorpusPerplexity:
+    """Perplexity on a built-in corpus or a local .txt file (`spec`: bench.config.PerplexitySpec)."""
+    from bench.evaluate.perplexity import evaluate_perplexity, text_perplexity
+
+    windows = {"window": spec.window, "batch_size": spec.batch_size, "max_windows": spec.max_windows,
+               "add_bos": spec.add_bos}
+    path = Path(corpus).expanduser()
+    if path.is_file():
+        r = text_perplexity(model, tokenizer, path.read_text(encoding="utf-8"), label=path.name,
+                            source=f"file:{path.resolve()}", documents=1, **windows)
+    else:
+        r = evaluate_perplexity(model, tokenizer, corpus, **windows)
+    return CorpusPerplexity(corpus=r.corpus, window=r.window, tokens=r.tokens, windows=r.windows,
+                            windows_total=r.windows_total, perplexity=r.perplexity, nll=r.nll, source=r.source,
+                            add_bos=r.add_bos, batch_size=r.batch_size, wall_s=r.wall_s)
+
+
+@evaluator
+class PerplexityEvaluator(Evaluator):
+    name = "perplexity"
+    part = CorpusPerplexity
+    many = True
+    order = 20
+
+    def enabled(self, spec) -> bool:
+        return spec.eval.perplexity is not None
+
+    def evaluate(self, ctx: EvalContext) -> Outcome:
+        spec = ctx.spec.eval.perplexity
+        out = []
+        for corpus in spec.corpora:
+            with ctx.stage(f"perplexity {corpus}", f"perplexity_{Path(corpus).stem}_s"):
+                out.append(corpus_perplexity(ctx.model, ctx.tokenizer, corpus, spec))
+        return Outcome(out)
+
+
+def _read(record) -> dict[str, Measure]:
+    return {f"perplexity/{p.corpus}": Measure(float(p.perplexity)) for p in record.perplexity
+            if isinstance(p.perplexity, int | float)}
+
+
+def _columns(group) -> list[Column]:
+    return [Column(f"PPL {corpus} (w={p.window}) ↓", lambda g, r, c=corpus: (r.perplexity_of(c), None), style="ppl")
+            for corpus, p in group.corpora.items()]
+
+
+def _progress(record) -> list[str]:
+    return [f"{p.corpus} ppl {p.perplexity:.2f}" for p in record.perplexity]
+
+
+metric(Metric(name="perplexity", title="Perplexity", unit="perplexity", direction="lower", uncertainty="none",
+              read=_read, regress=RelativeChange(tolerance="ppl_pct"), columns=_columns, progress=_progress,
+              order=30))

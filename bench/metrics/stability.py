@@ -1,0 +1,58 @@
+"""Stability (bench.evaluate.stability): LLM-Streamline's agreement of a pruned model's per-sample answers
+with the dense model's, from the accuracy evaluator's samples. The record part `stability` (None in the
+dense cell) and the metric `stability` (not compared by regress)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bench.metrics import Column, EvalContext, Evaluator, Measure, Metric, Outcome, evaluator, metric
+from bench.record import Part, number
+
+
+@dataclass
+class StabilityPart(Part):
+    per_task: dict[str, float] = field(default_factory=dict)
+    mean: float | None = None
+    metric: str | None = None
+    official: bool | None = None
+    spread: str | None = None
+    n: dict[str, int] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+
+@evaluator
+class StabilityEvaluator(Evaluator):
+    name = "stability"
+    part = StabilityPart
+    order = 40
+
+    def evaluate(self, ctx: EvalContext) -> Outcome:
+        mine = ctx.results.get("accuracy")
+        dense = (ctx.reference or {}).get("accuracy")
+        if ctx.cell.dense or not ctx.spec.eval.stability or mine is None or dense is None or dense.value is None:
+            return Outcome(None)
+        from bench.evaluate.stability import stability_of
+
+        with ctx.stage("stability"):
+            return Outcome(StabilityPart.from_dict(stability_of(dense.value, mine.value).to_dict()))
+
+
+def _read(record) -> dict[str, Measure]:
+    mean = number(record.stability.mean) if record.stability is not None else None
+    return {} if mean is None else {"stability": Measure(mean)}
+
+
+def _progress(record) -> list[str]:
+    mean = record.stability.mean if record.stability is not None else None
+    return [] if mean is None else [f"stability {mean:.3f}"]
+
+
+def _columns(group) -> list[Column]:
+    if not group.task_metrics:
+        return []
+    return [Column("Stability % ↑", lambda g, r: (r.stability, None), style="pct", dense=False)]
+
+
+metric(Metric(name="stability", title="Stability", unit="fraction", direction="higher", uncertainty="none",
+              read=_read, regress=None, columns=_columns, progress=_progress, scale=100.0, digits=1, order=20))
