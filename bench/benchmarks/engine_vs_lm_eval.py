@@ -65,7 +65,13 @@ def _worker(kind: str, conn, cells: dict, limit: int, seed: int, threads: int) -
     from lm_eval.models.huggingface import HFLM
 
     from bench.evaluate.accuracy import evaluate_accuracy, task_manager
-    from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order, first_changed_layer, shared_prefix
+    from bench.evaluate.engine import (
+        BoundaryStates,
+        Reuse,
+        bisection_order,
+        first_changed_layer,
+        shared_prefix,
+    )
     from methods.base import PrunePlan
 
     dense, tok = zoo.load(zoo.DEFAULT_MODEL, device="cpu", dtype="float32")
@@ -121,15 +127,13 @@ def _prune_and_export(out: Path, ratio: float, seed: int) -> dict[str, str]:
     import dataclasses
 
     import methods
-    from bench import config, zoo
+    from bench import config, presets, zoo
     from bench.calib import Calibration
     from bench.cells import calib_spec, expand
     from bench.export import save_pruned
     from bench.pipeline import prune
     from bench.traindata import TrainData, TrainDataSpec
     from methods.base import Budget
-
-    from bench import presets
 
     data = presets.get("quick")
     data.update(ratios=[ratio], seeds=[seed], dtype="float32", device="cpu")
