@@ -2,10 +2,12 @@
 
 quick    the default `bench run`: SmolLM2-135M, every registered method, ratios 0.125 and 0.25, a CPU-sized
          real suite: 13 cells (1 dense + 6 methods x 2 ratios), each scoring PIQA, ARC-Easy and WinoGrande
-         on their first 50 documents, 8 windows x 256 tokens of the C4 sample, and a 32 + 32 token latency
-         probe (3 repeats); calibration is 32 x 128 Wikipedia tokens, captured once per run. Sized on a
-         2-core AVX2 CPU (fp32; no bf16 units): about 5 minutes from a cold cache on a quiet machine,
-         downloads and conversion included, leaving room for a loaded one within 15 minutes.
+         on a seeded subset of 50 documents (the same for every cell; --subset first for the first 50),
+         8 windows x 256 tokens of the C4 sample, and a 32 + 32 token latency probe (3 repeats);
+         calibration is 32 x 128 Wikipedia tokens, captured once per run. On a 2-core AVX2 CPU in fp32
+         it took about 21 minutes from a cold cache before the evaluation engine; the engine cuts the
+         accuracy share, the rest (downloads, conversion, calibration, training, perplexity, latency)
+         is unchanged. Not yet re-measured on a quiet machine.
 paper    the zero-shot suite of the pruning papers (LLM-Pruner, wanda, LLM-Streamline): BoolQ, PIQA,
          HellaSwag, WinoGrande, ARC-e, ARC-c, OpenBookQA at full size, Wikipedia- and C4-sample perplexity
          in 2048-token windows, on every registered model; meant for a GPU.

@@ -187,3 +187,22 @@ def test_seeded_subsets_are_recorded_and_reproducible(toy_data):
     assert [s["doc_id"] for s in first.samples["piqa"]] == [0, 1, 2]
     assert (a.subset, a.subset_seed, first.subset, first.subset_seed) == ("random", 1, "first", None)
     assert a.settings()["subset_seed"] == 1 and a.tasks["piqa"].n == 3
+
+
+def test_a_first_batch_that_fails_falls_back_to_lm_eval(toy_data, monkeypatch):
+    """A model the 4-D mask path does not fit fails on the first batch: HFLM's path scores instead and
+    what the call stored is dropped."""
+    from bench.evaluate.engine import prefix_lm_class
+
+    dense, tok = _tiny()
+
+    def broken(self, groups, record):
+        raise TypeError("attention_mask of an unexpected kind")
+
+    monkeypatch.setattr(prefix_lm_class(), "_score", broken)
+    states = BoundaryStates()
+    plain = evaluate_accuracy(dense, tok, ["arc_easy"], batch_size=4, engine="lm-eval")
+    engine = evaluate_accuracy(dense, tok, ["arc_easy"], batch_size=4, engine="prefix", reuse=Reuse(states, 6, (3,)))
+    assert "first batch failed" in engine.engine_stats["fallback"]
+    assert states.nbytes == 0 and not states.layers
+    assert_same(plain, engine, ["arc_easy"])

@@ -139,13 +139,25 @@ def prefix_lm_class():
             record = self._reserve(groups)
             results: list[tuple[float, bool] | None] = [None] * len(requests)
             for batch in packing.batches(groups, rows, MAX_BATCH_TOKENS):
-                for group, scores in zip(batch, self._score(batch, record), strict=True):
+                try:
+                    scored = self._score(batch, record)
+                except Exception as exc:  # noqa: BLE001 - a model the 4-D mask path does not fit
+                    if self._checked:
+                        raise
+                    self._checked = True
+                    self.stats.fallback = f"the first batch failed: {type(exc).__name__}: {exc}"
+                    log.warning("evaluation engine: %s; scoring with lm-eval's HFLM path", self.stats.fallback)
+                    self._discard(record)
+                    return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm,
+                                                         override_bs=override_bs)
+                for group, scores in zip(batch, scored, strict=True):
                     for index, block in zip(group.requests, group.members, strict=True):
                         results[index] = scores[block]
                         request_str = requests[index][0]
                         if request_str is not None:
                             self.cache_hook.add_partial("loglikelihood", request_str, scores[block])
                 if not self._checked and not self._check(requests, batch, results):
+                    self._discard(record)
                     return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm,
                                                          override_bs=override_bs)
             self.stats.requests += len(requests)
@@ -160,11 +172,17 @@ def prefix_lm_class():
             out = []
             for b in self.reuse.record:
                 if 0 < b <= self.reuse.shared and not states.has(b, keys) and per_boundary * (len(out) + 1) <= allowance:
-                    if not states.reserve(per_boundary):
+                    if not states.reserve(b, per_boundary):
                         break
                     out.append(b)
             self.stats.recorded += out
             return out
+
+        def _discard(self, record: list[int]) -> None:
+            """Drop what this call stored (it may come from states the check just refused)."""
+            for b in record:
+                self.reuse.states.discard(b)
+            self.stats.recorded = [b for b in self.stats.recorded if b not in record]
 
         @torch.no_grad()
         def _score(self, groups, record: list[int]) -> list[list[tuple[float, bool]]]:

@@ -40,6 +40,7 @@ class BoundaryStates:
     def __init__(self, max_bytes: int | None = None):
         self.max_bytes = default_max_bytes() if max_bytes is None else int(max_bytes)
         self.layers: dict[int, dict[bytes, torch.Tensor]] = {}
+        self.reserved: dict[int, int] = {}
         self.nbytes = 0
 
     def has(self, boundary: int, keys: Iterable[bytes]) -> bool:
@@ -50,15 +51,22 @@ class BoundaryStates:
         """The deepest boundary <= `limit` stored for every key (0: none; start from the embeddings)."""
         return max((b for b in self.layers if b <= limit and self.has(b, keys)), default=0)
 
-    def reserve(self, nbytes: int) -> bool:
+    def reserve(self, boundary: int, nbytes: int) -> bool:
+        """Claim `nbytes` for states of `boundary`; False (nothing claimed) when the budget would overflow."""
         if self.nbytes + nbytes > self.max_bytes:
             return False
         self.nbytes += nbytes
+        self.reserved[boundary] = self.reserved.get(boundary, 0) + nbytes
         return True
 
     def put(self, boundary: int, key: bytes, state: torch.Tensor) -> None:
         """Store a state whose bytes were reserved."""
         self.layers.setdefault(boundary, {})[key] = state
+
+    def discard(self, boundary: int) -> None:
+        """Forget a boundary (and give its bytes back)."""
+        self.layers.pop(boundary, None)
+        self.nbytes -= self.reserved.pop(boundary, 0)
 
     def batch(self, boundary: int, keys: Sequence[bytes], width: int, device, dtype) -> torch.Tensor:
         rows = [self.layers[boundary][k] for k in keys]
