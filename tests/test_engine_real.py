@@ -19,11 +19,12 @@ from bench.export import save_pruned
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
-TASKS = ["piqa", "arc_easy"]
 KW = dict(batch_size=8, limit=100, subset="random", subset_seed=0)
 
 
-def test_engine_equals_plain_lm_eval_on_real_smollm2(tmp_path):
+@pytest.mark.parametrize("task", ["piqa", "arc_easy"])
+def test_engine_equals_plain_lm_eval_on_real_smollm2(task, tmp_path):
+    TASKS = [task]
     dense, tok = zoo.load(zoo.DEFAULT_MODEL, device="cpu", dtype="float32")
     n = arch.num_layers(dense)
     states = BoundaryStates()
