@@ -1,6 +1,6 @@
 """The evaluation engine (bench.evaluate.engine) gives lm-eval's numbers: per-choice log-likelihoods equal
-to plain HFLM + simple_evaluate's within 1e-3 (fp32) and identical predictions, on an exported pruned tiny
-model reusing the dense model's boundary states; plus its parts (plans -> boundaries, the state budget,
+to plain HFLM + simple_evaluate's within 1e-3 + 1e-4 |ll| (fp32) and identical predictions, on an exported
+pruned tiny model reusing the dense model's boundary states; plus its parts (plans -> boundaries, the state budget,
 left truncation, the self-check's fallback, seeded document subsets). Synthetic documents in the real
 schemas, nothing downloaded; tests/test_engine_real.py runs real SmolLM2 on real PIQA and ARC-Easy."""
 
@@ -21,7 +21,7 @@ from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order, first_
 from bench.export import save_pruned
 from methods.base import PrunePlan
 
-TOL = 1e-3  # absolute, per choice, fp32
+ATOL, RTOL = 1e-3, 1e-4  # per choice, fp32: |engine - plain| <= ATOL + RTOL * |plain| (the engine's own check)
 
 PIQA = [{"goal": g, "sol1": a, "sol2": b, "label": i % 2} for i, (g, a, b) in enumerate([
     ("To boil water,", "put it in a pot on the stove.", "put it in the freezer."),
@@ -77,12 +77,12 @@ def _plan(model, removed: list[int]) -> PrunePlan:
 
 
 def assert_same(plain, engine, tasks=TASKS):
-    """Every document in the same order, every choice within TOL, every prediction identical."""
+    """Every document in the same order, every choice within ATOL + RTOL |ll|, every prediction identical."""
     for task in tasks:
         assert len(plain.samples[task]) == len(engine.samples[task]) > 0
         for p, e in zip(plain.samples[task], engine.samples[task], strict=True):
             assert p["doc_id"] == e["doc_id"] and p["n_tokens"] == e["n_tokens"]
-            assert max(abs(a - b) for a, b in zip(p["loglik"], e["loglik"], strict=True)) <= TOL
+            assert all(abs(a - b) <= ATOL + RTOL * abs(a) for a, b in zip(p["loglik"], e["loglik"], strict=True))
             assert p.get("acc") == e.get("acc") and p.get("acc_norm") == e.get("acc_norm")
             assert p["is_greedy"] == e["is_greedy"]
         assert plain.tasks[task].score == engine.tasks[task].score
