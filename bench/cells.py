@@ -126,13 +126,19 @@ def expand(spec: RunSpec) -> list[Cell]:
     cells = []
     for model in spec.models:
         cells.append(keyer(Cell(model.name, DENSE)))
-        for seed in spec.seeds:
-            for method in spec.methods:
+        all_seeds = sorted({s for m in spec.methods for s in spec.seeds_for(m.name)}, key=_seed_order(spec.seeds))
+        for seed in all_seeds:
+            for method in (m for m in spec.methods if seed in spec.seeds_for(m.name)):
                 params = resolve_params(method, seed, spec.method_params)
                 for budget in spec.budgets:
                     cells.append(keyer(Cell(model.name, method.name, params, budget["ratio"], budget["layers"],
                                             seed)))
     return cells
+
+
+def _seed_order(seeds: tuple[int, ...]):
+    """The run's seeds in their given order, then any method-only seeds in increasing order."""
+    return lambda s: (seeds.index(s), 0) if s in seeds else (len(seeds), s)
 
 
 def dense_cell(spec: RunSpec, model: str) -> Cell:

@@ -121,8 +121,16 @@ class LatencySpec:
 class EvalSpec:
     tasks: tuple[str, ...] = option((), flag="--tasks", group="evaluation",
                                     help="comma-separated tasks (see `bench ls tasks`), or none")
-    limit: int | None = option(None, flag="--limit", group="evaluation",  # lm-eval's limit; None: all
-                               help="first N documents per task, or none for all")
+    limit: int | None = option(None, flag="--limit", group="evaluation",  # N documents (see `subset`); None: all
+                               help="N documents per task (a seeded random subset; see --subset), or none for all")
+    subset: str = option("random", flag="--subset", group="evaluation", choices=("random", "first"),
+                         help="which N documents --limit takes: a seeded random subset (default; lm-eval's "
+                              "samples=) or the first N (lm-eval's limit)")
+    subset_seed: int = option(0, flag="--subset-seed", group="evaluation",
+                              help="seed of the random document subset (default 0)")
+    engine: str = option("prefix", flag="--engine", group="evaluation", choices=("prefix", "lm-eval"),
+                         help="accuracy scoring: prefix (default; shared contexts and the dense model's layer "
+                              "states, same numbers) or lm-eval's HFLM")
     num_fewshot: int = option(0, flag="--num-fewshot", group="evaluation", help="few-shot examples (default 0)")
     batch_size: int = option(8, flag="--batch-size", group="evaluation", help="evaluation batch size")
     perplexity: PerplexitySpec | None = None
@@ -136,6 +144,10 @@ class EvalSpec:
             raise ConfigError(f"limit {self.limit} must be at least 1", "use e.g. --limit 50, or none for all")
         if self.batch_size < 1 or self.num_fewshot < 0:
             raise ConfigError("eval needs batch_size >= 1 and num_fewshot >= 0", "e.g. --batch-size 8")
+        if self.subset not in ("random", "first"):
+            raise ConfigError(f"unknown document subset {self.subset!r}", "use random (seeded) or first")
+        if self.engine not in ("prefix", "lm-eval"):
+            raise ConfigError(f"unknown evaluation engine {self.engine!r}", "use prefix or lm-eval")
 
 
 @dataclass(frozen=True)
@@ -188,7 +200,7 @@ class SlurmSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    preset: str = option("quick", flag="--preset", help="quick (default), paper or nightly")
+    preset: str = option("quick", flag="--preset", help="quick (default), standard, paper or nightly")
     models: tuple[ModelSpec, ...] = option((), flag="--models", group="matrix",
                                            help="comma-separated zoo names, hub ids or local folders")
     methods: tuple[MethodSpec, ...] = option((), flag="--methods", group="matrix",
@@ -200,6 +212,7 @@ class RunSpec:
                                      help="comma-separated layer counts to remove, e.g. 4 or 2,4")
     seeds: tuple[int, ...] = option((0,), flag="--seed", group="matrix",
                                     help="seed, or comma-separated seeds (calibration sampling, random methods)")
+    method_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()  # a method's own seeds instead of `seeds`
     eval: EvalSpec = field(default_factory=EvalSpec)
     calib: CalibConfig = field(default_factory=CalibConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -224,7 +237,7 @@ class RunSpec:
         for n in self.layers:
             if n < 1:
                 raise BudgetError(f"layer budget {n} must be at least 1", "use e.g. --layers 4")
-        if not self.seeds:
+        if not self.seeds or any(not seeds for _, seeds in self.method_seeds):
             raise ConfigError("no seeds given", "use --seed 0")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r}", f"use {', '.join(EXECUTORS)}")
@@ -232,6 +245,10 @@ class RunSpec:
         dupes = {(m.name, m.params) for m in self.methods}
         if len(dupes) != len(names):
             raise ConfigError("a method is listed twice with the same parameters", "list each variant once")
+
+    def seeds_for(self, method: str) -> tuple[int, ...]:
+        """The seeds `method` runs with: its own (`method_seeds`), else the run's."""
+        return dict(self.method_seeds).get(method, self.seeds)
 
     # ------------------------------------------------------------------------------------- conversion
 
@@ -353,6 +370,8 @@ def _build(cls: type, data: Any, path: str):
         where = _where(path, key)
         if cls is RunSpec and key in ("methods", "method_params"):
             kwargs[key] = _methods(value, where)
+        elif cls is RunSpec and key == "method_seeds":
+            kwargs[key] = _method_seeds(value, where)
         elif cls is RunSpec and key == "models":
             kwargs[key] = tuple(ModelSpec(n) for n in _names(value, where, "model"))
         else:
@@ -369,6 +388,20 @@ def _names(value: Any, where: str, what: str) -> list[str]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{where} must be a list of {what} names, not {value!r}", f"e.g. {where}: [a, b]")
     return list(value)
+
+
+def _method_seeds(value: Any, where: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """{random: [0, 1, 2, 3, 4]} (or the [[name, seeds], ...] that to_dict writes) -> sorted pairs."""
+    if value is None:
+        return ()
+    if isinstance(value, list | tuple):
+        try:
+            value = dict(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must map method names to seeds", f"e.g. {where}: {{random: [0, 1]}}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must map method names to seeds", f"e.g. {where}: {{random: [0, 1]}}")
+    return tuple(sorted((str(k), _convert(v, tuple[int, ...], f"{where}.{k}")) for k, v in value.items()))
 
 
 def _methods(value: Any, where: str) -> tuple[MethodSpec, ...]:

@@ -2,15 +2,19 @@
 
 quick    the default `bench run`: SmolLM2-135M, six methods (shortgpt, streamline, laco, last, angular,
          random), ratios 0.125 and 0.25, a CPU-sized real suite: 13 cells (1 dense + 6 methods x 2
-         ratios), each scoring PIQA, ARC-Easy and WinoGrande on their first 50 documents, 8 windows x 256
-         tokens of the C4 sample, bits per byte and KL to dense on 12 whole held-out C4 documents (64 KiB
-         at most), and a 32 + 16 token latency probe at batch sizes 1 and
-         8 (5 interleaved repeats each); calibration is 32 x 128 Wikipedia tokens, captured once per run.
-         Sized on a 2-core AVX2 CPU (fp32; no bf16 units): about 5 minutes from a cold cache on a quiet
-         machine before fidelity and the batch-8 probe were added (they add roughly a minute per cell there).
+         ratios), each scoring PIQA, ARC-Easy and WinoGrande on a seeded subset of 50 documents (the same
+         for every cell; --subset first for the first 50), 8 windows x 256 tokens of the C4 sample, bits
+         per byte and KL to dense on 12 whole held-out C4 documents (64 KiB at most), and a 32 + 16 token
+         latency probe at batch sizes 1 and 8 (5 interleaved repeats each); calibration is 32 x 128
+         Wikipedia tokens, captured once per run. Sized for a 2-core AVX2 CPU in fp32 (no bf16 units).
 paper    the zero-shot suite of the pruning papers (LLM-Pruner, wanda, LLM-Streamline): BoolQ, PIQA,
          HellaSwag, WinoGrande, ARC-e, ARC-c, OpenBookQA at full size, Wikipedia- and C4-sample perplexity
          in 2048-token windows, on every registered model; meant for a GPU.
+standard the papers' zero-shot suite for a CPU run of hours, resumable across days: SmolLM2-135M, every
+         method at ratios 0.125 and 0.25 with calibration/training seeds 0-2 (0-4 for `random`), the seven
+         zero-shot tasks on a seeded 1000-document subset each (whole splits where smaller: OpenBookQA's
+         500), Wikipedia- and C4-sample perplexity in 512-token windows (64 each), bits per byte and KL on 64
+         C4 documents; fp32/bf16 as the host.
 nightly  fixed batch sizes, limits and dtype so numbers are comparable night to night (lm-eval scores move
          with batch size and padding), for `bench regress` against a baseline.
 """

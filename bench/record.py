@@ -126,6 +126,8 @@ class ModelInfo(Part):
 class PruningInfo(Part):
     """What pruning did (from the plan and the pipeline's measurements)."""
 
+    optional = ("first_changed_layer", "shared_layers")  # set by the evaluation engine only
+
     method: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     budget: dict[str, Any] | None = None
@@ -148,6 +150,8 @@ class PruningInfo(Part):
     notes: list[str] = field(default_factory=list)
     calibration: dict[str, Any] | None = None
     training_data: dict[str, Any] | None = None
+    first_changed_layer: int | None = None  # the plan's first removed/merged/replaced dense layer
+    shared_layers: int | None = None  # leading layers bit-identical to the dense model's (the engine reuses)
 
     @classmethod
     def from_plan(cls, plan, layers_after: int, seconds: float, training: dict[str, Any] | None,

@@ -41,6 +41,8 @@ def validate(spec: RunSpec) -> None:
         methods.create(method.name, method.params_dict())  # unknown names and bad params raise here
     for method in spec.methods:
         pruners.append(methods.create(method.name, method.with_defaults(spec.method_params).params_dict()))
+    for name, _ in spec.method_seeds:
+        methods.get_class(name)  # an unknown name raises (a known method not in this run is ignored)
     if spec.eval.tasks:
         tasks.resolve(list(spec.eval.tasks))
     if spec.eval.perplexity:

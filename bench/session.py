@@ -52,12 +52,13 @@ class ModelSession:
         self.train_data = None
         self.reference: dict[str, Outcome] | None = None  # the dense cell's outcomes, by evaluator
         self.dense_key = dense_cell(spec, model).key
+        self.states = None  # the dense model's boundary states for the evaluation engine (bounded in bytes)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.model = self.tokenizer = None
+        self.model = self.tokenizer = self.states = None
         self.calibs.clear()
         _free()
 
@@ -105,6 +106,7 @@ class ModelSession:
                 record.pruning, ctx.model = pruned.info, pruned.model
                 artifacts["plan.json"] = pruned.plan
                 del pruned
+            ctx.reuse = self._reuse(cell, ctx.model, record.pruning)
             for ev in evaluators():
                 if ev.enabled(self.spec):
                     ctx.current = ev.name
@@ -183,7 +185,29 @@ class ModelSession:
                            heal_data=heal_data)
         info = PruningInfo.from_plan(result.plan, arch.num_layers(result.model), result.seconds, result.heal_cost,
                                      heal_data.describe() if heal_data is not None else None)
+        if self.spec.eval.engine == "prefix":
+            from bench.evaluate.engine import first_changed_layer, shared_prefix
+
+            info.first_changed_layer = first_changed_layer(result.plan)
+            info.shared_layers = shared_prefix(self.model, result.model, info.first_changed_layer)
         return Pruned(result.model, info, result.plan.to_dict())
+
+    def _reuse(self, cell: Cell, model, pruning: PruningInfo | None):
+        """What the evaluation engine may reuse: the dense cell stores boundary states (a quarter of the
+        budget per task, coarse to fine); a pruned cell starts from the deepest stored boundary within the
+        layers it shares with the dense model (`shared_layers`) and stores that boundary for later cells."""
+        if self.spec.eval.engine != "prefix":
+            return None
+        from bench import arch
+        from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order
+
+        if self.states is None:
+            self.states = BoundaryStates()
+        if cell.dense:
+            n = arch.num_layers(model)
+            return Reuse(self.states, n, tuple(bisection_order(n)), share=0.25)
+        shared = (pruning.shared_layers if pruning is not None else None) or 0
+        return Reuse(self.states, shared, (shared,) if shared else ())
 
     def _dense_reference(self) -> dict[str, Outcome]:
         """The dense cell's outcomes for the pruned cells: read back from the store, else computed now,

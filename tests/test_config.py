@@ -150,3 +150,31 @@ def test_run_flags_are_the_spec_fields_options():
     assert spec.layers == (3,) and spec.ratios == () and spec.calib.source == "c4"
     with pytest.raises(SystemExit):  # the budget options exclude each other
         build_parser().parse_args(["run", "--layers", "3", "--ratios", "0.1"])
+
+
+def test_standard_preset_seeds_and_documents():
+    """standard: 3 seeds per method, 5 for random; 1000 seeded documents per task; both corpora."""
+    from bench.cells import expand
+
+    spec = config.resolve({"preset": "standard"})
+    cells = [c for c in expand(spec) if not c.dense]
+    per_method = {m.name: sorted({c.seed for c in cells if c.method == m.name}) for m in spec.methods}
+    assert per_method.pop("random") == [0, 1, 2, 3, 4]
+    assert all(seeds == [0, 1, 2] for seeds in per_method.values())
+    assert spec.eval.limit >= 1000 and spec.eval.subset == "random"
+    assert set(spec.eval.perplexity.corpora) == {"wikipedia", "c4"}
+    assert len(spec.eval.tasks) == 7
+
+
+def test_method_seeds_forms_and_errors(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("seeds: [3]\nmethod_seeds: {random: [1, 2]}\nmethods: [shortgpt, random]\n")
+    spec = RunSpec.from_yaml(path)
+    assert spec.seeds_for("random") == (1, 2) and spec.seeds_for("shortgpt") == (3,)
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+    path.write_text("method_seeds: {random: []}\n")
+    with pytest.raises(ConfigError, match="no seeds"):
+        RunSpec.from_yaml(path)
+    path.write_text("method_seeds: [1, 2]\n")
+    with pytest.raises(ConfigError, match="map method names"):
+        RunSpec.from_yaml(path)

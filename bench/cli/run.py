@@ -10,7 +10,7 @@ def register(subparsers) -> None:
         "run", help="run the benchmark matrix into a result store (resumable)",
         description="Run models x methods x budgets x seeds (plus one dense cell per model) and record every "
                     "cell in the store. Finished cells are skipped on a rerun. Without options: the `quick` "
-                    "preset (SmolLM2-135M, every method, ratios 0.125 and 0.25, a CPU-sized suite). "
+                    "preset (SmolLM2-135M, six CPU-minute methods, ratios 0.125 and 0.25, a CPU-sized suite). "
                     "Precedence: preset < --config YAML < options.")
     from bench.cli.options import add_cli_options
 

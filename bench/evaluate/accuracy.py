@@ -65,11 +65,16 @@ class AccuracyResult:
     provenance: dict[str, Any]
     identity: dict[str, Any] = field(default_factory=dict)
     lm_eval_samples: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
+    subset: str = "first"                         # how `limit` picks documents: first | random
+    subset_seed: int | None = None                # the random subset's seed
+    engine: str = "lm-eval"                       # lm-eval (HFLM) | prefix (bench.evaluate.engine)
+    engine_stats: dict[str, Any] | None = None
 
     def settings(self) -> dict[str, Any]:
         """What must match for two results to be compared sample by sample (dense vs pruned)."""
         return {"batch_size": self.batch_size, "limit": self.limit, "num_fewshot": self.num_fewshot,
-                "data": self.data, "softmax_dtype": self.softmax_dtype, "max_length": self.max_length}
+                "data": self.data, "softmax_dtype": self.softmax_dtype, "max_length": self.max_length,
+                "subset": self.subset, "subset_seed": self.subset_seed}
 
     def average(self, tasks: Sequence[str] | None = None) -> float:
         """Mean of each task's headline metric (the metric is stated per task in `tasks[...].metric`)."""
@@ -172,11 +177,36 @@ def _counting_hflm_class():
     return CountingHFLM
 
 
+ENGINES = ("prefix", "lm-eval")
+SUBSETS = ("random", "first")
+
+
 def make_lm(model, tokenizer, *, batch_size: int, max_length: int | None = None,
-            softmax_dtype: str | None = "float32"):
-    """lm-eval's HFLM around a model object, with our batch size (public so baselines can build the same)."""
-    return _counting_hflm_class()(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
-                                  max_length=max_length, softmax_dtype=softmax_dtype)
+            softmax_dtype: str | None = "float32", engine: str = "lm-eval", reuse=None):
+    """lm-eval's HFLM around a model object, with our batch size (public so baselines can build the same);
+    with `engine="prefix"`, HFLM with the shared-context / dense-prefix scoring of bench.evaluate.engine."""
+    kwargs = dict(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
+                  softmax_dtype=softmax_dtype)
+    if engine == "prefix":
+        from bench.evaluate.engine import prefix_lm_class
+
+        return prefix_lm_class()(reuse=reuse, **kwargs)
+    return _counting_hflm_class()(**kwargs)
+
+
+def document_subset(tasks: Mapping[str, Any], limit: int | float, seed: int) -> dict[str, list[int]]:
+    """A seeded random subset of each task's documents (lm-eval's `samples=` argument), sorted.
+
+    `limit` is a count, or a share of each task when below 1 (as lm-eval reads it). Each task draws with
+    its own generator seeded by (seed, task name), so adding a task changes no other task's subset."""
+    import random
+
+    out = {}
+    for name, task in tasks.items():
+        n = len(task.eval_docs)
+        k = min(n, int(math.ceil(limit * n)) if isinstance(limit, float) and limit < 1 else int(limit))
+        out[name] = sorted(random.Random(f"{seed}:{name}").sample(range(n), k))
+    return out
 
 
 def _continuation_tokens(lm, context: str, continuation: str) -> int:
@@ -271,10 +301,17 @@ def evaluate_accuracy(
     bootstrap_iters: int = 1000,
     identity: Mapping[str, Any] | None = None,
     keep_lm_eval_samples: bool = True,
+    subset: str = "first",
+    subset_seed: int = 0,
+    engine: str = "lm-eval",
+    reuse=None,
 ) -> AccuracyResult:
     """Score `model` on lm-eval tasks (0-shot by default) and keep per-sample records for stability.
 
-    `limit` takes the first N documents of each task (MMLU: of each subject), as lm-eval does.
+    `limit` takes N documents of each task (MMLU: of each subject): the first N as lm-eval does
+    (`subset="first"`), or a seeded random subset (`subset="random"`, `document_subset`, passed to lm-eval
+    as `samples=`). `engine="prefix"` scores with bench.evaluate.engine (same numbers within its stated
+    tolerance; `reuse` shares the dense model's stored layer states), `"lm-eval"` with HFLM itself.
     `softmax_dtype` is HFLM's (None: the model's dtype, lm-eval's default; float32 by default here so bf16
     models keep precise log-likelihoods). `bootstrap_iters` only affects non-mean metrics (LAMBADA's
     perplexity stderr); acc/acc_norm stderr are closed-form. `identity` (model, method, budget, seed, ...)
@@ -283,6 +320,9 @@ def evaluate_accuracy(
     infos = task_registry.resolve(tasks)
     if data not in ("local", "hub"):
         raise ConfigError(f"unknown data mode {data!r}", "use local (registry copies) or hub")
+    if engine not in ENGINES or subset not in SUBSETS:
+        raise ConfigError(f"unknown engine {engine!r} or subset {subset!r}",
+                          f"use engine {' or '.join(ENGINES)}, subset {' or '.join(SUBSETS)}")
     if num_fewshot and data == "local":
         log.warning("%d-shot: no train split is shipped, so few-shot examples come from the scored split "
                     "itself (the document being scored excluded; MMLU uses its dev split)", num_fewshot)
@@ -292,14 +332,18 @@ def evaluate_accuracy(
     with task_registry.offline(data):   # before lm_eval/datasets are imported; restored afterwards
         import lm_eval
 
-        lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length, softmax_dtype=softmax_dtype)
+        lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length, softmax_dtype=softmax_dtype,
+                     engine=engine, reuse=reuse)
         tm = task_manager()
         loaded = tm.load(task_registry.lm_eval_spec(infos, data))
         suite = loaded["groups"][task_registry.SUITE_GROUP]
+        chosen = None
+        if limit is not None and subset == "random":
+            chosen = document_subset(loaded["tasks"], limit, subset_seed)
         with quiet_git_probe():
             res = lm_eval.simple_evaluate(model=lm, tasks=[suite], task_manager=tm, num_fewshot=num_fewshot,
-                                          batch_size=batch_size, limit=limit, log_samples=True,
-                                          bootstrap_iters=bootstrap_iters)
+                                          batch_size=batch_size, limit=None if chosen else limit, samples=chosen,
+                                          log_samples=True, bootstrap_iters=bootstrap_iters)
     wall = time.perf_counter() - start
 
     lm_tasks = loaded["tasks"]
@@ -335,7 +379,9 @@ def evaluate_accuracy(
         tasks=scores, samples=samples, batch_size=batch_size, limit=limit, num_fewshot=num_fewshot, data=data,
         softmax_dtype=softmax_dtype, max_length=max_length, bootstrap_iters=bootstrap_iters, wall_s=wall,
         provenance=provenance, identity=dict(identity or {}),
-        lm_eval_samples=dict(res["samples"]) if keep_lm_eval_samples else None)
+        lm_eval_samples=dict(res["samples"]) if keep_lm_eval_samples else None,
+        subset=subset, subset_seed=subset_seed if subset == "random" else None, engine=engine,
+        engine_stats=lm.stats.to_dict() if hasattr(lm, "stats") else None)
     log.info("accuracy on %s in %.1f s: %s", ", ".join(scores), wall,
              ", ".join(f"{k} {v.metric} {v.score:.4f}" for k, v in scores.items() if v.score is not None))
     return result

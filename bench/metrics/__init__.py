@@ -306,6 +306,7 @@ class EvalContext:
     results: dict[str, Outcome] = field(default_factory=dict)  # this cell's outcomes so far
     timings: dict[str, float] = field(default_factory=dict)
     current: str = ""               # the running stage (a failure records it)
+    reuse: Any = None               # bench.evaluate.engine.Reuse: the dense states the accuracy engine may use
 
     @contextlib.contextmanager
     def stage(self, name: str, timing: str | None = None) -> Iterator[None]:

@@ -51,7 +51,7 @@ class TaskPart(Part):
 @dataclass
 class AccuracyPart(Part):
     nested = {"tasks": ("dict", TaskPart)}
-    optional = ("delta_vs_dense",)  # pruned cells only
+    optional = ("delta_vs_dense", "subset", "subset_seed", "engine")  # pruned cells only; older records
 
     tasks: dict[str, TaskPart] = field(default_factory=dict)
     average: float | None = None  # of each task's headline metric
@@ -64,6 +64,9 @@ class AccuracyPart(Part):
     softmax_dtype: str | None = None
     wall_s: float | None = None
     task_versions: dict[str, Any] | None = None
+    subset: str | None = None  # which `limit` documents: random (seeded) | first
+    subset_seed: int | None = None
+    engine: str | None = None  # prefix (bench.evaluate.engine) | lm-eval
 
     def average_stderr(self) -> float | None:
         """The mean's stderr, sqrt(sum se_i^2) / k (tasks independent); None unless every task has one."""
@@ -83,7 +86,8 @@ class AccuracyPart(Part):
         return cls(tasks=tasks, average=acc.average(), average_of="each task's headline metric (tasks.*.metric)",
                    limit=acc.limit, num_fewshot=acc.num_fewshot, batch_size=acc.batch_size, data=acc.data,
                    softmax_dtype=acc.softmax_dtype, wall_s=acc.wall_s,
-                   task_versions=acc.provenance.get("task_versions"))
+                   task_versions=acc.provenance.get("task_versions"), subset=acc.subset,
+                   subset_seed=acc.subset_seed, engine=acc.engine)
 
 
 @evaluator
@@ -106,8 +110,10 @@ class AccuracyEvaluator(Evaluator):
                 parts.append(evaluate_accuracy(
                     ctx.model, ctx.tokenizer, [task], batch_size=ev.batch_size, limit=ev.limit,
                     num_fewshot=ev.num_fewshot, identity=ctx.cell.info(),
-                    keep_lm_eval_samples=ev.log_lm_eval_samples))
+                    keep_lm_eval_samples=ev.log_lm_eval_samples, subset=ev.subset, subset_seed=ev.subset_seed,
+                    engine=ev.engine, reuse=ctx.reuse))
         result = merge_results(parts)  # every task's version kept in the provenance
+        result.engine_stats = {task: part.engine_stats for task, part in zip(ev.tasks, parts, strict=True)}
         summary = AccuracyPart.of(result)
         dense = (ctx.reference or {}).get("accuracy")
         if dense is not None and dense.value is not None:
