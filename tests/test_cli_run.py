@@ -145,10 +145,14 @@ def test_the_paper_preset_runs_every_method(tiny_env, tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({
         "preset": "paper", "models": [str(tiny_env.model)], "ratios": [0.25], "device": "cpu", "dtype": "float32",
         "method_params": {"streamline": {"train_samples": 4, "train_seq_len": 32},
-                          "laco": {"layers_per_merge": 2, "n_sentences": 2}},
+                          "laco": {"layers_per_merge": 2, "n_sentences": 2},
+                          # Shortened-LLaMA protects the first 4 and last 2 layers; the tiny model has 4
+                          "ppl": {"keep_first": 1, "keep_last": 1}, "taylor": {"keep_first": 1, "keep_last": 1}},
         "calib": {"source": "wikipedia", "n_samples": 4, "seq_len": 32, "batch_size": 4},
         "eval": {"tasks": ["piqa"], "limit": 2, "batch_size": 2, "latency": None, "stability": True,
-                 "perplexity": {"corpora": ["wikipedia", "c4"], "window": 32, "max_windows": 2, "batch_size": 2}}}))
+                 "perplexity": {"corpora": ["wikipedia", "c4"], "window": 32, "max_windows": 2, "batch_size": 2},
+                 "fidelity": {"corpora": ["wikipedia", "c4"], "window": 32, "max_documents": 2, "max_bytes": 4096,
+                              "batch_size": 2}}}))
     rc = main(["run", "--config", str(cfg), "--store", str(tmp_path / "store"), "--plain"])
     index = [json.loads(line) for line in (tmp_path / "store" / "results.jsonl").read_text().splitlines()]
     assert rc == 0, capsys.readouterr().err

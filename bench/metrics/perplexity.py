@@ -24,6 +24,8 @@ from bench.record import Part
 
 @dataclass
 class CorpusPerplexity(Part):
+    optional = ("documents", "document_range")  # absent from records written before document splits
+
     corpus: str | None = None  # its label
     window: int | None = None
     tokens: int | None = None
