@@ -3,10 +3,11 @@
 quick    the default `bench run`: SmolLM2-135M, six methods (shortgpt, streamline, laco, last, angular,
          random), ratios 0.125 and 0.25, a CPU-sized real suite: 13 cells (1 dense + 6 methods x 2
          ratios), each scoring PIQA, ARC-Easy and WinoGrande on a seeded subset of 50 documents (the same
-         for every cell; --subset first for the first 50), 8 windows x 256 tokens of the C4 sample, bits
-         per byte and KL to dense on 12 whole held-out C4 documents (64 KiB at most), and a 32 + 16 token
-         latency probe at batch sizes 1 and 8 (5 interleaved repeats each); calibration is 32 x 128
-         Wikipedia tokens, captured once per run. Sized for a 2-core AVX2 CPU in fp32 (no bf16 units).
+         for every cell; --subset first for the first 50), 4 windows x 256 tokens of the C4 sample, bits
+         per byte and KL to dense on whole held-out C4 documents (16 KiB: the first two), and a 32 + 8
+         token latency probe at batch size 1 (3 repeats interleaved with dense); calibration is 32 x 128
+         Wikipedia tokens, captured once per run. Sized for a 2-core CPU in fp32 (no bf16 units): 522 s
+         from a cold cache (`bench run --dtype float32`, 47 s of it the one-time download and conversion).
 paper    the zero-shot suite of the pruning papers (LLM-Pruner, wanda, LLM-Streamline): BoolQ, PIQA,
          HellaSwag, WinoGrande, ARC-e, ARC-c, OpenBookQA at full size, Wikipedia- and C4-sample perplexity
          in 2048-token windows, on every registered model; meant for a GPU.

@@ -240,6 +240,10 @@ def leaderboard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=order)
 
 
+def _in_summary(metric, name: str) -> bool:
+    return metric is None or metric.in_summary(name)
+
+
 def summary(records: list[dict[str, Any]], console=None, title: str = "leaderboard") -> None:
     """The leaderboard as a rich table (plain text when not a terminal): the cell, then a column per value
     of every declared metric (bench.metrics) that some record has."""
@@ -253,7 +257,8 @@ def summary(records: list[dict[str, Any]], console=None, title: str = "leaderboa
     fixed = {"key", "status", "kind", "model", "method", "label", "params", "seed", "budget_layers",
              "budget_ratio", "n_layers", "layers_removed", "removed_layers", "params_total", "params_after",
              "param_ratio", "speedup", "seconds", "device", "dtype", "limit", "error", "finished_at"}
-    names = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in fixed and not k.endswith(":stderr")]
+    names = [k for k in dict.fromkeys(k for r in rows for k in r)
+             if k not in fixed and not k.endswith(":stderr") and _in_summary(metric_for(k), k)]
     table = Table(title=title)
     for col in ("model", "method", "budget", "removed", "params", *names, "decode ×", "status"):
         table.add_column(col, justify="left" if col in ("model", "method", "status") else "right")

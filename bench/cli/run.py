@@ -53,7 +53,7 @@ def run(args) -> int:
     observer = progress.PlainObserver() if args.plain or progress.wants_plain() else progress.RichObserver()
     with observer:
         outcome = runner.run(spec, observer)
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = Console() if sys.stdout.isatty() else Console(width=220)  # a log or pipe: whole rows
     records = [outcome.records[c.key] for c in outcome.cells]
     progress.summary(records, console, title=f"leaderboard ({spec.store})")
     console.print(f"{len(outcome.computed)} cells computed, {len(outcome.skipped)} skipped (already stored) "

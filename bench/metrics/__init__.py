@@ -192,6 +192,8 @@ class Metric:
     group       the kind `bench regress --skip` leaves out (default: name)
     columns     group -> the leaderboard's columns for this metric (default: one per value name)
     progress    record -> the progress line's words (default: "<value name> <value>" per value)
+    summary     value name -> whether `bench run`'s closing terminal table shows it (default: every value;
+                the pages show them all)
     scale, digits  how a value is shown (accuracy: x100, 1 digit)
     order       place among the metrics (columns, progress words); built-ins use 10..60
     """
@@ -206,6 +208,7 @@ class Metric:
     group: str = ""
     columns: Callable[[Any], list[Column]] | None = None
     progress: Callable[[CellRecord], list[str]] | None = None
+    summary: Callable[[str], bool] | None = None
     scale: float = 1.0
     digits: int = 2
     order: int = 45
@@ -233,6 +236,9 @@ class Metric:
         for row in group.all_rows:
             names.update(dict.fromkeys(self.read(row.record)))
         return [Column(f"{name} {self.arrow}", _default_value(self, name), digits=self.digits) for name in names]
+
+    def in_summary(self, value_name: str) -> bool:
+        return self.summary is None or self.summary(value_name)
 
     def progress_words(self, record: CellRecord) -> list[str]:
         if self.progress is not None:

@@ -203,4 +203,4 @@ def _progress(record) -> list[str]:
 
 metric(Metric(name="accuracy", title="Accuracy", unit="fraction", direction="higher", uncertainty="stderr",
               read=_read, regress=AbsoluteChange("acc_points", unit="points", scale=100.0), columns=_columns,
-              progress=_progress, scale=100.0, digits=1, order=10))
+              progress=_progress, summary=lambda name: name == "accuracy/avg", scale=100.0, digits=1, order=10))

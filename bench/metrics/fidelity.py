@@ -198,4 +198,5 @@ metric(Metric(name="kl_to_dense", title="KL to dense", unit="nats/token", direct
               group="fidelity", columns=_kl_columns, progress=lambda r: [], digits=3, order=33))
 metric(Metric(name="top1_agreement", title="Top-1 agreement with dense", unit="fraction", direction="higher",
               uncertainty="none", read=_reader("top1_agreement", "top1_agreement"), regress=None, group="fidelity",
-              columns=_top1_columns, progress=lambda r: [], scale=100.0, digits=1, order=34))
+              columns=_top1_columns, progress=lambda r: [], summary=lambda name: False, scale=100.0, digits=1,
+              order=34))

@@ -184,12 +184,16 @@ def _speedup_columns(group) -> list[Column]:
             Column(f"Weights + KV MiB (batch {sizes[-1]})", memory, digits=0)]
 
 
+def _not_in_summary(name: str) -> bool:
+    return False  # the closing table's "decode ×" column is the latency summary
+
+
 metric(Metric(name="latency/prefill_ms", title="Prefill", unit="ms", direction="lower", uncertainty="runs",
               read=_reader("prefill_ms"), regress=None, group="latency", columns=lambda group: [],
-              progress=_no_progress, order=40))
+              progress=_no_progress, summary=_not_in_summary, order=40))
 metric(Metric(name="latency/decode_tokens_per_s", title="Decode", unit="tokens/s", direction="higher",
               uncertainty="runs", read=_reader("decode_tokens_per_s"), regress=None, group="latency",
-              columns=lambda group: [], progress=_no_progress, order=41))
+              columns=lambda group: [], progress=_no_progress, summary=_not_in_summary, order=41))
 metric(Metric(name="latency/decode_speedup", title="Decode speed-up over dense", unit="×", direction="higher",
               uncertainty="interval", read=_speedups, regress=IntervalOverlap("latency_pct"), group="latency",
-              columns=_speedup_columns, progress=_no_progress, order=42))
+              columns=_speedup_columns, progress=_no_progress, summary=_not_in_summary, order=42))
