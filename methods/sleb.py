@@ -18,6 +18,7 @@ the calibration sequences. Deviations, all stated:
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,8 @@ from bench.errors import BudgetError
 from methods import register
 from methods.base import Budget, Pruner
 from methods.bypass import bypass_losses
+
+log = logging.getLogger(__name__)
 
 
 @register
@@ -67,6 +70,8 @@ class SLEB(Pruner):
                 totals, tokens = bypass_losses(model, calib.batches(), removed, candidates, reuse=p.reuse)
                 best = min(candidates, key=lambda c: (totals[c], c))
                 removed.append(best)
+                log.info("sleb round %d/%d: removed layer %d of %d candidates (calibration NLL %.4f) at %.0f s",
+                         len(removed), k, best, len(candidates), totals[best] / tokens, time.perf_counter() - t0)
                 rounds.append({"removed": best, "mean_nll": {str(c): totals[c] / tokens for c in candidates}})
                 meter.add(tokens=tokens * len(candidates))
             search_seconds = time.perf_counter() - t0

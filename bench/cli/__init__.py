@@ -35,7 +35,8 @@ def build_parser() -> OneLineParser:
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("bench").setLevel(logging.INFO if verbosity == 0 else level)
+    for ours in ("bench", "methods"):  # the harness's and the pruners' own progress (SLEB's rounds) at INFO
+        logging.getLogger(ours).setLevel(logging.INFO if verbosity == 0 else level)
 
 
 def _quiet_third_party_progress() -> None:
