@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing as mp
 import os
 import resource
 import sys
 import time
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 TASKS = ["piqa", "arc_easy", "winogrande"]
 BATCH = 8
@@ -154,7 +157,7 @@ def _prune_and_export(out: Path, ratio: float, seed: int) -> dict[str, str]:
             calib = Calibration(calib_spec(spec, seed), model, tok)
         if pruner.trains and train is None:
             train = TrainData(TrainDataSpec(**dataclasses.asdict(spec.train)), tok)
-        print(f"pruning {cell.label}", file=sys.stderr, flush=True)
+        log.info("pruning %s", cell.label)
         result = prune(model, pruner, Budget(ratio=ratio), calib, copy_model=True, heal_data=train)
         save_pruned(result.model, tok, result.plan, target, base_model=zoo.DEFAULT_MODEL)
     return cells
@@ -206,7 +209,7 @@ def main(argv=None) -> int:
     for cell in todo:
         row = {}
         for kind in ("plain", "engine"):
-            print(f"{cell}: {kind}", file=sys.stderr, flush=True)
+            log.info("%s: %s", cell, kind)
             workers[kind][1].send({"cell": cell})
             row[kind] = workers[kind][1].recv()
         check = _compare(row["plain"].pop("samples"), row["engine"].pop("samples"))
@@ -216,7 +219,7 @@ def main(argv=None) -> int:
         tmp = results_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(results, indent=1))
         tmp.replace(results_path)
-        print(json.dumps({cell: {k: row[k] for k in ("ratio_wall", "ratio_cpu", "max_abs_loglik_diff",
+        log.info("%s", json.dumps({cell: {k: row[k] for k in ("ratio_wall", "ratio_cpu", "max_abs_loglik_diff",
                                                      "identical_predictions")}}), flush=True)
     for proc, conn in workers.values():
         conn.send(None)
@@ -230,9 +233,10 @@ def main(argv=None) -> int:
         results["peak_rss_mb"] = {k: max(r[k]["peak_rss_mb"] for r in done.values()) for k in ("plain", "engine")}
         results["cells_done"] = list(done)
         results_path.write_text(json.dumps(results, indent=1))
-        print(json.dumps({k: v for k, v in results.items() if k != "cells"}, indent=1))
+        log.info("%s", json.dumps({k: v for k, v in results.items() if k != "cells"}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     sys.exit(main())

@@ -12,7 +12,6 @@ deterministic (the interval is seeded) and touches nothing else in a record but 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -59,13 +58,15 @@ def recompute_stability(root: str | Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m bench.stats.recompute STORE", file=sys.stderr)
-        return 2
-    print(f"stability recomputed for {recompute_stability(args[0])} record(s) in {args[0]}")
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.stats.recompute", description=__doc__.splitlines()[0])
+    parser.add_argument("store", help="the result store whose pruned records get their stability recomputed")
+    store = parser.parse_args(argv).store  # a wrong call: argparse's usage line and exit 2
+    log.info("stability recomputed for %d record(s) in %s", recompute_stability(store), store)
     return 0
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     raise SystemExit(main())
