@@ -167,9 +167,13 @@ def lr_lambda(steps: int, warmup: float, min_ratio: float, schedule: str = "cosi
 
 def train(model: nn.Module, params: Sequence[nn.Parameter], loss_fn: Callable[[torch.Tensor], torch.Tensor],
           batches: Iterable[torch.Tensor], n_batches: int, cfg: TrainParams, *, flops_token: float,
-          what: str) -> dict[str, Any]:
+          what: str, on_step: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Minimise `loss_fn(batch)` over `params` of `model`, one pass over `batches` (token-id tensors).
 
+    `on_step(step, tokens)`, when given, is called after every optimizer step with the steps and tokens done
+    so far (the trained parameters still in fp32 master form): a caller's checkpoint hook. Under the
+    `constant` schedule with `warmup=0` the state after k steps is exactly that of a k-step run on the
+    same batches, so one long run gives every shorter budget on the way.
     Returns the measured cost and the loss trajectory (plain data for `plan.cost["training"]`).
     """
     params = unique(params)
@@ -211,6 +215,8 @@ def train(model: nn.Module, params: Sequence[nn.Parameter], loss_fn: Callable[[t
             meter.add(tokens=accum_tokens, steps=1, flops=flops_token * accum_tokens)
             log.debug("%s: step %d/%d loss %.4f", what, step, steps, accum_loss)
             accum_loss, accum_tokens = 0.0, 0
+            if on_step is not None:
+                on_step(step, meter.tokens)
         del opt
     tail = losses[-max(1, len(losses) // 10):]
     result = meter.result()

@@ -124,3 +124,31 @@ def test_official_streamline_schedule_is_nearly_constant():
         assert ours(i) == pytest.approx(official(i + 1), abs=0.011)
     assert ours(steps - 1) * lr == pytest.approx(1.95e-4, rel=0.01)
     assert min(ours(i) for i in range(8, steps)) > 0.96
+
+
+def test_on_step_checkpoints_of_a_constant_run_equal_the_shorter_runs():
+    """Under `constant` with no warm-up, the state after k steps of a long run is the k-step run's, and
+    `on_step` sees it (the Streamline study reads every training budget off one run this way)."""
+    cfg = TrainParams(lr=1e-2, schedule="constant", warmup=0.0)
+
+    def run(n, hook=None):
+        model, tok = tiny_model("llama", n_layers=2)
+        layer = arch.decoder_layers(model)[1]
+        batches = _batches(tok, 6)[:n]
+        train(model, list(layer.parameters()), lambda ids: lm_loss(model, ids), batches, n, cfg,
+              flops_token=1.0, what="t", on_step=hook and (lambda step, tokens: hook(layer, step, tokens)))
+        return {k: v.clone() for k, v in layer.state_dict().items()}
+
+    seen, at_2 = [], {}
+
+    def hook(layer, step, tokens):
+        seen.append((step, tokens))
+        if step == 2:
+            at_2.update({k: v.detach().clone() for k, v in layer.state_dict().items()})
+
+    final = run(6, hook)
+    assert seen == [(k, k * 2 * 16) for k in range(1, 7)]
+    short = run(2)
+    for key, value in short.items():
+        assert torch.equal(at_2[key].to(value.dtype), value), key
+    assert not torch.equal(at_2["mlp.up_proj.weight"], final["mlp.up_proj.weight"])

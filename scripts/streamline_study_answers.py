@@ -1,0 +1,169 @@
+"""The Streamline study page's answers, defaults, gaps and compute, derived from the points only."""
+
+from __future__ import annotations
+
+from streamline_study import BUDGETS, WINDOWS
+from streamline_study_report import LABELS, bpb, bpb_ci, fmt_ci, trained
+
+import methods
+
+
+def _layer_s0(points: dict[str, dict]) -> list[dict]:
+    return [r for r in trained(points) if r["point"]["replacement"] == "layer" and r["point"]["seed"] == 0]
+
+
+def _acc_line(name: str, acc: dict[str, dict], against: str) -> str:
+    from bench.stats.significance import mcnemar
+
+    if name not in acc or against not in acc:
+        return ""
+    parts = []
+    for task, outcomes in acc[name]["per_document"].items():
+        m = mcnemar(outcomes, acc[against]["per_document"][task])
+        diff = 100 * (m.only_a - m.only_b) / m.n
+        parts.append(f"{task} {diff:+.1f} points (McNemar p={m.p:.3g})")
+    return f" Accuracy of `{name}` vs `{against}`: " + "; ".join(parts) + "."
+
+
+def answers(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
+    none, short = points["none"], points.get("shortgpt")
+    rows = _layer_s0(points)
+    lines = []
+    first: dict[str, int] = {}
+    for r in sorted(rows, key=lambda r: r["point"]["tokens"]):
+        if bpb_ci(r, none)[1] < 0:
+            first.setdefault(r["point"]["objective"], r["point"]["tokens"])
+    if first:
+        lines.append("1. **Does a trained replacement beat `none`?** Yes (paired 95 % CI of the bits-per-byte "
+                     "difference entirely below 0): " + "; ".join(f"{LABELS[o]} from {t:,} tokens"
+                                                                for o, t in sorted(first.items(), key=lambda kv: kv[1])) + ".")
+        never = [LABELS[o] for o in LABELS if o not in first and any(r["point"]["objective"] == o for r in rows)]
+        if never:
+            lines.append(f"   Not at any budget tried: {', '.join(never)}.")
+        ends = sorted(n for n in acc if n.startswith("layer-"))
+        lines += [f"  {line}" for line in (_acc_line(n, acc, "none") for n in ends) if line]
+        budget = min(first.values())
+        at = sorted((r for r in rows if r["point"]["tokens"] == budget), key=bpb)
+        best = at[0]
+        second = at[1] if len(at) > 1 else None
+        text = (f"2. **Which objective gets there first?** {LABELS[best['point']['objective']]}: every objective was "
+                f"scored at the same budgets, the smallest being {budget:,} tokens, and there it has the lowest "
+                f"bits per byte ({bpb(best):.4f}; " + ", ".join(f"{LABELS[r['point']['objective']]} {bpb(r):.4f}"
+                                                                 for r in at[1:]) + ").")
+        if second is not None:
+            lo, hi = bpb_ci(best, second)
+            text += (f" Against the runner-up ({LABELS[second['point']['objective']]}) the paired difference is "
+                     f"{bpb(best) - bpb(second):+.4f} {fmt_ci(lo, hi, 4)}: "
+                     + ("lower." if hi < 0 else "not distinguishable at this budget."))
+        lines.append(text)
+    else:
+        lines.append("1. **Does a trained replacement beat `none`?** Not at any budget tried.")
+        lines.append("2. **Which objective gets there first?** None does within the budgets tried.")
+    if short is not None:
+        every = trained(points) + [r for r in points.values() if r["point"]["kind"] == "default"]
+        beat = [r for r in every if bpb_ci(r, short)[1] < 0]
+        best = min(every, key=bpb) if every else None
+        if beat:
+            r = min(beat, key=lambda r: r["training"]["tokens"])
+            lines.append(f"3. **Does it beat ShortGPT at 25 %?** Yes in bits per byte: from "
+                         f"{r['point'].get('name', r['point'].get('kind'))} ({r['training']['tokens']:,} tokens: "
+                         f"{bpb(r):.4f} vs {bpb(short):.4f}, paired CI {fmt_ci(*bpb_ci(r, short))}); "
+                         f"{len(beat)} of {len(every)} trained points are below ShortGPT.")
+        elif best is not None:
+            lo, hi = bpb_ci(best, short)
+            lines.append(f"3. **Does it beat ShortGPT at 25 %?** Not in bits per byte: the best trained point "
+                         f"({best['point']['name']}, {bpb(best):.4f}) vs ShortGPT {bpb(short):.4f}: "
+                         f"{bpb(best) - bpb(short):+.4f} {fmt_ci(lo, hi)}, "
+                         + ("higher." if lo > 0 else "not distinguishable."))
+        ends = sorted(n for n in acc if n.startswith("layer-") or n.startswith("default-"))
+        lines += [f"  {line}" for line in (_acc_line(n, acc, "shortgpt") for n in ends) if line]
+    lines += _seeds(points)
+    return lines
+
+
+def _seeds(points: dict[str, dict]) -> list[str]:
+    """Seed 0 vs seed 1 where both exist (the run's window order and any init differ)."""
+    lines = []
+    by = {(r["point"]["replacement"], r["point"]["objective"], r["point"]["tokens"], r["point"]["seed"]): r
+          for r in trained(points)}
+    pairs = [(k, by[k], by[(*k[:3], 1)]) for k in by if k[3] == 0 and (*k[:3], 1) in by]
+    defaults = {r["point"]["seed"]: r for r in points.values() if r["point"]["kind"] == "default"}
+    if 0 in defaults and 1 in defaults:
+        pairs.append((("default", "lm", defaults[0]["training"]["tokens"], 0), defaults[0], defaults[1]))
+    if not pairs:
+        return ["4. **Seeds.** No second seed was run (see below)."]
+    lines.append("4. **Seeds** (seed 1 re-orders the same windows; the default's seed also re-draws them): "
+                 + "; ".join(f"{k[0]} / {LABELS.get(k[1], k[1])} at {k[2]:,} tokens: seed 0 {bpb(a):.4f}, seed 1 "
+                             f"{bpb(b):.4f}, difference {bpb(b) - bpb(a):+.4f} {fmt_ci(*bpb_ci(b, a), 4)}"
+                             for k, a, b in pairs) + ".")
+    return lines
+
+
+def defaults(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
+    p = methods.create("streamline").params
+    rows = _layer_s0(points)
+    if not rows:
+        return ["No trained point yet."]
+    lines = [f"`methods/streamline.py` defaults: replacement `{p.replacement}`, objective `{p.objective}`, schedule "
+             f"`{p.schedule}`, lr {p.lr:g}, {p.train_samples} windows of {p.train_seq_len} tokens "
+             f"({p.train_samples * p.train_seq_len:,} tokens), training text `--train-data` (C4 in `bench run`).", ""]
+    lines.append("Best objective per budget (layer replacement, seed 0):")
+    lines.append("")
+    lines.append("| training tokens | " + " | ".join(LABELS.values()) + " |")
+    lines.append("|---" * (1 + len(LABELS)) + "|")
+    for tokens in BUDGETS:
+        at = {r["point"]["objective"]: r for r in rows if r["point"]["tokens"] == tokens}
+        if not at:
+            continue
+        low = min(at.values(), key=bpb)
+        cells = [("**" if at[o] is low else "") + f"{bpb(at[o]):.4f}" + ("**" if at[o] is low else "")
+                 if o in at else "—" for o in LABELS]
+        lines.append(f"| {tokens:,} | " + " | ".join(cells) + " |")
+    lines += ["", "(Bold: the lowest bits per byte at that budget, not a significance claim; the paired tests are "
+              "in the answers above.)"]
+    return lines
+
+
+def missing(points: dict[str, dict], acc: dict[str, dict], jobs: list[dict]) -> list[str]:
+    lines = []
+    for job in jobs:
+        if job["kind"] == "train":
+            want = [w * 256 for w in WINDOWS if w <= job["windows"]]
+            have = [t for t in want if f"{job['replacement']}-{job['objective']}-{t // 1000}k-s{job['seed']}" in points]
+            if len(have) < len(want):
+                lines.append(f"- {job['name']}: reached {max(have, default=0):,} of {max(want):,} tokens.")
+        elif job["kind"] == "best":
+            kind = [r for r in trained(points) if (job["what"] == "seed1" and r["point"]["seed"] == 1)
+                    or r["point"]["replacement"] == job["what"]]
+            if not kind:
+                lines.append(f"- {job['what']} at the best objective: not run before the deadline.")
+        elif job["kind"] == "accuracy":
+            if not job["of"].startswith("best-") and job["of"] not in acc:
+                lines.append(f"- Accuracy of `{job['of']}`: not run before the deadline.")
+        elif job["name"] not in points:
+            lines.append(f"- `{job['name']}`: not run before the deadline.")
+    return lines or ["Nothing: every planned job ran."]
+
+
+def compute(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
+    rows = trained(points)
+    teacher = max((r["training"]["teacher"]["seconds_this_process"] for r in rows), default=0.0)
+    fpt = rows[0]["training"]["teacher"]["flops_per_token"] if rows else 0.0
+    windows = max((r["point"]["windows"] for r in rows), default=0)
+    lines = [f"Teacher states: one dense forward over {windows:,} windows ({windows * 256:,} tokens, "
+             f"{fpt * windows * 256:.2e} FLOPs) paid once and shared by every run: about {teacher:.0f} s "
+             "(the longest any one process spent on them; a restart reloads the saved chunks).", "",
+             "Per point: `train s` is the run's cumulative training time up to that budget (a checkpoint's "
+             "evaluation excluded), `FLOPs` = tokens x (2 x frozen + 6 x trainable-path matmul parameters), "
+             "`bench.train`; `wall s` is the run's wall time up to the point, evaluations included.", "",
+             "| point | train s | training FLOPs | wall s | accuracy s |", "|---|---|---|---|---|"]
+    for n, r in sorted(points.items()):
+        t = r.get("training") or {}
+        secs = t.get("train_seconds", t.get("wall_seconds"))
+        lines.append(f"| {n} | {'' if secs is None else f'{secs:.0f}'} | "
+                     f"{'' if 'flops' not in t else format(t['flops'], '.2e')} | {r['wall_s']:.0f} | "
+                     f"{'' if n not in acc else format(acc[n]['wall_s'], '.0f')} |")
+    lines += ["", "Machine: 2 CPU cores (AMD EPYC with AVX512-BF16 / AMX), torch 2.13 CPU, bf16, quiet (this run "
+              "alone on it). One run to 1.02 M tokens is the bulk of the cost; the page is regenerated from the "
+              "points, so a longer session resumes where this one stopped."]
+    return lines
