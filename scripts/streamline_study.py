@@ -98,8 +98,8 @@ def jobs() -> list[dict]:
     out += [{"name": f"default-s{s}", "kind": "default", "seed": s} for s in (0, 1)]
     out += [{"kind": "best", "what": w} for w in ("mlp", "ffn")]
     out += [{"kind": "accuracy", "of": n} for n in ("none", "shortgpt", "best-first", "best-last", "default-s0")]
-    out += [LACO, {"kind": "best", "what": "seed1"}, _run("layer", "kd", 0)]
-    out += [{"kind": "accuracy", "of": n} for n in ("dense", "default-s1")]
+    out += [LACO, {"kind": "best", "what": "seed1"}, {"kind": "accuracy", "of": "layer-mse-1024k-s0"},
+            _run("layer", "kd", 0), {"kind": "accuracy", "of": "dense"}, {"kind": "accuracy", "of": "default-s1"}]
     return out
 
 
@@ -189,7 +189,8 @@ class Study:
             return None
         if job["what"] == "seed1":
             return _run("layer", best, 1)
-        return _run(job["what"], best, 0, windows=WINDOWS[min(2, len(WINDOWS) - 1)])
+        cheap = best in ("mse", "mse_skip1")  # module-only training: the whole grid costs minutes
+        return _run(job["what"], best, 0, windows=WINDOWS[-1] if cheap else WINDOWS[min(2, len(WINDOWS) - 1)])
 
     # ---------------------------------------------------------------------------------------- points
 
