@@ -45,17 +45,21 @@ def answers(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
         budget = min(first.values())
         at = sorted((r for r in rows if r["point"]["tokens"] == budget), key=bpb)
         best = at[0]
-        second = at[1] if len(at) > 1 else None
-        text = (f"2. **Which objective gets there first?** {LABELS[best['point']['objective']]}: every objective was "
-                f"scored at the same budgets, the smallest being {budget:,} tokens, and there it has the lowest "
-                f"bits per byte ({bpb(best):.4f}; " + ", ".join(f"{LABELS[r['point']['objective']]} {bpb(r):.4f}"
-                                                                 for r in at[1:]) + ").")
-        if second is not None:
-            lo, hi = bpb_ci(best, second)
-            text += (f" Against the runner-up ({LABELS[second['point']['objective']]}) the paired difference is "
-                     f"{bpb(best) - bpb(second):+.4f} {fmt_ci(lo, hi, 4)}: "
-                     + ("lower." if hi < 0 else "not distinguishable at this budget."))
-        lines.append(text)
+        tied = [r for r in at[1:] if bpb_ci(r, best)[0] <= 0]  # the best's lead over r is not established
+        lead = [LABELS[r["point"]["objective"]] for r in [best, *tied]]
+        text = (f"2. **Which objective gets there first?** Every objective was scored at the same budgets; at the "
+                f"smallest, {budget:,} tokens, " + (f"{' and '.join(lead)} tie" if tied else f"{lead[0]} leads")
+                + " (" + ", ".join(f"{LABELS[r['point']['objective']]} {bpb(r):.4f}" for r in at) + " bits/byte")
+        for r in tied:
+            lo, hi = bpb_ci(best, r)
+            text += (f"; {LABELS[best['point']['objective']]} minus {LABELS[r['point']['objective']]}: "
+                     f"{bpb(best) - bpb(r):+.4f} {fmt_ci(lo, hi, 4)}, not distinguishable")
+        rest = [r for r in at[1:] if r not in tied]
+        if rest:
+            lo, hi = bpb_ci(best, rest[0])
+            text += (f"; against the next, {LABELS[rest[0]['point']['objective']]}, {bpb(best) - bpb(rest[0]):+.4f} "
+                     f"{fmt_ci(lo, hi, 4)}")
+        lines.append(text + ").")
     else:
         lines.append("1. **Does a trained replacement beat `none`?** Not at any budget tried.")
         lines.append("2. **Which objective gets there first?** None does within the budgets tried.")
@@ -64,11 +68,15 @@ def answers(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
         beat = [r for r in every if bpb_ci(r, short)[1] < 0]
         best = min(every, key=bpb) if every else None
         if beat:
-            r = min(beat, key=lambda r: r["training"]["tokens"])
-            lines.append(f"3. **Does it beat ShortGPT at 25 %?** Yes in bits per byte: from "
-                         f"{r['point'].get('name', r['point'].get('kind'))} ({r['training']['tokens']:,} tokens: "
-                         f"{bpb(r):.4f} vs {bpb(short):.4f}, paired CI {fmt_ci(*bpb_ci(r, short))}); "
-                         f"{len(beat)} of {len(every)} trained points are below ShortGPT.")
+            firsts: dict[tuple, dict] = {}
+            for r in sorted(beat, key=lambda r: r["training"]["tokens"]):
+                key = (r["point"].get("replacement", "layer"), r["point"].get("objective", "default"))
+                firsts.setdefault(key, r)
+            lines.append("3. **Does it beat ShortGPT at 25 %?** Yes in bits per byte (paired CI below 0), first at: "
+                         + "; ".join(f"{repl} / {LABELS.get(obj, obj)} {r['training']['tokens']:,} tokens "
+                                     f"({bpb(r):.4f} vs {bpb(short):.4f}, {fmt_ci(*bpb_ci(r, short))})"
+                                     for (repl, obj), r in firsts.items())
+                         + f". {len(beat)} of {len(every)} trained points are below ShortGPT.")
         elif best is not None:
             lo, hi = bpb_ci(best, short)
             lines.append(f"3. **Does it beat ShortGPT at 25 %?** Not in bits per byte: the best trained point "

@@ -180,6 +180,9 @@ def write_report(out: Path, page: Path) -> None:
         "states cached once per window (`scripts/streamline_study_teacher.py`). The method defaults "
         "(`default-s*`) run `methods.create(\"streamline\")` itself: the official schedule, C4 training text.", "",
         f"![bits per byte against training tokens]({Path(os.path.relpath(fig, page.parent)).as_posix()})", "",
+        "Error bars: each point's own 95 % bootstrap interval over the documents, which mostly shows how much the "
+        "documents differ from each other. Whether two points differ is a paired question (the same documents), "
+        "answered by the paired intervals in the tables: overlapping bars can still differ significantly.", "",
         "## Baselines (no training)", "",
         "| point | layers removed | bits/byte [95 % CI] | vs dense [paired CI] | KL to dense | top-1 agreement |",
         "|---|---|---|---|---|---|"]
