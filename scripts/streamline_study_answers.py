@@ -182,8 +182,14 @@ def _why(points: dict[str, dict], rows: list[dict], p) -> list[str]:
 
 
 def missing(points: dict[str, dict], acc: dict[str, dict], jobs: list[dict]) -> list[str]:
+    from streamline_study import _run, best_objective
+
     lines = []
+    best = best_objective(points)
     for job in jobs:
+        if job["kind"] == "best" and best is not None:
+            job = _run("layer", best, 1) if job["what"] == "seed1" else _run(
+                job["what"], best, 0, windows=WINDOWS[-1] if best.startswith("mse") else WINDOWS[min(2, len(WINDOWS) - 1)])
         if job["kind"] == "train":
             want = [w * 256 for w in WINDOWS if w <= job["windows"]]
             have = [t for t in want if f"{job['replacement']}-{job['objective']}-{t // 1000}k-s{job['seed']}" in points]
@@ -199,6 +205,11 @@ def missing(points: dict[str, dict], acc: dict[str, dict], jobs: list[dict]) -> 
                 lines.append(f"- Accuracy of `{job['of']}`: not run before the deadline.")
         elif job["name"] not in points:
             lines.append(f"- `{job['name']}`: not run before the deadline.")
+    if lines:
+        lines.append("Each of these stopped at the session's deadline (`--deadline`: a run stops at its last budget "
+                     "that fits, a job that would not fit is not started); the per-1,000-token costs under Defaults "
+                     "give what the rest takes, and `run` resumes them (a run restarts from step 0 and skips the "
+                     "budgets already written).")
     return lines or ["Nothing: every planned job ran."]
 
 
@@ -221,6 +232,6 @@ def compute(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
                      f"{'' if 'flops' not in t else format(t['flops'], '.2e')} | {r['wall_s']:.0f} | "
                      f"{'' if n not in acc else format(acc[n]['wall_s'], '.0f')} |")
     lines += ["", "Machine: 2 CPU cores (AMD EPYC with AVX512-BF16 / AMX), torch 2.13 CPU, bf16, quiet (this run "
-              "alone on it). One run to 1.02 M tokens is the bulk of the cost; the page is regenerated from the "
+              "alone on it, but for a few minutes of the teacher states). One run to 1.02 M tokens is the bulk of the cost; the page is regenerated from the "
               "points, so a longer session resumes where this one stopped."]
     return lines
