@@ -18,7 +18,8 @@ module's (the module counts), as in the paper's "9 layers replaced by an FFN = 2
 Objectives (only the module trains, everything else frozen). The default is `lm`, not the official `mse`:
 on SmolLM2-135M with 8 of 30 layers removed (reports/streamline-study.md), at the default's budget (32 K
 tokens) the official MSE leaves the model worse than dropping the block, while `lm` beats dropping it from
-25.6 K tokens and has the lowest bits per byte of the objectives up to 407 K tokens; the MSE only catches up
+25.6 K tokens (tied with `kd`, which costs twice as much per token, and below the MSE up to 1 M tokens in
+paired tests); the MSE only catches up
 after a few hundred thousand tokens (it must first learn the attention-sink position that dominates its
 loss). Pass `objective=mse` for the paper's loss.
 - `mse` (the paper's and the official code's loss): MSE between the module's output on h_l and the dense model's

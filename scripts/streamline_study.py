@@ -107,6 +107,14 @@ def jobs() -> list[dict]:
     return out
 
 
+def best_run(what: str, best: str) -> dict:
+    """The run a `best` job stands for: a second seed of the best objective, or its mlp / ffn replacement."""
+    if what == "seed1":
+        return _run("layer", best, 1)
+    cheap = best in ("mse", "mse_skip1")  # module-only training: the whole grid costs minutes
+    return _run(what, best, 0, windows=WINDOWS[-1] if cheap else WINDOWS[min(2, len(WINDOWS) - 1)])
+
+
 def best_objective(done: dict[str, dict]) -> str | None:
     """The objective whose seed-0 `layer` point at the largest budget any objective reached has the lowest
     bits per byte (every objective's run checkpoints at the same budgets)."""
@@ -189,12 +197,7 @@ class Study:
             return {"kind": "accuracy", "of": name("layer", best, min(tokens) if job["of"] == "best-first" else max(tokens), 0)}
         if job["kind"] != "best":
             return job
-        if best is None:
-            return None
-        if job["what"] == "seed1":
-            return _run("layer", best, 1)
-        cheap = best in ("mse", "mse_skip1")  # module-only training: the whole grid costs minutes
-        return _run(job["what"], best, 0, windows=WINDOWS[-1] if cheap else WINDOWS[min(2, len(WINDOWS) - 1)])
+        return None if best is None else best_run(job["what"], best)
 
     # ---------------------------------------------------------------------------------------- points
 

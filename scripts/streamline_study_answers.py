@@ -115,7 +115,7 @@ def defaults(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
     lines = [f"`methods/streamline.py` defaults: replacement `{p.replacement}`, objective `{p.objective}`, schedule "
              f"`{p.schedule}`, lr {p.lr:g}, {p.train_samples} windows of {p.train_seq_len} tokens "
              f"({p.train_samples * p.train_seq_len:,} tokens), training text `--train-data` (C4 in `bench run`).", ""]
-    lines.append("Best objective per budget (layer replacement, seed 0):")
+    lines.append("Bits per byte per objective and budget (layer replacement, seed 0):")
     lines.append("")
     lines.append("| training tokens | " + " | ".join(LABELS.values()) + " |")
     lines.append("|---" * (1 + len(LABELS)) + "|")
@@ -133,6 +133,16 @@ def defaults(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _vs_next(best: dict, rows: list[dict]) -> str:
+    """The paired CI of `best` minus the next-lowest objective at the same budget, for a ranking sentence."""
+    same = sorted((r for r in rows if r["point"]["tokens"] == best["point"]["tokens"] and r is not best), key=bpb)
+    if not same:
+        return ""
+    lo, hi = bpb_ci(best, same[0])
+    return (f"; minus {LABELS[same[0]['point']['objective']]}: {bpb(best) - bpb(same[0]):+.4f} {fmt_ci(lo, hi, 4)}, "
+            + ("lower" if hi < 0 else "not distinguishable"))
+
+
 def _why(points: dict[str, dict], rows: list[dict], p) -> list[str]:
     """Why the defaults are what they are, from the points."""
     none = points["none"]
@@ -144,8 +154,8 @@ def _why(points: dict[str, dict], rows: list[dict], p) -> list[str]:
         beats = sorted({LABELS[r["point"]["objective"]] for r in small if bpb_ci(r, none)[1] < 0})
         out.append(f"- Objective `{p.objective}`: at budgets up to twice the default's ({2 * default_tokens:,} tokens) "
                    f"the lowest bits per byte is {LABELS[best['point']['objective']]} ({bpb(best):.4f} at "
-                   f"{best['point']['tokens']:,} tokens), and the objectives that beat `none` there are: "
-                   f"{', '.join(beats) or 'none'}.")
+                   f"{best['point']['tokens']:,} tokens{_vs_next(best, rows)}), and the objectives that beat "
+                   f"`none` there (paired CI below 0) are: {', '.join(beats) or 'none'}.")
     mse = sorted((r for r in rows if r["point"]["objective"] == "mse"), key=lambda r: r["point"]["tokens"])
     first = next((r for r in mse if bpb_ci(r, none)[1] < 0), None)
     if mse:
@@ -175,21 +185,21 @@ def _why(points: dict[str, dict], rows: list[dict], p) -> list[str]:
     if best_top is not None:
         out.append(f"- Budget: {p.train_samples} windows of {p.train_seq_len} ({default_tokens:,} tokens) stays the "
                    "default: about a minute of CPU and inside the built-in C4 training range (406 windows of 256); "
-                   f"the study shows quality keeps improving with tokens (best at {top:,} tokens: "
-                   f"{LABELS[best_top['point']['objective']]} {bpb(best_top):.4f} bits/byte), so give `train_samples` "
+                   f"the study shows quality keeps improving with tokens (lowest at {top:,} tokens: "
+                   f"{LABELS[best_top['point']['objective']]} {bpb(best_top):.4f} bits/byte{_vs_next(best_top, rows)}), "
+                   "so give `train_samples` "
                    "and a larger `--train-data` where there is compute.")
     return out
 
 
 def missing(points: dict[str, dict], acc: dict[str, dict], jobs: list[dict]) -> list[str]:
-    from streamline_study import _run, best_objective
+    from streamline_study import best_objective, best_run
 
     lines = []
     best = best_objective(points)
     for job in jobs:
         if job["kind"] == "best" and best is not None:
-            job = _run("layer", best, 1) if job["what"] == "seed1" else _run(
-                job["what"], best, 0, windows=WINDOWS[-1] if best.startswith("mse") else WINDOWS[min(2, len(WINDOWS) - 1)])
+            job = best_run(job["what"], best)
         if job["kind"] == "train":
             want = [w * 256 for w in WINDOWS if w <= job["windows"]]
             have = [t for t in want if f"{job['replacement']}-{job['objective']}-{t // 1000}k-s{job['seed']}" in points]
