@@ -169,6 +169,19 @@ class _Keyer:
         return dataclasses.replace(cell, key=hashlib.sha256(blob).hexdigest()[:16])
 
 
+def pruned_model_identity(plan: dict[str, Any]) -> str | None:
+    """What a pruned model *is*, when its plan alone gives it: a hash of the dense layer count and the
+    plan's operations, for plans of removals and rule-based merges with nothing trained or estimated.
+    Two cells with equal identities (of the same dense model) hold bit-identical models, whatever method,
+    seed or calibration chose them, so one evaluation serves both. None where the model depends on more
+    than the plan: a replacement module (trained, or estimated from calibration), any training."""
+    ops = plan.get("ops") or []
+    if any(op.get("op") not in ("remove", "merge") for op in ops) or (plan.get("cost") or {}).get("training"):
+        return None
+    blob = json.dumps({"n_layers": plan.get("n_layers"), "ops": ops}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def needs_calibration(method: str) -> bool:
     import methods
 

@@ -89,12 +89,14 @@ class FidelitySpec:
     max_documents: int | None = 32      # a document budget (whole documents), not a token cap
     max_bytes: int | None = None        # and/or a byte budget
     batch_size: int = 4
+    max_document_bytes: int | None = None  # only documents of at most this many bytes (a small budget's many)
 
     def __post_init__(self):
         if self.window < 2 or self.batch_size < 1 or (self.max_documents is not None and self.max_documents < 1) \
-                or (self.max_bytes is not None and self.max_bytes < 1):
-            raise ConfigError("fidelity needs window >= 2, batch_size >= 1, max_documents and max_bytes >= 1",
-                              "e.g. fidelity: {corpora: [c4], max_documents: 32}")
+                or (self.max_bytes is not None and self.max_bytes < 1) \
+                or (self.max_document_bytes is not None and self.max_document_bytes < 1):
+            raise ConfigError("fidelity needs window >= 2, batch_size >= 1, max_documents, max_bytes and "
+                              "max_document_bytes >= 1", "e.g. fidelity: {corpora: [c4], max_documents: 32}")
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,8 @@ class ModelInfo(Part):
 class PruningInfo(Part):
     """What pruning did (from the plan and the pipeline's measurements)."""
 
-    optional = ("first_changed_layer", "shared_layers")  # set by the evaluation engine only
+    optional = ("first_changed_layer", "shared_layers",  # set by the evaluation engine only
+                "model_identity", "evaluation_from")        # set where a pruned model is fully given by its plan
 
     method: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -152,6 +153,8 @@ class PruningInfo(Part):
     training_data: dict[str, Any] | None = None
     first_changed_layer: int | None = None  # the plan's first removed/merged/replaced dense layer
     shared_layers: int | None = None  # leading layers bit-identical to the dense model's (the engine reuses)
+    model_identity: str | None = None  # hash of what the pruned model is (bench.cells.pruned_model_identity)
+    evaluation_from: str | None = None  # the key of the cell whose identical model's evaluation this one shares
 
     @classmethod
     def from_plan(cls, plan, layers_after: int, seconds: float, training: dict[str, Any] | None,

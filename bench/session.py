@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any
 
-from bench.cells import Cell, calib_spec, dense_cell
+from bench.cells import Cell, calib_spec, dense_cell, expand, pruned_model_identity
 from bench.config import RunSpec
 from bench.errors import BenchError
 from bench.metrics import EvalContext, Outcome, evaluators, load_record
@@ -53,6 +53,7 @@ class ModelSession:
         self.reference: dict[str, Outcome] | None = None  # the dense cell's outcomes, by evaluator
         self.dense_key = dense_cell(spec, model).key
         self.states = None  # the dense model's boundary states for the evaluation engine (bounded in bytes)
+        self.twins: dict[str, str] | None = None  # pruned-model identity -> the key of a cell that evaluated it
 
     def __enter__(self):
         return self
@@ -101,20 +102,29 @@ class ModelSession:
             model, tok = self._load()
             record.model = self._model_info(model)
             ctx.model, ctx.tokenizer, ctx.dense_model = model, tok, model
+            twin = None
             if not cell.dense:
                 pruned = self._prune(cell, ctx)
                 record.pruning, ctx.model = pruned.info, pruned.model
                 artifacts["plan.json"] = pruned.plan
+                record.pruning.model_identity = pruned_model_identity(pruned.plan)
+                twin = self._evaluated_twin(record.pruning.model_identity)
                 del pruned
-            ctx.reuse = self._reuse(cell, ctx.model, record.pruning)
-            for ev in evaluators():
-                if ev.enabled(self.spec):
-                    ctx.current = ev.name
-                    outcome = ev.evaluate(ctx)
-                    ctx.results[ev.name] = outcome
-                    record.parts[ev.name] = outcome.part
-                    artifacts.update(outcome.artifacts)
+            if twin is not None:  # an identical model was evaluated already: its evaluation is this cell's
+                ctx.current = "shared evaluation"
+                self._share_evaluation(twin, record, artifacts)
+            else:
+                ctx.reuse = self._reuse(cell, ctx.model, record.pruning)
+                for ev in evaluators():
+                    if ev.enabled(self.spec):
+                        ctx.current = ev.name
+                        outcome = ev.evaluate(ctx)
+                        ctx.results[ev.name] = outcome
+                        record.parts[ev.name] = outcome.part
+                        artifacts.update(outcome.artifacts)
             record.status = "ok"
+            if record.pruning is not None and record.pruning.model_identity and self.twins is not None:
+                self.twins.setdefault(record.pruning.model_identity, record.pruning.evaluation_from or cell.key)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # OOM, NaN loss, unsupported architecture, ...: isolate the cell
@@ -139,6 +149,42 @@ class ModelSession:
         self.store.put(cell.key, stored, artifacts)
         self.observer.cell_done(cell, stored)
         return _Computed(record, stored, dict(ctx.results))
+
+    # ------------------------------------------------------------------------------ shared evaluations
+
+    def _evaluated_twin(self, identity: str | None) -> str | None:
+        """The key of a finished cell of this run (same model, same evaluation spec) whose pruned model is
+        identical to one with `identity` (bench.cells.pruned_model_identity), or None. With `--force` only
+        cells computed by this session count."""
+        if identity is None:
+            return None
+        if self.twins is None:
+            self.twins = {}
+            if not self.spec.force:
+                for cell in expand(self.spec):
+                    if cell.model != self.name or cell.dense:
+                        continue
+                    raw = self.store.get(cell.key)
+                    pruning = (raw or {}).get("pruning") or {}
+                    if raw and raw.get("status") == "ok" and pruning.get("model_identity"):
+                        self.twins.setdefault(pruning["model_identity"], pruning.get("evaluation_from") or cell.key)
+        key = self.twins.get(identity)
+        if key is not None and (self.store.get(key) or {}).get("status") != "ok":
+            return None
+        return key
+
+    def _share_evaluation(self, key: str, record: CellRecord, artifacts: dict[str, Any]) -> None:
+        """Copy the evaluation of cell `key` (its parts and their files, byte for byte) into `record`, which
+        states where they come from (`pruning.evaluation_from`)."""
+        raw = self.store.get(key)
+        source = load_record(raw)
+        record.parts.update(source.parts)
+        for name in source.files:
+            if name not in ("record.json", "plan.json", "timings.json"):
+                artifacts[name] = (self.store.cell_dir(key) / name).read_bytes()
+        record.pruning.evaluation_from = key
+        log.info("%s: the pruned model equals that of cell %s (same operations on the same dense model); "
+                 "its evaluation is shared", record.cell.label, key)
 
     def _model_info(self, model) -> ModelInfo:
         from bench import arch, zoo

@@ -185,10 +185,10 @@ class Store:
         folder.mkdir(parents=True, exist_ok=True)
         for name, content in (artifacts or {}).items():
             path = folder / name
-            if name.endswith(".jsonl"):
-                write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in content))
-            elif isinstance(content, bytes):
+            if isinstance(content, bytes):  # a file copied as it is (a shared evaluation's)
                 write_bytes(path, content)
+            elif name.endswith(".jsonl"):
+                write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in content))
             elif isinstance(content, str):
                 write_text(path, content)
             else:

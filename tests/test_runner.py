@@ -6,6 +6,7 @@ import dataclasses
 import gc
 import weakref
 
+import numpy as np
 import pytest
 
 from bench import cells as matrix
@@ -86,7 +87,7 @@ def test_dense_loaded_once_and_one_pruned_variant_at_a_time(tiny_env, tmp_path, 
 
 def test_pruned_cell_speedup_comes_from_an_interleaved_dense_measurement(tiny_env, tmp_path):
     latency = {"prompt_tokens": 4, "new_tokens": 3, "batch_size": 1, "batch_sizes": [1, 2], "warmup": 0,
-               "repeats": 3}
+               "repeats": 6}
     spec = config.from_yaml(tiny_env.config(tmp_path / "run.yaml", methods=["last"], eval={"latency": latency}))
     outcome = runner.run(dataclasses.replace(spec, store=str(tmp_path / "store")))
     assert not outcome.failures
@@ -94,15 +95,59 @@ def test_pruned_cell_speedup_comes_from_an_interleaved_dense_measurement(tiny_en
     (pruned,) = [r for r in outcome.records.values() if r["cell"]["kind"] == "pruned"]
     assert "dense_paired" not in dense["latency"]
     paired = pruned["latency"]["dense_paired"]
-    assert len(paired["decode_tokens_per_s_runs"]) == 3
-    assert pruned["latency"]["decode_speedup_vs_dense"] == pytest.approx(
-        pruned["latency"]["decode_tokens_per_s"] / paired["decode_tokens_per_s"])
+    assert len(paired["decode_tokens_per_s_runs"]) == 6
+    assert pruned["latency"]["decode_speedup_vs_dense"] == pytest.approx(float(np.median(
+        np.array(pruned["latency"]["decode_tokens_per_s_runs"]) / paired["decode_tokens_per_s_runs"])))
+    assert len(pruned["latency"]["load_average"]) == 2 and pruned["latency"]["cpu_model"]
     # a paired interval on each speed-up, at every batch size; weights and KV cache per model
     assert set(pruned["latency"]["batches"]) == {"1", "2"}
     for part in pruned["latency"]["batches"].values():
         ci = part["decode_speedup_ci"]
-        assert ci["repeats"] == 3 and 0 < ci["low"] <= ci["estimate"] <= ci["high"]
+        assert ci["repeats"] == 6 and 0 < ci["low"] <= ci["estimate"] <= ci["high"]
         assert part["prefill_speedup_ci"]["low"] is not None
         assert part["kv_cache_bytes"] < part["dense_paired"]["kv_cache_bytes"]   # one layer fewer
         assert 0 < part["weights_bytes"] < part["dense_paired"]["weights_bytes"]
     assert pruned["latency"]["batches"]["2"]["kv_cache_bytes"] == 2 * pruned["latency"]["kv_cache_bytes"]
+
+
+def test_identical_pruned_models_share_one_evaluation(tiny_env, tmp_path, monkeypatch):
+    """`last` plans the same removal under every seed: seed 1's cell reuses seed 0's evaluation (byte for
+    byte, and says so), while `random` (a different model per seed) is evaluated per seed."""
+    from bench import session as session_mod
+
+    evaluated = []
+    real_reuse = session_mod.ModelSession._reuse
+
+    def counting_reuse(self, cell, model, pruning):
+        evaluated.append((cell.method, cell.seed))
+        return real_reuse(self, cell, model, pruning)
+
+    monkeypatch.setattr(session_mod.ModelSession, "_reuse", counting_reuse)
+    spec = config.from_yaml(tiny_env.config(tmp_path / "run.yaml", methods=["last", "random"]))
+    spec = dataclasses.replace(spec, store=str(tmp_path / "store"), seeds=(0, 1))
+    outcome = runner.run(spec)
+    assert not outcome.failures
+    by = {(r["cell"]["method"], r["cell"]["seed"]): r for r in outcome.records.values() if r["cell"]["kind"] == "pruned"}
+    last0, last1 = by[("last", 0)], by[("last", 1)]
+    assert last1["pruning"]["evaluation_from"] == last0["key"] and "evaluation_from" not in last0["pruning"]
+    assert last0["pruning"]["model_identity"] == last1["pruning"]["model_identity"]
+    assert last1["perplexity"] == last0["perplexity"] and last1["perplexity"]
+    store = tmp_path / "store" / "cells"
+    shared = [f for f in last0["files"] if f not in ("record.json", "plan.json", "timings.json")]
+    assert shared and sorted(last1["files"]) == sorted(last0["files"])
+    for name in shared:
+        assert (store / last1["key"] / name).read_bytes() == (store / last0["key"] / name).read_bytes()
+    assert ("last", 1) not in evaluated and ("last", 0) in evaluated
+    seen = {}   # in computing order: a cell is evaluated exactly when no earlier cell had its model
+    for method, seed in evaluated[1:]:
+        seen.setdefault(by[(method, seed)]["pruning"]["model_identity"], (method, seed))
+    for (method, seed), record in by.items():
+        first = seen[record["pruning"]["model_identity"]]
+        assert ((method, seed) in evaluated) == (first == (method, seed))
+        assert record["pruning"].get("evaluation_from") == (None if first == (method, seed) else by[first]["key"])
+    # a rerun into a fresh store from the stored twins: a new seed-2 `last` cell shares too
+    spec2 = dataclasses.replace(spec, seeds=(0, 1, 2))
+    evaluated.clear()
+    outcome2 = runner.run(spec2)
+    (last2,) = [r for r in outcome2.records.values() if r["cell"]["method"] == "last" and r["cell"]["seed"] == 2]
+    assert last2["pruning"]["evaluation_from"] == last0["key"] and ("last", 2) not in evaluated

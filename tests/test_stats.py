@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -120,15 +118,22 @@ def test_family_holm_and_best_of():
     assert best is None and set(tied) == {"y", "z"}
 
 
-def test_speedup_ci_against_scipy_t_interval():
-    pruned = [24.0, 24.4, 21.3, 23.0, 22.5]
-    dense = [18.6, 18.7, 15.1, 17.9, 17.2]
+def test_speedup_ci_is_the_median_with_an_order_statistic_interval():
+    pruned = [24.0, 24.4, 21.3, 23.0, 22.5, 23.9, 24.1, 22.8, 23.3]
+    dense = [18.6, 18.7, 15.1, 17.9, 17.2, 18.0, 18.2, 17.5, 17.7]
+    ratios = sorted(np.array(pruned) / np.array(dense))
     ci = speedup_ci(pruned, dense)
-    logs = np.log(np.array(pruned) / np.array(dense))
-    ref = sps.ttest_1samp(logs, 0.0).confidence_interval(0.95)
-    assert ci.estimate == pytest.approx(math.exp(logs.mean()))
-    assert (ci.low, ci.high) == pytest.approx((math.exp(ref.low), math.exp(ref.high)))
-    assert ci.repeats == 5
+    assert ci.estimate == pytest.approx(float(np.median(ratios)))
+    assert (ci.low, ci.high) == pytest.approx((ratios[1], ratios[7]))   # 2nd and 8th of 9
+    assert ci.coverage == pytest.approx(1 - 2 * sps.binom.cdf(1, 9, 0.5)) and ci.coverage >= 0.95
+    assert ci.repeats == 9
+    # one very slow repeat (a 10x slower pruned run) moves neither the estimate nor the interval much
+    slow = speedup_ci([2.4, *pruned[1:]], dense)
+    assert slow.estimate == pytest.approx(ci.estimate, rel=0.02) and slow.low >= ratios[0] * 0.99
+    five = speedup_ci(pruned[:5], dense[:5])   # too few repeats for a 95 % interval: the median alone
+    assert five.low is None and five.estimate == pytest.approx(float(np.median(np.array(pruned[:5]) / dense[:5])))
+    six = speedup_ci(pruned[:6], dense[:6])
+    assert (six.low, six.high) == pytest.approx((min(ratios6 := np.array(pruned[:6]) / dense[:6]), max(ratios6)))
     one = speedup_ci([2.0], [1.0])
     assert one.estimate == 2.0 and one.low is None
     with pytest.raises(ValueError):

@@ -254,6 +254,22 @@ def _sample_record(lm, task, sample: Mapping[str, Any], subtask: str | None) -> 
     return record
 
 
+def _add_context_scores(lm, raw_samples: Sequence[Mapping[str, Any]], records: list[dict[str, Any]]) -> None:
+    """Each choice's context scored on its own, log P(context | BOS), into `context_loglik` /
+    `context_n_tokens` (per choice: WinoGrande's contexts differ by choice). Unique contexts run once."""
+    from lm_eval.api.instance import Instance
+
+    contexts = sorted({args[0] for s in raw_samples for args in s["arguments"]})
+    scored = [c for c in contexts if c != ""]
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=("", c), idx=0) for c in scored]
+    results = dict(zip(scored, lm.loglikelihood(requests, disable_tqdm=True) if requests else [], strict=True))
+    counts = {c: _continuation_tokens(lm, "", c) for c in scored}
+    for sample, record in zip(raw_samples, records, strict=True):
+        ctxs = [args[0] for args in sample["arguments"]]
+        record["context_loglik"] = [float(results[c][0]) if c else 0.0 for c in ctxs]
+        record["context_n_tokens"] = [counts[c] if c else 0 for c in ctxs]
+
+
 def _num(value) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -305,6 +321,7 @@ def evaluate_accuracy(
     subset_seed: int = 0,
     engine: str = "lm-eval",
     reuse=None,
+    score_contexts: bool = False,
 ) -> AccuracyResult:
     """Score `model` on lm-eval tasks (0-shot by default) and keep per-sample records for stability.
 
@@ -315,7 +332,10 @@ def evaluate_accuracy(
     `softmax_dtype` is HFLM's (None: the model's dtype, lm-eval's default; float32 by default here so bf16
     models keep precise log-likelihoods). `bootstrap_iters` only affects non-mean metrics (LAMBADA's
     perplexity stderr); acc/acc_norm stderr are closed-form. `identity` (model, method, budget, seed, ...)
-    is stamped on the result unchanged.
+    is stamped on the result unchanged. `score_contexts` also scores each request's context on its own
+    (from the BOS / end-of-text token, as lm-eval scores an empty context) and stores, per sample and choice,
+    `context_loglik` and `context_n_tokens`: what stability's question-plus-answer spread needs (the dense
+    cell only; one more pass over the contexts, about a third more scoring).
     """
     infos = task_registry.resolve(tasks)
     if data not in ("local", "hub"):
@@ -371,6 +391,8 @@ def evaluate_accuracy(
         samples[info.name] = [
             _sample_record(lm, lm_tasks[m], s, m if info.name == "mmlu" else None)
             for m in members for s in res["samples"][m]]
+        if score_contexts:
+            _add_context_scores(lm, [s for m in members for s in res["samples"][m]], samples[info.name])
 
     provenance = environment(model)
     provenance.update(lm_eval_version=res.get("lm_eval_version"), task_versions=dict(res["versions"]),

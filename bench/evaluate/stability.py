@@ -18,8 +18,14 @@ agreeing samples M and then sums the weights of the *first M samples* rather tha
 What is spread matters a great deal, and the default here is `spread="nll"`: the spread of the per-choice
 mean negative log-likelihood per token (log PPL), which is what the official OpenCompass pipeline fed the
 formula. The script takes std over OpenCompass's per-choice "PPL" field, and OpenCompass's `get_ppl`
-returns the mean token cross-entropy (a log-perplexity, not its exp); there it is taken over question +
-choice tokens, here over the choice only, the part lm-eval scores. `spread="ppl"` keeps the paper's
+returns the mean token cross-entropy (a log-perplexity, not its exp), taken over question + choice tokens.
+`span="question+answer"` (the default) follows it: the choice's mean NLL over its context and its answer
+tokens, -(context_loglik_j + loglik_j) / (context_n_tokens_j + n_tokens_j), from the dense cell's context
+scores (`bench.evaluate.accuracy`, `score_contexts`). `span="answer"` takes the answer tokens only (what
+lm-eval scores, and what older dense records allow): on ARC-Easy it put a third of the weight on one of 50
+documents (Kish effective sample size 5.9 of 50), because a short answer's mean NLL swings widely; the
+shared question damps those swings, as in the official pipeline. A dense record without context scores
+falls back to "answer", and the result says which span it used. `spread="ppl"` keeps the paper's
 wording (the spread of true perplexities) as an option: on real models exp(std) then spans thousands of
 orders of magnitude and one sample carries all the weight (SmolLM2-135M on 300 PIQA docs: std from 0.02
 to 29,000, stability exactly 0 or 1; Kish effective sample size 1.0 on every dense task set of the quick
@@ -62,18 +68,31 @@ def _std(values: Sequence[float], ddof: int) -> float:
 
 
 SPREADS = ("ppl", "nll")
+SPANS = ("question+answer", "answer")
 
 
-def choice_nlls(record: Record) -> list[float]:
-    """Mean negative log-likelihood per continuation token, -loglik_ij / n_tokens_ij (= log PPL_ij)."""
-    return [-ll / n for ll, n in zip(record["loglik"], record["n_tokens"], strict=True)]
+def has_context_scores(record: Record) -> bool:
+    return "context_loglik" in record and "context_n_tokens" in record
 
 
-def log_weight(record: Record, ddof: int = 1, spread: str = "nll") -> float:
+def choice_nlls(record: Record, span: str = "answer") -> list[float]:
+    """Mean negative log-likelihood per token of each choice: over its answer tokens, -loglik_ij / n_tokens_ij
+    (= log PPL_ij), or with `span="question+answer"` over its context and answer tokens together."""
+    if span == "answer":
+        return [-ll / n for ll, n in zip(record["loglik"], record["n_tokens"], strict=True)]
+    return [-(cl + ll) / (cn + n) for cl, cn, ll, n in zip(record["context_loglik"], record["context_n_tokens"],
+                                                            record["loglik"], record["n_tokens"], strict=True)]
+
+
+def log_weight(record: Record, ddof: int = 1, spread: str = "nll", span: str = "answer") -> float:
     """log of the sample's weight exp(std_i): simply std_i, of the choices' perplexities (or NLLs)."""
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {SPREADS}, got {spread!r}")
-    return _std(choice_perplexities(record) if spread == "ppl" else choice_nlls(record), ddof)
+    if span not in SPANS:
+        raise ValueError(f"span must be one of {SPANS}, got {span!r}")
+    if spread == "ppl":
+        return _std([math.exp(v) for v in choice_nlls(record, span)], ddof)
+    return _std(choice_nlls(record, span), ddof)
 
 
 def is_correct(record: Record, metric: str = "acc") -> bool:
@@ -106,12 +125,12 @@ def agreement(dense: Sequence[Record], pruned: Sequence[Record], metric: str = "
 
 
 def task_stability(dense: Sequence[Record], pruned: Sequence[Record], *, metric: str = "acc",
-                   official: bool = False, spread: str = "nll") -> float:
+                   official: bool = False, spread: str = "nll", span: str = "answer") -> float:
     """Stability of one task from dense and pruned per-sample records (weights from the dense model only)."""
     if not dense:
         raise ValueError("no samples")
     agree = agreement(dense, pruned, metric)
-    logw = [log_weight(r, ddof=0 if official else 1, spread=spread) for r in dense]
+    logw = [log_weight(r, ddof=0 if official else 1, spread=spread, span=span) for r in dense]
     if official:  # the script's bug: the weights of the first M samples, M = number of agreeing samples
         chosen = logw[:sum(agree)]
     else:
@@ -161,6 +180,7 @@ class StabilityResult:
     metric: str
     official: bool
     spread: str = "nll"
+    span: str = "answer"
     n: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)   # tasks that are not multiple choice (e.g. lambada)
     metrics: dict[str, str] = field(default_factory=dict)            # task -> metric that judged correctness
@@ -172,7 +192,7 @@ class StabilityResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"per_task": dict(self.per_task), "mean": self.mean, "metric": self.metric,
-                "official": self.official, "spread": self.spread, "n": dict(self.n),
+                "official": self.official, "spread": self.spread, "span": self.span, "n": dict(self.n),
                 "skipped": list(self.skipped), "metrics": dict(self.metrics), "agreement": dict(self.agreement),
                 "agreement_mean": self.agreement_mean, "ess": dict(self.ess),
                 "ci": {k: list(v) for k, v in self.ci.items()}, "mean_ci": list(self.mean_ci),
@@ -186,14 +206,21 @@ CI_SEED = 0
 
 def stability(dense: Mapping[str, Sequence[Record]], pruned: Mapping[str, Sequence[Record]], *,
               metric: str | Mapping[str, str] = "acc", official: bool = False,
-              spread: str = "nll") -> StabilityResult:
+              spread: str = "nll", span: str = "question+answer") -> StabilityResult:
     """Stability per task and averaged over tasks, for every multiple-choice task present in both.
+
+    `span="question+answer"` needs the dense records' context scores; where any dense record lacks them
+    the whole result uses "answer" (stated in `span`).
 
     `dense`/`pruned` map task -> per-sample records (`AccuracyResult.samples`). `metric` decides what
     "correct" means: one name for all tasks, or task -> name (each task's headline metric, as the runner
     passes it); tasks lm-eval scores with acc only fall back to acc.
     """
     per_task, n, skipped, metrics, agree_share, ess, ci, parts = {}, {}, [], {}, {}, {}, {}, []
+    if span not in SPANS:
+        raise ValueError(f"span must be one of {SPANS}, got {span!r}")
+    if span != "answer" and not all(has_context_scores(r) for rs in dense.values() for r in rs):
+        span = "answer"
     for task, records in dense.items():
         if task not in pruned:
             continue
@@ -201,9 +228,10 @@ def stability(dense: Mapping[str, Sequence[Record]], pruned: Mapping[str, Sequen
             skipped.append(task)
             continue
         m = metric if isinstance(metric, str) else metric.get(task, "acc")
-        per_task[task] = task_stability(records, pruned[task], metric=m, official=official, spread=spread)
+        per_task[task] = task_stability(records, pruned[task], metric=m, official=official, spread=spread,
+                                        span=span)
         agree = agreement(records, pruned[task], m)
-        logw = [log_weight(r, ddof=0 if official else 1, spread=spread) for r in records]
+        logw = [log_weight(r, ddof=0 if official else 1, spread=spread, span=span) for r in records]
         n[task], metrics[task] = len(records), m
         agree_share[task] = sum(agree) / len(agree)
         ess[task] = effective_sample_size(logw)
@@ -213,7 +241,8 @@ def stability(dense: Mapping[str, Sequence[Record]], pruned: Mapping[str, Sequen
     mean = sum(per_task.values()) / len(per_task) if per_task else math.nan
     label = metric if isinstance(metric, str) else "per-task"
     return StabilityResult(
-        per_task=per_task, mean=mean, metric=label, official=official, spread=spread, n=n, skipped=skipped,
+        per_task=per_task, mean=mean, metric=label, official=official, spread=spread, span=span, n=n,
+        skipped=skipped,
         metrics=metrics, agreement=agree_share,
         agreement_mean=sum(agree_share.values()) / len(agree_share) if agree_share else math.nan, ess=ess, ci=ci,
         mean_ci=list(_bootstrap(parts, CI_ITERS, CI_SEED, CI_LEVEL)) if parts else [])

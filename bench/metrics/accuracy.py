@@ -111,7 +111,7 @@ class AccuracyEvaluator(Evaluator):
                     ctx.model, ctx.tokenizer, [task], batch_size=ev.batch_size, limit=ev.limit,
                     num_fewshot=ev.num_fewshot, identity=ctx.cell.info(),
                     keep_lm_eval_samples=ev.log_lm_eval_samples, subset=ev.subset, subset_seed=ev.subset_seed,
-                    engine=ev.engine, reuse=ctx.reuse))
+                    engine=ev.engine, reuse=ctx.reuse, score_contexts=ctx.cell.dense and bool(ev.stability)))
         result = merge_results(parts)  # every task's version kept in the provenance
         result.engine_stats = {task: part.engine_stats for task, part in zip(ev.tasks, parts, strict=True)}
         summary = AccuracyPart.of(result)

@@ -68,6 +68,8 @@ def _text(ctx: EvalContext, corpus: str):
             raise ConfigError(f"fidelity corpus {corpus!r} is neither c4, wikipedia nor a .txt file",
                               "e.g. fidelity: {corpora: [c4]}")
         docs, label = (loaders.c4_documents() if corpus == "c4" else loaders.wikipedia_documents()), corpus
+    if spec.max_document_bytes is not None:  # the corpus's short documents, in the same order
+        docs = [d for d in docs if len(d.encode("utf-8")) <= spec.max_document_bytes]
     return prepare_text(ctx.tokenizer, docs, label=label, window=spec.window, max_documents=spec.max_documents,
                         max_bytes=spec.max_bytes)
 

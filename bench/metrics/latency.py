@@ -28,7 +28,8 @@ from bench.record import Part, number
 @dataclass
 class LatencyPart(Part):
     optional = ("dense_paired", "decode_speedup_vs_dense", "prefill_speedup_vs_dense", "decode_speedup_ci",
-                "prefill_speedup_ci", "batches", "kv_cache_bytes", "weights_bytes")  # pruned cells / newer records
+                "prefill_speedup_ci", "batches", "kv_cache_bytes", "weights_bytes", "load_average", "cpu_model",
+                "busy")  # pruned cells / newer records
 
     batch_size: int | None = None
     prompt_tokens: int | None = None
@@ -59,6 +60,9 @@ class LatencyPart(Part):
     decode_speedup_ci: dict[str, Any] | None = None   # {estimate, low, high, repeats}
     prefill_speedup_ci: dict[str, Any] | None = None
     batches: dict[str, Any] | None = None        # batch size -> the same fields, when several were measured
+    load_average: list[float] | None = None      # the host's 1-minute load average before and after
+    cpu_model: str | None = None
+    busy: bool | None = None                     # the host had more runnable threads than cores: not comparable
 
     def by_batch(self) -> dict[int, dict[str, Any]]:
         """batch size -> that batch size's fields (this part alone when one batch size was measured)."""
@@ -99,11 +103,12 @@ class LatencyEvaluator(Evaluator):
                         "prefill_ms": dense.prefill_ms, "decode_tokens_per_s": dense.decode_tokens_per_s,
                         "prefill_ms_runs": dense.prefill_ms_runs, "decode_tokens_per_s_runs": dense.decode_tokens_per_s_runs,
                         "weights_bytes": dense.checkpoint_bytes, "kv_cache_bytes": dense.kv_cache_bytes}
-                    out["decode_speedup_vs_dense"] = out["decode_tokens_per_s"] / dense.decode_tokens_per_s
-                    out["prefill_speedup_vs_dense"] = dense.prefill_ms / out["prefill_ms"]
                     out["decode_speedup_ci"] = speedup_ci(out["decode_tokens_per_s_runs"],
                                                           dense.decode_tokens_per_s_runs).to_dict()
                     out["prefill_speedup_ci"] = speedup_ci(dense.prefill_ms_runs, out["prefill_ms_runs"]).to_dict()
+                    # the one speed-up estimate every table shows: the paired median (bench.stats.speedup)
+                    out["decode_speedup_vs_dense"] = out["decode_speedup_ci"]["estimate"]
+                    out["prefill_speedup_vs_dense"] = out["prefill_speedup_ci"]["estimate"]
                 batches[str(batch)] = out
         first = dict(batches[str(lat.all_batch_sizes[0])])
         if len(batches) > 1:
@@ -116,14 +121,14 @@ def speedup_measure(part: dict[str, Any] | None) -> Measure | None:
     (computed from the interleaved repeats where the record predates the stored interval)."""
     if not part:
         return None
-    ci = part.get("decode_speedup_ci")
-    if ci is None:
-        runs = part.get("decode_tokens_per_s_runs")
-        dense = (part.get("dense_paired") or {}).get("decode_tokens_per_s_runs")
-        if isinstance(runs, list) and isinstance(dense, list) and runs and len(runs) == len(dense):
-            from bench.stats.speedup import speedup_ci
+    ci = None
+    runs = part.get("decode_tokens_per_s_runs")
+    dense = (part.get("dense_paired") or {}).get("decode_tokens_per_s_runs")
+    if isinstance(runs, list) and isinstance(dense, list) and runs and len(runs) == len(dense):
+        from bench.stats.speedup import speedup_ci
 
-            ci = speedup_ci(runs, dense).to_dict()
+        ci = speedup_ci(runs, dense).to_dict()   # from the repeats: every record under today's estimator
+    ci = ci or part.get("decode_speedup_ci")
     if ci is not None:
         return Measure(ci["estimate"], low=ci.get("low"), high=ci.get("high"))
     value = number(part.get("decode_speedup_vs_dense"))

@@ -19,6 +19,7 @@ class StabilityPart(Part):
     metric: str | None = None
     official: bool | None = None
     spread: str | None = None
+    span: str | None = None          # what the NLL spread is taken over: question+answer | answer
     n: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     metrics: dict[str, str] = field(default_factory=dict)         # task -> metric that judged correctness

@@ -249,8 +249,9 @@ COLUMNS = f"""\
   it compares across models). **KL to dense**: KL(dense ‖ pruned) per token on the same tokens, nats.
   Intervals: a bootstrap over documents, shown from 10 documents up.
 - **Decode ×**: decode tokens/s over the dense model's, same device and probe, their repeats interleaved in
-  the cell; geometric mean of the per-repeat ratios with a t interval on their logs (per batch size where
-  several were measured). **Weights + KV**: parameter bytes plus the KV cache of the latency probe (batch x
+  the cell; the median of the per-repeat ratios with its distribution-free order-statistic interval (at
+  least 95 % coverage; from 6 repeats up), so one slow repeat moves neither (per batch size where several
+  were measured). **Weights + KV**: parameter bytes plus the KV cache of the latency probe (batch x
   (prompt + new) tokens, from the config), at the largest batch size measured; "–" where the record predates
   the KV figure.
 - **Prune s**: calibration capture + scoring + surgery, in seconds; **Train s**: healing or replacement
