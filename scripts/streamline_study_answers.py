@@ -13,15 +13,17 @@ def _layer_s0(points: dict[str, dict]) -> list[dict]:
 
 
 def _acc_line(name: str, acc: dict[str, dict], against: str) -> str:
-    from bench.stats.significance import mcnemar
+    from streamline_study_report import accuracy_tests
 
     if name not in acc or against not in acc:
         return ""
+    tests = accuracy_tests(acc)
     parts = []
-    for task, outcomes in acc[name]["per_document"].items():
-        m = mcnemar(outcomes, acc[against]["per_document"][task])
+    for task in acc[name]["per_document"]:
+        m, p_holm = tests[(name, against, task)]
         diff = 100 * (m.only_a - m.only_b) / m.n
-        parts.append(f"{task} {diff:+.1f} points (McNemar p={m.p:.3g})")
+        verdict = ("higher" if diff > 0 else "lower") if p_holm < 0.05 else "not distinguishable"
+        parts.append(f"{task} {diff:+.1f} points (McNemar p={m.p:.3g}, Holm {p_holm:.3g}: {verdict})")
     return f" Accuracy of `{name}` vs `{against}`: " + "; ".join(parts) + "."
 
 
@@ -29,14 +31,35 @@ def answers(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
     none, short = points["none"], points.get("shortgpt")
     rows = _layer_s0(points)
     lines = []
-    first: dict[str, int] = {}
+    first: dict[str, int] = {}        # objective -> the budget from which every larger one beats none
+    by_objective: dict[str, list] = {}
     for r in sorted(rows, key=lambda r: r["point"]["tokens"]):
-        if bpb_ci(r, none)[1] < 0:
-            first.setdefault(r["point"]["objective"], r["point"]["tokens"])
+        by_objective.setdefault(r["point"]["objective"], []).append(r)
+    for objective, series in by_objective.items():
+        beats = [bpb_ci(r, none)[1] < 0 for r in series]
+        if not any(beats):
+            continue
+        start = len(beats)
+        while start > 0 and beats[start - 1]:
+            start -= 1
+        if start < len(beats):
+            first[objective] = series[start]["point"]["tokens"]
     if first:
+        def _with_gaps(o: str, t: int) -> str:
+            early = [r for r in by_objective[o] if r["point"]["tokens"] < t and bpb_ci(r, none)[1] < 0]
+            text = f"{LABELS[o]} from {t:,} tokens on"
+            if early:
+                text += " (also at " + ", ".join(f"{r['point']['tokens']:,}" for r in early) + ", but not in between)"
+            return text
+
         lines.append("1. **Does a trained replacement beat `none`?** Yes (paired 95 % CI of the bits-per-byte "
-                     "difference entirely below 0): " + "; ".join(f"{LABELS[o]} from {t:,} tokens"
-                                                                for o, t in sorted(first.items(), key=lambda kv: kv[1])) + ".")
+                     "difference entirely below 0, per comparison, unadjusted), at every budget from: "
+                     + "; ".join(_with_gaps(o, t) for o, t in sorted(first.items(), key=lambda kv: kv[1])) + ".")
+        for o, series in by_objective.items():
+            if o not in first and any(bpb_ci(r, none)[1] < 0 for r in series):
+                lines.append(f"   {LABELS[o]}: below `none` at " + ", ".join(
+                    f"{r['point']['tokens']:,}" for r in series if bpb_ci(r, none)[1] < 0)
+                    + " tokens, but not at the largest budget reached.")
         never = [LABELS[o] for o in LABELS if o not in first and any(r["point"]["objective"] == o for r in rows)]
         if never:
             lines.append(f"   Not at any budget tried: {', '.join(never)}.")

@@ -61,15 +61,29 @@ def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def mcnemar_cell(a: dict, b: dict | None, task: str) -> str:
-    from bench.stats.significance import mcnemar
+def accuracy_tests(acc: dict[str, dict]) -> dict[tuple[str, str, str], tuple]:
+    """Every accuracy comparison the page makes (each point against `none` and against `shortgpt`, per task):
+    (a, b, task) -> (exact McNemar, its Holm-adjusted p over the whole family)."""
+    from bench.stats.significance import holm, mcnemar
 
-    if b is None:
+    tests = {}
+    for n in sorted(acc):
+        for against in ("none", "shortgpt"):
+            if n != against and against in acc:
+                for t in ACC_TASKS:
+                    tests[(n, against, t)] = mcnemar(acc[n]["per_document"][t], acc[against]["per_document"][t])
+    adjusted = holm([m.p for m in tests.values()])
+    return {k: (m, p) for (k, m), p in zip(tests.items(), adjusted, strict=True)}
+
+
+def mcnemar_cell(tests: dict, name: str, against: str, task: str) -> str:
+    if (name, against, task) not in tests:
         return "—"
-    m = mcnemar(a["per_document"][task], b["per_document"][task])
+    m, p_holm = tests[(name, against, task)]
     diff = (m.only_a - m.only_b) / m.n
-    verdict = ("**higher**" if diff > 0 else "lower") if m.p < 0.05 else "not distinguishable"
-    return f"{100 * diff:+.1f} pts (p={m.p:.3g}, {m.only_a}/{m.only_b} discordant) {verdict}"
+    verdict = ("**higher**" if diff > 0 else "lower") if p_holm < 0.05 else "not distinguishable"
+    return (f"{100 * diff:+.1f} pts (p={m.p:.3g}, Holm {p_holm:.3g}, {m.only_a}/{m.only_b} discordant) "
+            f"{verdict}")
 
 
 def trained(points: dict[str, dict]) -> list[dict]:
@@ -158,8 +172,12 @@ def write_report(out: Path, page: Path) -> None:
         f"{text['document_range'][1] - 1}: those of at most {EVAL_DOC_BYTES:,} bytes, in corpus order). "
         "Bits per byte = summed next-token NLL / (ln 2 x bytes); KL(dense || pruned) and top-1 agreement on the "
         "same tokens (`bench.evaluate.fidelity`). Intervals: 95 % percentile bootstrap over documents (2,000 "
-        "resamples), paired for differences. **Accuracy**: PIQA and ARC-Easy in full (lm-eval tasks, 0-shot, "
-        "the prefix engine), Wilson 95 % intervals, exact McNemar tests for paired differences.", ""]
+        "resamples), paired for differences, each a per-comparison interval, unadjusted: the bits-per-byte "
+        "words (lower / higher / not distinguishable) say whether that one interval excludes 0. **Accuracy**: "
+        "PIQA and ARC-Easy in full (lm-eval tasks, 0-shot, the prefix engine), Wilson 95 % intervals, exact "
+        "McNemar tests for paired differences, Holm-adjusted over every accuracy comparison the page makes "
+        "(each point against `none` and against ShortGPT, per task); the accuracy words follow the adjusted "
+        "p-values.", ""]
     if data:
         src = data["sources"]
         lines += [
@@ -229,6 +247,7 @@ def accuracy_table(acc: dict[str, dict], points: dict[str, dict]) -> list[str]:
              + " | ".join(f"{t} vs none" for t in ACC_TASKS) + " | " + " | ".join(f"{t} vs ShortGPT" for t in ACC_TASKS)
              + " |", "|---" * (1 + 3 * len(ACC_TASKS)) + "|"]
     order = [n for n in BASELINES if n in acc] + sorted(n for n in acc if n not in BASELINES)
+    tests = accuracy_tests(acc)
     for n in order:
         a = acc[n]
         cells = []
@@ -237,7 +256,7 @@ def accuracy_table(acc: dict[str, dict], points: dict[str, dict]) -> list[str]:
             k = sum(a["per_document"][t])
             lo, hi = wilson(k, len(a["per_document"][t]))
             cells.append(f"{s['metric']} {k / len(a['per_document'][t]):.4f} [{lo:.3f}, {hi:.3f}] (n={s['n']})")
-        vs_none = [mcnemar_cell(a, acc.get("none"), t) if n != "none" else "" for t in ACC_TASKS]
-        vs_short = [mcnemar_cell(a, acc.get("shortgpt"), t) if n != "shortgpt" else "" for t in ACC_TASKS]
+        vs_none = [mcnemar_cell(tests, n, "none", t) if n != "none" else "" for t in ACC_TASKS]
+        vs_short = [mcnemar_cell(tests, n, "shortgpt", t) if n != "shortgpt" else "" for t in ACC_TASKS]
         lines.append(f"| {n} | " + " | ".join(cells + vs_none + vs_short) + " |")
     return lines

@@ -168,3 +168,26 @@ def test_the_paper_preset_runs_every_method(tiny_env, tmp_path, capsys):
     assert streamline["pruning"]["calibration"]["document_range"] == list(wiki.calibration)
     assert streamline["pruning"]["training_data"]["document_range"] == list(c4.training)
     assert wiki.evaluation[1] <= wiki.calibration[0] and c4.evaluation[1] <= c4.training[0]
+
+
+def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tiny_env, tmp_path, capsys):
+    """Before any cell: every cell to run, `last` at its second seed reusing the first's evaluation, a
+    reference-based estimate. After a run: every cell stored. After adding a seed: the new cells'
+    estimate comes from the store's own measurements."""
+    store = tmp_path / "store"
+    cfg = tiny_env.config(tmp_path / "run.yaml", methods=["last", "random"], seeds=[0, 1])
+    assert main(["run", "--config", str(cfg), "--store", str(store), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert not store.exists()   # nothing written
+    assert "5 cells: 0 stored, 4 to compute, 1 reusing another cell's evaluation" in out
+    assert "shares  " in out and "(reuses " in out and "[reference]" in out
+    assert main(["run", "--config", str(cfg), "--store", str(store), "--plain", "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--config", str(cfg), "--store", str(store), "--dry-run"]) == 0
+    assert "5 cells: 5 stored, 0 to compute, 0 reusing" in capsys.readouterr().out
+    more = tiny_env.config(tmp_path / "more.yaml", methods=["last", "random"], seeds=[0, 1, 2])
+    assert main(["run", "--config", str(more), "--store", str(store), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "7 cells: 5 stored, 1 to compute, 1 reusing" in out
+    (line,) = [x for x in out.splitlines() if x.startswith("run ")]
+    assert "random" in line and "[measured]" in line

@@ -8,7 +8,7 @@ from scipy import stats as sps
 
 from bench.stats.bootstrap import contrast_interval, difference_interval, draws
 from bench.stats.compare import Family, best_of, compare
-from bench.stats.samples import align
+from bench.stats.samples import Aligned, align
 from bench.stats.significance import holm, mcnemar, sign_flip_p
 from bench.stats.speedup import speedup_ci
 
@@ -151,3 +151,58 @@ def test_sign_flip_agrees_with_scipy_permutation_test_when_drawn():
                                permutation_type="samples", vectorized=True, n_resamples=20000,
                                rng=np.random.default_rng(2)).pvalue
     assert ours == pytest.approx(ref, abs=0.02)
+
+
+def test_sign_flip_is_exact_against_enumeration_on_two_tasks_of_different_sizes():
+    """The lattice convolution equals full enumeration of the 2^m sign patterns (m = 16 discordant
+    documents over tasks of 20 and 30 documents, weights 1/40 and 1/60)."""
+    from itertools import product
+
+    rng = np.random.default_rng(5)
+    tasks = {"u": np.zeros((20, 2)), "v": np.zeros((30, 2))}
+    for x, discordant in ((tasks["u"], 7), (tasks["v"], 9)):
+        idx = rng.choice(x.shape[0], discordant, replace=False)
+        x[idx, 0] = rng.random(discordant) < 0.8
+        x[idx, 1] = 1 - x[idx, 0]
+    aligned = Aligned(tasks, {})
+    w = np.concatenate([(x[:, 0] - x[:, 1]) / (2 * x.shape[0]) for x in (tasks["u"], tasks["v"])])
+    w = w[w != 0]
+    observed = abs(w.sum())
+    null = [abs(np.dot(signs, np.abs(w))) for signs in product((-1.0, 1.0), repeat=w.size)]
+    exact = np.mean(np.array(null) >= observed - 1e-12)
+    assert sign_flip_p(aligned) == pytest.approx(exact, rel=1e-9)
+
+
+def test_sign_flip_at_the_standard_presets_size_is_exact_and_quick():
+    rng = np.random.default_rng(9)
+    sizes = [1000] * 6 + [500]
+    tasks = {f"t{i}": np.stack([rng.random(n) < 0.53, rng.random(n) < 0.5], 1).astype(float)
+             for i, n in enumerate(sizes)}
+    p = sign_flip_p(Aligned(tasks, {}))
+    w = np.concatenate([(x[:, 0] - x[:, 1]) / (7 * x.shape[0]) for x in (tasks[t] for t in sorted(tasks))])
+    from bench.stats.significance import adaptive_sign_flip_p
+
+    drawn = adaptive_sign_flip_p(w, first=200_000, family_size=1)
+    assert 0.001 < p < 0.2 and drawn == pytest.approx(p, rel=0.1)   # the Monte Carlo estimate agrees
+
+
+def test_adaptive_draws_clear_every_holm_threshold():
+    """A p-value near a Holm threshold gets more draws, until its 99.9 % interval clears every threshold."""
+    from bench.stats.significance import ADAPTIVE_CONFIDENCE, clopper_pearson, holm_thresholds
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(0.0, 1.0, 60) + 0.25
+    from bench.stats.significance import adaptive_sign_flip_p
+
+    p = adaptive_sign_flip_p(w, family_size=4, seed=1)
+    again = adaptive_sign_flip_p(w, family_size=4, seed=2)
+    thresholds = holm_thresholds(4)
+    assert [p <= t for t in thresholds] == [again <= t for t in thresholds]   # the same decisions
+    for n_draws in (10_000, 100_000, 1_000_000):   # the round the test stopped at: its interval clears them
+        hits = round(p * (n_draws + 1)) - 1
+        if abs((hits + 1) / (n_draws + 1) - p) < 1e-12:
+            low, high = clopper_pearson(hits, n_draws, ADAPTIVE_CONFIDENCE)
+            assert n_draws == 1_000_000 or not any(low <= t <= high for t in thresholds)
+            break
+    else:
+        raise AssertionError("p is not (hits + 1) / (draws + 1) of any round")

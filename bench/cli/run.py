@@ -25,6 +25,9 @@ def register(subparsers) -> None:
     r.add_argument("--reports", "--report-dir", dest="report_dir", metavar="DIR",
                    help="where the report pages go after the run (default: <store>/reports, beside the records)")
     r.add_argument("--no-report", action="store_true", help="do not regenerate the report pages after the run")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the cells that would run, those already stored and those that would reuse another "
+                        "cell's evaluation, with an estimated time on this machine; compute and write nothing")
     p.set_defaults(func=run, kept="every cell finished before is in the store; the run resumes where it stopped")
 
 
@@ -35,6 +38,8 @@ def run(args) -> int:
     from bench.cli import options
 
     spec = options.from_cli(args)  # bad options, YAML and keys fail here, before anything is imported or written
+    if args.dry_run:
+        return dry_run(spec)
     if not args.no_report and args.report_dir:  # the default, <store>/reports, is checked with the store
         from bench.pathcheck import writable_folder
 
@@ -73,4 +78,16 @@ def run(args) -> int:
             print(f"  {record['cell']['label']}: {err.get('type')}: {err.get('message')} "
                   f"(cells/{record['key']}/record.json)", file=sys.stderr)
         return 1
+    return 0
+
+
+def dry_run(spec) -> int:
+    """`bench run --dry-run`: the plan and its estimate (validated like a run; nothing is loaded or written)."""
+    from bench import estimate, runner
+
+    runner.validate(spec)
+    planned = estimate.plan(spec)
+    for line in planned.lines():
+        print(line)
+    print(planned.summary())
     return 0

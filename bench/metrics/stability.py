@@ -72,7 +72,7 @@ def _columns(group) -> list[Column]:
         part = r.record.stability
         return (None if part is None else number(part.agreement_mean)), None
 
-    return [Column("Stability % [95 % CI] ↑", stab, style="interval", dense=False),
+    return [Column("Stability % [95 % CI]", stab, style="interval", dense=False),
             Column("Agreement % ↑", agree, style="pct", dense=False)]
 
 

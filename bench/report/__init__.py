@@ -55,6 +55,24 @@ def load_samples(store: str | os.PathLike, coll) -> dict[str, dict[str, list]]:
     return {row.key: samples_of(s, row.key) for g in coll.groups for row in g.all_rows}
 
 
+def load_fidelity(store: str | os.PathLike, coll) -> dict[str, list]:
+    """record key -> its fidelity.jsonl rows (per-document sums), for every cell a report group shows."""
+    from bench.store import Store
+
+    s = Store(store)
+    out = {}
+    for g in coll.groups:
+        for row in g.all_rows:
+            try:
+                rows = s.read_artifact(row.key, "fidelity.jsonl")
+            except (OSError, ValueError):   # a damaged file: no paired fidelity test for this cell
+                log.warning("unreadable fidelity.jsonl of cell %s; its fidelity is not compared", row.key)
+                rows = None
+            if rows:
+                out[row.key] = rows
+    return out
+
+
 def default_out(store: str | os.PathLike) -> Path:
     """Where a store's pages go unless the user names a folder: beside its records, `<store>/reports`
     (never the checkout's tracked `reports/`, which is regenerated only on purpose)."""
@@ -68,7 +86,7 @@ def render(store: str | os.PathLike, out: str | os.PathLike, figures: bool = Tru
     from bench.report.evidence import evidence
 
     coll = load(store)
-    ev = evidence(coll, load_samples(store, coll))
+    ev = evidence(coll, load_samples(store, coll), load_fidelity(store, coll))
     out = Path(out)
     written: list[Path] = []
     drawn: dict[str, list[figs.Figure]] = {}

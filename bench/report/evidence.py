@@ -2,14 +2,18 @@
 
 For every group (one model under one setting) with per-sample records: each row's Avg with a stratified
 paired bootstrap interval; each pruned row against dense and every pair of pruned rows at the same budget
-as a `bench.stats.compare.Comparison` (Avg difference with interval, sign-flip p, exact McNemar per task);
-chance accuracy per task (the mean over its documents of 1 / number of choices); the decode speed-up's
-paired interval from the interleaved repeats; and accuracy lost per 10 % of *decoder layers* removed (a
-basis that means the same on every model), with an interval from the same bootstrap draws.
+as a `bench.stats.compare.Comparison` (Avg difference with interval, exact sign-flip p, exact McNemar per
+task); the same pairs on bits per byte and KL to dense over the held-out documents
+(`bench.stats.documents`); chance accuracy per task; the decode speed-up's paired interval; accuracy lost
+per 10 % of *decoder layers* removed; and per budget a compact letter display per metric
+(`bench.stats.grouping`): methods sharing a letter are not distinguishable.
 
-All comparisons of the report form one family for Holm's correction (both pages show the same ones). A
-page names a best method at a budget only when it beats every other method there with a Holm-adjusted
-p < 0.05; otherwise it lists the methods it cannot tell apart from the top.
+Families for Holm's correction: one per model (group), budget and metric: the Avg comparisons of that
+budget (against dense and between methods), the per-task McNemar tests of that budget, and the bits per
+byte and KL comparisons of each corpus. A family is the question a reader asks ("which pruner for this
+model at this budget, by this measure?"). Every interval on the pages is a per-comparison 95 % interval,
+unadjusted; the verdicts follow the Holm-adjusted p-values, so an interval that excludes 0 beside "not
+distinguishable" is a difference the family-wise test does not support.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from bench.report.groups import Collection, Group
 from bench.report.rows import Row, canonical
 from bench.stats.bootstrap import Interval, contrast_interval, draws
 from bench.stats.compare import Comparison, Family, best_of
+from bench.stats.documents import METRICS as DOCUMENT_METRICS
+from bench.stats.documents import DocumentComparison, compare_documents, per_document
+from bench.stats.grouping import letters
 from bench.stats.samples import Aligned, Samples, align
-from bench.stats.significance import mcnemar, sign_flip_p
+from bench.stats.significance import holm, mcnemar, sign_flip_p
 from bench.stats.speedup import SpeedupCI
 
 
@@ -47,6 +54,9 @@ class GroupEvidence:
     speedup: dict[str, SpeedupCI] = field(default_factory=dict)                  # first batch size
     efficiency: list[Efficiency] = field(default_factory=list)
     missing: str = ""                                             # why there are no statistics
+    families: dict[str, Family] = field(default_factory=dict)     # budget -> its Avg / McNemar family
+    documents: dict[tuple, DocumentComparison] = field(default_factory=dict)   # (metric, corpus, a, b) -> A − B
+    letters: dict[tuple, dict[str, str]] = field(default_factory=dict)   # (budget, metric) -> row key -> letters
 
     @property
     def chance_avg(self) -> float | None:
@@ -97,10 +107,18 @@ class GroupEvidence:
 @dataclass
 class Evidence:
     groups: dict[str, GroupEvidence]
-    family: Family
 
     def of(self, group: Group) -> GroupEvidence:
         return self.groups[group.slug]
+
+    @property
+    def n_comparisons(self) -> int:
+        """Avg comparisons over every family of the report."""
+        return sum(len(f) for g in self.groups.values() for f in g.families.values())
+
+    @property
+    def n_families(self) -> int:
+        return sum(len(g.families) for g in self.groups.values())
 
 
 def _chance(samples: Samples, tasks) -> dict[str, float]:
@@ -139,28 +157,108 @@ def _efficiency(group: Group, arms: dict[str, int], aligned: Aligned, reps) -> l
     return out
 
 
-def _comparison(aligned: Aligned, reps, i: int, j: int, a: str, b: str) -> Comparison:
+def _comparison(aligned: Aligned, reps, i: int, j: int, a: str, b: str, family_size: int) -> Comparison:
     weights = [0.0] * aligned.n_arms
     weights[i], weights[j] = 1.0, -1.0
     pair = aligned.arms(i, j)
     tasks = {t: mcnemar(x[:, 0], x[:, 1]) for t, x in sorted(pair.tasks.items())}
-    return Comparison(a, b, contrast_interval(aligned, weights, reps), sign_flip_p(pair), tasks,
-                      n=sum(x.shape[0] for x in pair.tasks.values()))
+    return Comparison(a, b, contrast_interval(aligned, weights, reps), sign_flip_p(pair, family_size=family_size),
+                      tasks, n=sum(x.shape[0] for x in pair.tasks.values()))
 
 
-def group_evidence(group: Group, samples: Mapping[str, Samples], family: Family) -> GroupEvidence:
+def _budget_key(budget) -> str:
+    return repr(canonical(budget))
+
+
+def _family_size(n_rows: int, with_dense: bool) -> int:
+    return n_rows * (n_rows - 1) // 2 + (n_rows if with_dense else 0)
+
+
+def _document_comparisons(ev: GroupEvidence, fidelity: Mapping[str, list]) -> None:
+    """Bits per byte and KL to dense of every pair of rows at one budget (and of each row against dense,
+    bits per byte only: KL of dense to itself is 0 by definition), Holm-adjusted per budget, metric and
+    corpus."""
+    group = ev.group
+    corpora = sorted({str(r.get("corpus")) for key in fidelity for r in fidelity[key] or []})
+    for budget in group.budgets:
+        rows = [r for r in group.rows if canonical(r.budget) == canonical(budget) and fidelity.get(r.key)]
+        for metric in DOCUMENT_METRICS:
+            for corpus in corpora:
+                docs = {r.key: per_document(fidelity[r.key], corpus) for r in rows}
+                pairs = [(r, s) for n, r in enumerate(rows) for s in rows[n + 1:]]
+                dense_docs = (per_document(fidelity.get(group.dense.key) or [], corpus)
+                              if group.dense is not None and metric == "bits_per_byte" else {})
+                size = len(pairs) + (len(rows) if dense_docs else 0)
+                found = []
+                for r, s in pairs:
+                    c = compare_documents(docs[r.key], docs[s.key], metric=metric, corpus=corpus,
+                                          labels=(r.key, s.key), family_size=size)
+                    if c is not None:
+                        found.append(((metric, corpus, r.key, s.key), c))
+                if dense_docs:
+                    for r in rows:
+                        c = compare_documents(docs[r.key], dense_docs, metric=metric, corpus=corpus,
+                                              labels=(r.key, group.dense.key), family_size=size)
+                        if c is not None:
+                            found.append(((metric, corpus, r.key, group.dense.key), c))
+                for (key, c), p in zip(found, holm([c.p for _, c in found]), strict=True):
+                    c.p_holm = p
+                    ev.documents[key] = c
+
+
+def document_pair(ev: GroupEvidence, metric: str, corpus: str, a: str, b: str) -> DocumentComparison | None:
+    return ev.documents.get((metric, corpus, a, b)) or ev.documents.get((metric, corpus, b, a))
+
+
+def _groupings(ev: GroupEvidence) -> None:
+    """Per budget: compact letters on Avg accuracy and on each document metric (per corpus)."""
+    group = ev.group
+    for budget in group.budgets:
+        rows = ev.rows_at(budget)
+        if len(rows) >= 2:
+            order = sorted(rows, key=lambda r: (-(r.accuracy if r.accuracy is not None else -1.0), rows.index(r)))
+            ev.letters[(_budget_key(budget), "accuracy")] = letters(
+                [r.key for r in order], lambda a, b: ev.pairs[frozenset((a, b))].significant)
+        keys = [r for r in group.rows if canonical(r.budget) == canonical(budget)]
+        for metric, corpus in sorted({(m, c) for (m, c, _, _) in ev.documents}):
+            present = [r for r in keys if any(k[:2] == (metric, corpus) and r.key in k[2:] for k in ev.documents)]
+            if len(present) < 2:
+                continue
+            value = {r.key: _document_value(r, metric, corpus) for r in present}
+            order = sorted(present, key=lambda r: (value[r.key] if value[r.key] is not None else float("inf"),
+                                                  present.index(r)))
+
+            def separated(a: str, b: str, metric=metric, corpus=corpus) -> bool:
+                c = document_pair(ev, metric, corpus, a, b)
+                return c is not None and c.significant
+
+            ev.letters[(_budget_key(budget), f"{metric}/{corpus}")] = letters([r.key for r in order], separated)
+
+
+def _document_value(row: Row, metric: str, corpus: str) -> float | None:
+    for p in row.record.part("fidelity") or []:
+        if p.corpus == corpus:
+            return getattr(p, metric, None)
+    return None
+
+
+def group_evidence(group: Group, samples: Mapping[str, Samples], fidelity: Mapping[str, list] | None = None
+                   ) -> GroupEvidence:
     ev = GroupEvidence(group)
     group.evidence = ev    # the metrics' leaderboard columns read intervals and p-values from it
     for row in group.all_rows:
         ci = _speedup(row)
         if ci is not None:
             ev.speedup[row.key] = ci
+    _document_comparisons(ev, fidelity or {})
     rows = [r for r in group.all_rows if samples.get(r.key) and r.accuracy is not None]
     if not group.task_metrics:
         ev.missing = "no accuracy was measured"
+        _groupings(ev)
         return ev
     if len(rows) < 2:
         ev.missing = "the store holds no per-sample records for these cells (samples.jsonl)"
+        _groupings(ev)
         return ev
     ref = samples[group.dense.key] if group.dense and group.dense.key in samples else samples[rows[0].key]
     ev.chance = _chance(ref, group.task_metrics)
@@ -176,23 +274,32 @@ def group_evidence(group: Group, samples: Mapping[str, Samples], family: Family)
         weights[i] = 1.0
         ev.avg[r.key] = contrast_interval(aligned, weights, reps)
     pruned = [(i, r) for i, r in enumerate(rows) if not r.dense]
+    for budget in group.budgets:
+        at = [(i, r) for i, r in pruned if canonical(r.budget) == canonical(budget)]
+        if not at:
+            continue
+        family = ev.families[_budget_key(budget)] = Family()
+        size = _family_size(len(at), "dense" in arms)
+        if "dense" in arms:
+            for i, r in at:
+                ev.vs_dense[r.key] = family.add(_comparison(aligned, reps, i, arms["dense"], r.key, group.dense.key,
+                                                            size))
+        for n, (i, r) in enumerate(at):
+            for j, s in at[n + 1:]:
+                ev.pairs[frozenset((r.key, s.key))] = family.add(_comparison(aligned, reps, i, j, r.key, s.key, size))
+        family.close()
     if "dense" in arms:
-        for i, r in pruned:
-            ev.vs_dense[r.key] = family.add(_comparison(aligned, reps, i, arms["dense"], r.key, group.dense.key))
         ev.efficiency = _efficiency(group, arms, aligned, reps)
-    for n, (i, r) in enumerate(pruned):
-        for j, s in pruned[n + 1:]:
-            if canonical(r.budget) == canonical(s.budget):
-                ev.pairs[frozenset((r.key, s.key))] = family.add(_comparison(aligned, reps, i, j, r.key, s.key))
+    _groupings(ev)
     return ev
 
 
-def evidence(coll: Collection, samples: Mapping[str, Samples]) -> Evidence:
-    """Statistics for every group of `coll` (`samples`: record key -> task -> per-sample records)."""
-    family = Family()
-    groups = {g.slug: group_evidence(g, samples, family) for g in coll.groups}
-    family.close()
-    return Evidence(groups, family)
+def evidence(coll: Collection, samples: Mapping[str, Samples], fidelity: Mapping[str, list] | None = None
+             ) -> Evidence:
+    """Statistics for every group of `coll` (`samples`: record key -> task -> per-sample records;
+    `fidelity`: record key -> its fidelity.jsonl rows)."""
+    groups = {g.slug: group_evidence(g, samples, fidelity) for g in coll.groups}
+    return Evidence(groups)
 
 
 def speedup_text(ci: SpeedupCI | None, fallback: float | None) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from bench.metrics import Column, metrics
 from bench.record import CellError
 from bench.report import markdown as md
-from bench.report.evidence import Evidence, GroupEvidence
+from bench.report.evidence import Evidence, GroupEvidence, document_pair
 from bench.report.figures import Figure
 from bench.report.groups import Collection, Group, settings_text
 from bench.report.rows import Row, budget_label, method_title
@@ -126,6 +126,81 @@ def group_table(ev: GroupEvidence) -> str:
     return md.table(header, [_row_cells(group, r, seeds, columns) for r in group.all_rows], right)
 
 
+_METRIC_TITLES = {"accuracy": "Avg accuracy", "bits_per_byte": "bits per byte", "kl_to_dense": "KL to dense"}
+
+
+def _metric_title(metric: str) -> str:
+    name, _, corpus = metric.partition("/")
+    return _METRIC_TITLES.get(name, name) + (f" ({corpus})" if corpus else "")
+
+
+def _separated(ev: GroupEvidence, metric: str, a: str, b: str) -> tuple[bool, str | None]:
+    """(significant, the favoured key) of one pair on one metric."""
+    if metric == "accuracy":
+        c = ev.pairs.get(frozenset((a, b)))
+        return (False, None) if c is None else (c.significant, c.favours())
+    name, _, corpus = metric.partition("/")
+    c = document_pair(ev, name, corpus, a, b)
+    return (False, None) if c is None else (c.significant, c.favours())
+
+
+def verdicts(ev: GroupEvidence) -> list[str]:
+    """Per budget: each headline metric's grouping (methods sharing a letter are not distinguishable, the
+    first letter holds the best), how many method pairs it separates, and the pairs on which accuracy and
+    KL (or bits per byte) point opposite ways."""
+    group = ev.group
+    lines = []
+    for budget in group.budgets:
+        metrics = [m for (b, m) in ev.letters if b == repr(_canonical(budget))]
+        if not metrics:
+            continue
+        rows = [r for r in group.rows if _canonical(r.budget) == _canonical(budget)]
+        table_rows, counts = [], []
+        for metric in metrics:
+            assigned = ev.letters[(repr(_canonical(budget)), metric)]
+            keys = list(assigned)
+            pairs = [(a, b) for n, a in enumerate(keys) for b in keys[n + 1:]]
+            separated = sum(_separated(ev, metric, a, b)[0] for a, b in pairs)
+            counts.append(f"{_metric_title(metric)} separates {separated} of {len(pairs)} pairs")
+            table_rows.append([_metric_title(metric),
+                               ", ".join(f"{_name(ev, k)} {assigned[k]}" for k in keys)])
+        lines.append(f"**{budget_label(budget)}** ({len(rows)} cells): " + "; ".join(counts) + ".\n")
+        lines.append(md.table(["Measure", "Grouping, best first (a shared letter: not distinguishable)"], table_rows,
+                              [False, False]))
+        lines += _disagreements(ev, metrics, rows)
+    return lines
+
+
+def _canonical(budget):
+    from bench.report.rows import canonical
+
+    return canonical(budget)
+
+
+def _disagreements(ev: GroupEvidence, metrics: list[str], rows: Sequence[Row]) -> list[str]:
+    fidelity = [m for m in metrics if m.startswith("kl_to_dense/")] or [m for m in metrics if m.startswith("bits_per_byte/")]
+    if "accuracy" not in metrics or not fidelity:
+        return []
+    out = []
+    for n, a in enumerate(rows):
+        for b in rows[n + 1:]:
+            acc, acc_fav = _separated(ev, "accuracy", a.key, b.key)
+            for metric in fidelity:
+                fid, fid_fav = _separated(ev, metric, a.key, b.key)
+                if acc and fid and acc_fav != fid_fav:
+                    out.append(f"- {_name(ev, a.key)} vs {_name(ev, b.key)}: Avg accuracy favours "
+                               f"{_name(ev, acc_fav)}, {_metric_title(metric)} favours {_name(ev, fid_fav)} "
+                               "(both Holm-significant): the measures disagree.")
+                elif acc != fid:
+                    which, other = ("Avg accuracy", _metric_title(metric)) if acc else (_metric_title(metric), "Avg accuracy")
+                    fav = acc_fav if acc else fid_fav
+                    out.append(f"- {_name(ev, a.key)} vs {_name(ev, b.key)}: {which} separates them (favours "
+                               f"{_name(ev, fav)}), {other} does not.")
+    if out:
+        return ["Where the measures differ on a pair:\n", "\n".join(out) + "\n"]
+    return ["Accuracy and the document measures agree on every pair they both separate.\n"]
+
+
 def comparisons_table(ev: GroupEvidence) -> str:
     """Every pair of methods at the same budget: Avg difference, its interval, p and Holm-adjusted p, and
     exact McNemar per task (documents right only under A / only under B, Holm-adjusted p)."""
@@ -141,7 +216,7 @@ def comparisons_table(ev: GroupEvidence) -> str:
                        if t in c.tasks else md.DASH for t in tasks]])
     if not rows:
         return ""
-    return md.table(["Budget", "A", "B", "Avg A − B, points [95 % CI]", "p", "p (Holm)", "Verdict",
+    return md.table(["Budget", "A", "B", "Avg A − B, points [95 % CI, unadjusted]", "p", "p (Holm)", "Verdict",
                      *[f"{t}: only A / only B, p (Holm)" for t in tasks]], rows,
                     [False, False, False, True, True, True, False, *[True] * len(tasks)])
 
@@ -163,7 +238,7 @@ def stability_table(ev: GroupEvidence) -> str:
         rows.append(cells)
     if not rows:
         return ""
-    return md.table(["Method", "Budget", *[f"{t}: stability % [95 % CI] · agreement % · ESS/n" for t in tasks]],
+    return md.table(["Method", "Budget", *[f"{t}: stability % [95 % CI] · agreement % · effective n/n" for t in tasks]],
                     rows, [False, False, *[True] * len(tasks)])
 
 
@@ -231,23 +306,32 @@ COLUMNS = f"""\
   acc_norm), with a 95 % interval from a paired bootstrap stratified by task (documents resampled within
   each task, the same draw for every row; 10,000 seeded draws). **Δ vs dense**: Avg − dense Avg in points,
   same bootstrap. **p vs dense (Holm)**: a paired sign-flip test of that difference (each document's
-  answers under the two models exchanged; exact when few documents disagree), Holm-adjusted over every
-  comparison the report makes (pruned vs dense and every pair of methods at a budget); `*`: p < {ALPHA}.
+  answers under the two models exchanged; its null distribution computed exactly by convolution over the
+  lattice of the task weights), Holm-adjusted within the model and budget (pruned vs dense and every pair
+  of methods at that budget); `*`: p < {ALPHA}. Every interval is a per-comparison 95 % interval,
+  unadjusted; the verdicts follow the adjusted p-values.
 - **RP**: retained performance, Avg as % of dense Avg. **RP above chance**: (Avg − chance) / (dense Avg −
   chance), chance being each task's mean 1 / number of choices; RP over 100 % or a Δ whose interval holds
   0 is not better than dense. {md.BELOW_CHANCE}: at or below chance.
 - **Stability**: LLM-Streamline's stability against the dense model's per-sample answers (%, mean over
   the multiple-choice tasks), weights exp(std of the dense model's per-choice mean NLL), correctness by each
-  task's headline metric, with a bootstrap interval. **Agreement**: the unweighted share of documents both
-  models get right or both get wrong. Per task, with Kish's effective sample size of the weights, in the
-  stability table.
+  task's headline metric, with a bootstrap interval; the NLL is taken over question and answer tokens, as
+  the official pipeline does (over the answer alone a few documents carried most of the weight). No
+  test ranks methods by it: it has no arrow. **Agreement**: the unweighted share of documents both
+  models get right or both get wrong. Per task, with Kish's effective sample size of the weights (how many
+  equally weighted documents the weighted figure is worth), in the stability table.
 - **Paired comparisons**: Avg difference with its interval, sign-flip p, Holm-adjusted p; per task the
   documents right only under A and only under B with the exact McNemar p (binomial on those discordant
-  documents), Holm-adjusted over every per-task test of the report. A best method is named only where it
-  beats each other method at that budget with Holm-adjusted p < {ALPHA}; bold marks only such a best.
+  documents), Holm-adjusted over the per-task tests of that model and budget. A best method is named only
+  where it beats each other method at that budget with Holm-adjusted p < {ALPHA}; bold marks only such a
+  best. **Verdicts per budget**: per measure, a compact letter display (methods sharing a letter are not
+  distinguishable by the Holm-adjusted tests; the first letter holds the best), the number of method pairs
+  the measure separates, and the pairs on which accuracy and KL (or bits per byte) differ.
 - **Bits/byte**: next-token NLL over whole held-out documents, in bits per UTF-8 byte (tokenizer-free, so
   it compares across models). **KL to dense**: KL(dense ‖ pruned) per token on the same tokens, nats.
-  Intervals: a bootstrap over documents, shown from 10 documents up.
+  Intervals: a bootstrap over documents, shown from 10 documents up. Pairs of methods are compared on the
+  same documents: a sign-flip test of the per-document differences (seeded draws, as many as it takes for
+  the Holm decision to be safe from Monte Carlo error), Holm-adjusted per model, budget, measure and corpus.
 - **Decode ×**: decode tokens/s over the dense model's, same device and probe, their repeats interleaved in
   the cell; the median of the per-repeat ratios with its distribution-free order-statistic interval (at
   least 95 % coverage; from 6 repeats up), so one slow repeat moves neither (per batch size where several
@@ -269,7 +353,10 @@ def render(coll: Collection, provenance: str, figures: dict[str, list[Figure]], 
              "Generated by `bench report` from the result store; every number is read from the store's records.\n",
              provenance,
              "## What the paired tests support\n",
-             f"{len(evidence.family)} paired comparisons, Holm-adjusted together at α = {ALPHA}.\n",
+             f"{evidence.n_comparisons} paired comparisons of Avg accuracy in {evidence.n_families} families (one per "
+             f"model and budget), each Holm-adjusted at α = {ALPHA}; bits per byte and KL to dense in families of "
+             "their own. Intervals are per comparison (95 %, unadjusted): one that excludes 0 beside \"not "
+             "distinguishable\" is a difference the family-wise test does not support.\n",
              "\n".join(line for g in coll.groups for line in claims(evidence.of(g))) + "\n"]
     eff = _efficiency_table(coll, evidence)
     if eff:
@@ -279,6 +366,9 @@ def render(coll: Collection, provenance: str, figures: dict[str, list[Figure]], 
         parts.append(f"## {group.title}\n")
         parts.append(group_table(ev))
         parts.append("\n".join(_notes(ev)) + "\n")
+        verdict = verdicts(ev)
+        if verdict:
+            parts += [f"### {group.title}: verdicts per budget\n", "\n".join(verdict)]
         comp = comparisons_table(ev)
         if comp:
             parts += [f"### {group.title}: paired comparisons of methods at the same budget\n", comp]
