@@ -37,6 +37,7 @@ class Pruned:
     model: Any
     info: PruningInfo
     plan: dict[str, Any]
+    trained: bytes | None = None  # bench.pipeline.TRAINED: what replaying the plan does not give
 
 
 class ModelSession:
@@ -105,6 +106,10 @@ class ModelSession:
                 pruned = self._prune(cell, ctx)
                 record.pruning, ctx.model = pruned.info, pruned.model
                 artifacts["plan.json"] = pruned.plan
+                if pruned.trained is not None:
+                    from bench.pipeline import TRAINED
+
+                    artifacts[TRAINED] = pruned.trained
                 del pruned
             ctx.reuse = self._reuse(cell, ctx.model, record.pruning)
             for ev in evaluators():
@@ -165,7 +170,7 @@ class ModelSession:
     def _prune(self, cell: Cell, ctx: EvalContext) -> Pruned:
         import methods
         from bench import arch
-        from bench.pipeline import prune
+        from bench.pipeline import prune, trained_bytes
         from methods.base import Budget
 
         pruner = methods.create(cell.method, dict(cell.params))
@@ -190,7 +195,7 @@ class ModelSession:
 
             info.first_changed_layer = first_changed_layer(result.plan)
             info.shared_layers = shared_prefix(self.model, result.model, info.first_changed_layer)
-        return Pruned(result.model, info, result.plan.to_dict())
+        return Pruned(result.model, info, result.plan.to_dict(), trained_bytes(self.model, result.model, result.plan))
 
     def _reuse(self, cell: Cell, model, pruning: PruningInfo | None):
         """What the evaluation engine may reuse: the dense cell stores boundary states (a quarter of the

@@ -113,6 +113,12 @@ def _local_gguf_entry(path: Path) -> ModelEntry:
                       location=str(path))
 
 
+def canonical_name(name: str) -> str:
+    """The registered spelling of a zoo name in any case (`SmolLM2-135M` -> `smollm2-135m`), so every key,
+    record and page uses one name; folders, files and hub ids as given."""
+    return name.lower() if name.lower() in REGISTRY else name
+
+
 def resolve(name: str) -> ModelEntry:
     """The entry for a registered name, a local folder or .gguf file, or a hub id (`org/name`)."""
     if name.lower() in REGISTRY:

@@ -5,6 +5,7 @@ fields (`add_cli_options`) and turns the given ones back into the command-line l
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -52,6 +53,11 @@ def cli_options(cls: type = None, path: tuple[str, ...] = ()) -> list[CliOption]
     return out
 
 
+# the other spelling of a concept that `bench run` and `bench prune` both accept (one flag per concept,
+# either number): `bench prune --ratio` / `bench run --ratios`, `--model(s)`, `--method(s)`, `--seed(s)`
+ALIASES = {"--ratios": ("--ratio",), "--models": ("--model",), "--methods": ("--method",), "--seed": ("--seeds",)}
+
+
 def add_cli_options(parser, groups: dict[str, Any]) -> None:
     """The spec's options as argparse flags (unset ones stay None, so only given ones override).
     `groups`: argument group name -> an argparse group (or parser) to add its options to."""
@@ -71,6 +77,8 @@ def add_cli_options(parser, groups: dict[str, Any]) -> None:
             if opt.choices:
                 kwargs["choices"] = list(opt.choices)
         target.add_argument(opt.flag, **kwargs)
+        for alias in ALIASES.get(opt.flag, ()):  # accepted, not listed (help and messages name one flag)
+            target.add_argument(alias, **{**kwargs, "help": argparse.SUPPRESS})
 
 
 def cli_overrides(args) -> dict[str, Any]:
