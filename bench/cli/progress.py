@@ -226,6 +226,50 @@ def make_observer() -> Observer:
 # --------------------------------------------------------------------------------------------- summary
 
 
+def headline_tables(store, keys: list[str] | None = None) \
+        -> list[tuple[str, list[str], list[list[str]], list[str]]]:
+    """(title, header, rows) per report group holding one of `keys` (all groups when None): the page's
+    headline table (bench.report.leaderboard.headline), the same strings, order and estimators, from the
+    same store; markdown emphasis dropped for the terminal."""
+    from bench import report
+    from bench.report.evidence import evidence
+    from bench.report.leaderboard import headline
+
+    coll = report.load(store)
+    ev = evidence(coll, report.load_samples(store, coll))
+    wanted = None if keys is None else set(keys)
+    out = []
+    for group in coll.groups:
+        if wanted is not None and not any(r.key in wanted for r in group.all_rows):
+            continue
+        header, rows, _, notes = headline(ev.of(group))
+        plain = [[c.replace("**", "").replace("`", "") for c in row] for row in rows]
+        out.append((group.title, header, plain, [n.replace("**", "").replace("`", "") for n in notes]))
+    return out
+
+
+def headline_summary(store, keys: list[str] | None, console) -> None:
+    """`bench run`'s closing table(s): the page's headline table per model (names never cut). Where the
+    rows do not fit the console, each interval goes under its estimate."""
+    from rich import box
+    from rich.table import Table
+
+    for title, header, rows, notes in headline_tables(store, keys):
+        natural = sum(max(len(r[i]) for r in [header, *rows]) + 3 for i in range(len(header)))
+        if natural > console.width:
+            rows = [[c.replace(" [", "\n[", 1) if i >= 2 else c for i, c in enumerate(r)] for r in rows]
+        table = Table(title=f"{title} (95 % intervals in brackets)", title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False, collapse_padding=True)
+        for i, col in enumerate(header):
+            # only headers wrap (the last, `Layers removed`); a value never does
+            table.add_column(col, justify="left" if i < 2 else "right", no_wrap=i < len(header) - 1)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        for note in notes:
+            console.print(note)
+
+
 def leaderboard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One flat row per record (bench.store.flat_row): dense first within each model, then by method and
     budget."""

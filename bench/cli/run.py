@@ -53,9 +53,11 @@ def run(args) -> int:
     observer = progress.PlainObserver() if args.plain or progress.wants_plain() else progress.RichObserver()
     with observer:
         outcome = runner.run(spec, observer)
-    console = Console() if sys.stdout.isatty() else Console(width=220)  # a log or pipe: whole rows
-    records = [outcome.records[c.key] for c in outcome.cells]
-    progress.summary(records, console, title=f"leaderboard ({spec.store})")
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # a log or pipe: wider rows
+    try:
+        progress.headline_summary(spec.store, [c.key for c in outcome.cells], console)
+    except Exception as exc:  # noqa: BLE001 - a summary problem must not hide the run's results
+        print(f"warning: the closing table failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     console.print(f"{len(outcome.computed)} cells computed, {len(outcome.skipped)} skipped (already stored) "
                   f"in {outcome.seconds:.1f} s; store: {os.path.abspath(spec.store)}")
     if not args.no_report and importlib.util.find_spec("bench.report") is not None:
