@@ -222,6 +222,10 @@ class RunSpec:
                            help="in-process (default) or one Slurm job per cell")
     store: str = option("store", flag="--store", help="result store folder (default ./store)")
     force: bool = option(False, flag="--force", help="recompute cells already in the store")
+    include_path: tuple[str, ...] = option((), flag="--include-path",
+                                           help="plug-in folder(s), comma-separated: .py files with "
+                                                "@methods.register pruners and lm-eval task YAMLs (installed "
+                                                "packages' `layerprune_bench.methods` entry points need none)")
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
     def __post_init__(self):
@@ -309,6 +313,10 @@ def canonical(spec: RunSpec) -> RunSpec:
     """The spec with every name in its one registered spelling, before any cell key is built: a model,
     method, task or built-in corpus typed in another case or by its label names the same cells."""
     rep = dataclasses.replace
+    if spec.include_path:  # plug-ins first: their names are canonical too; absolute, for jobs elsewhere
+        from bench import plugins
+
+        spec = rep(spec, include_path=tuple(plugins.load(spec.include_path)))
 
     def methods_(items):
         return tuple(rep(m, name=canonical_method(m.name)) for m in items)

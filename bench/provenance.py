@@ -74,4 +74,11 @@ def cell_provenance(spec, cell, model, *, executor: str, job_id: str | None, loa
         "calibration": dataclasses.asdict(calib_spec(spec, cell.seed)) if needs_calib else None,
         "preset": spec.preset, "executor": executor, "slurm_job_id": job_id or os.environ.get("SLURM_JOB_ID"),
         "model_load_s": load_seconds, "peak_rss_mb": peak_rss_mb(), "date": dt.datetime.now(dt.UTC).isoformat(),
+        **({"plugins": p} if (p := plugin_provenance(cell.method, spec.eval.tasks)) else {}),
     }
+
+
+def plugin_provenance(method: str, tasks) -> dict[str, Any] | None:
+    from bench import plugins
+
+    return plugins.provenance(method, tasks)

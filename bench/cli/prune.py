@@ -45,6 +45,8 @@ def register(subparsers) -> None:
     budget.add_argument("--layers", type=int, help="number of decoder layers to remove (with --method)")
     p.add_argument("--model", help="zoo name, hub id, local folder or .gguf file (default: smollm2-135m; with "
                                    "--from-store: the cell's)")
+    p.add_argument("--include-path", action="append", metavar="DIR",
+                   help="a plug-in folder (.py files with @methods.register pruners; repeatable)")
     p.add_argument("--preset", default="quick",
                    help="whose cell settings a plain prune uses: quick (default), standard, paper or nightly")
     p.add_argument("--calib", help="calibration text: wikipedia, c4, or a .txt/.jsonl path (default: the preset's)")
@@ -73,6 +75,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    if args.include_path:
+        from bench import plugins
+
+        plugins.load(args.include_path)
     sources = [name for name, given in (("--method", args.method), ("--from-store", args.from_store),
                                         ("--plan", args.plan)) if given]
     if len(sources) != 1:
