@@ -98,6 +98,8 @@ def plugin_env(tmp_path_factory):
         sys.path.remove(str(site))
         methods._INFO.clear()
         methods._INFO.update(saved[0])
+        methods._INFO.pop("dropfirst", None)
+        methods._scanned = False  # the next listing reads the sources again, without the distribution
         methods._CLASSES.pop("dropfirst", None)
         tasks.TASKS.clear()
         tasks.TASKS.update(saved[1])
