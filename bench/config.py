@@ -122,7 +122,9 @@ class EvalSpec:
     tasks: tuple[str, ...] = option((), flag="--tasks", group="evaluation",
                                     help="comma-separated tasks (see `bench ls tasks`), or none")
     limit: int | None = option(None, flag="--limit", group="evaluation",  # N documents (see `subset`); None: all
-                               help="N documents per task (a seeded random subset; see --subset), or none for all")
+                               help="N documents per task (a seeded random subset; see --subset), or none for "
+                                    "all; on the command line it bounds the whole cell: also at most N perplexity "
+                                    "windows and N fidelity documents (quick preset: 50)")
     subset: str = option("random", flag="--subset", group="evaluation", choices=("random", "first"),
                          help="which N documents --limit takes: a seeded random subset (default; lm-eval's "
                               "samples=) or the first N (lm-eval's limit)")

@@ -18,7 +18,13 @@ def register(subparsers) -> None:
               "run": p.add_argument_group("run"), "slurm": p.add_argument_group("slurm (with --executor slurm)")}
     add_cli_options(p, groups)  # the spec's options, each stated once on its field (bench/config.py)
     groups["matrix"].add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
-                                  help="a method parameter, e.g. laco.threshold=0.3 (repeatable)")
+                                  help="a method parameter, e.g. laco.threshold=0.3, or NAME=VALUE when the run has "
+                                       "one method (repeatable; see `bench show METHOD`)")
+    which = groups["evaluation"].add_mutually_exclusive_group()
+    which.add_argument("--skip", metavar="KINDS",
+                       help="evaluations to leave out, comma-separated: accuracy, stability, perplexity, fidelity, "
+                            "latency (e.g. --skip latency,fidelity)")
+    which.add_argument("--only", metavar="KINDS", help="run only these evaluations (e.g. --only accuracy)")
     r = groups["run"]
     r.add_argument("--config", help="a YAML run file (keys as in the presets; unknown keys are errors)")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of progress bars")
