@@ -288,5 +288,91 @@ def plugin_provenance(name: str) -> dict[str, Any] | None:
     return out
 
 
-def method_rows() -> list[dict[str, Any]]:
+# what planning one cell costs on a CPU, by kind (SmolLM2-135M, 2 cores, fp32, the quick preset's sizes);
+# a method states its kind with a literal `cpu_cost` class attribute, else it is derived from its flags
+CPU_COST = {
+    "none": "none: no calibration, no search (under a second)",
+    "pass": "one calibration pass (seconds; the capture is shared by the run's methods)",
+    "search": "a search of many forward passes (minutes per cell)",
+    "train": "training (the quick preset's 32 x 128 tokens: about a minute per cell; grows with train_samples)",
+}
+_COST = {"laco": "search", "sleb": "search", "ppl": "search", "taylor": "pass", "replaceme": "pass"}
+
+
+def cpu_cost(name: str) -> str:
+    """The CPU-cost class of a method (`CPU_COST`'s key)."""
+    meta = info(name)
+    cls = _CLASSES.get(name)
+    declared = getattr(cls, "cpu_cost", None) if cls is not None else None
+    if isinstance(declared, str) and declared in CPU_COST:
+        return declared
+    if name in _COST:
+        return _COST[name]
+    return "train" if meta.trains and not meta.may_train else "pass" if meta.needs_calibration else "none"
+
+
+def _comments(cls: type) -> dict[str, str]:
+    """field -> the comment on its line in the class's source (what the parameter means)."""
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        lines = source.splitlines()
+        comments = {t.start[0]: t.string.lstrip("# ").strip()
+                    for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+        for number, line in enumerate(lines, 1):
+            stripped = line.strip()
+            if ":" in stripped and not stripped.startswith(("def ", "class ", "#", "@", "if ", "return")) \
+                    and number in comments:
+                out[stripped.split(":")[0].strip()] = comments[number]
+    return out
+
+
+def parameter_rows(name: str) -> list[dict[str, Any]]:
+    """A method's parameters: name, type, default and meaning (the comment beside its field), then the LoRA
+    healing parameters every method takes (`heal=lora`, `lora_*`)."""
+    import typing
+
+    from methods.lora import LoraHeal
+
+    def rows(params_cls: type, group: str) -> list[dict[str, Any]]:
+        hints = typing.get_type_hints(params_cls)
+        meaning = _comments(params_cls)
+        out = []
+        for f in dataclasses.fields(params_cls):
+            tp = hints.get(f.name, f.type)
+            if typing.get_origin(tp) is typing.Literal:
+                kind = " | ".join(map(str, typing.get_args(tp)))
+            else:
+                kind = getattr(tp, "__name__", str(tp)).replace("typing.", "")
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+            out.append({"parameter": f.name, "type": kind, "default": default,
+                        "meaning": meaning.get(f.name, ""), "group": group})
+        return out
+
+    own = rows(get_class(name).Params, name)
+    heal = [{"parameter": "heal", "type": "none | lora", "default": "none",
+             "meaning": "LoRA healing after pruning (merged into the weights; the model stays stock)",
+             "group": "any method"}]
+    return own + heal + rows(LoraHeal, "any method, with heal=lora")
+
+
+def method_rows(verbose: bool = False) -> list[dict[str, Any]]:
+    if verbose:
+        return [{**info(name).row(), "CPU cost": cpu_cost(name),
+                 "parameters": ", ".join(f"{r['parameter']}={r['default']}" for r in parameter_rows(name)
+                                         if r["group"] == name) or "-"}
+                for name in list_methods()]
+    return _method_rows()
+
+
+def _method_rows() -> list[dict[str, Any]]:
     return [info(name).row() for name in list_methods()]
