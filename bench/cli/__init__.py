@@ -34,7 +34,9 @@ def build_parser() -> OneLineParser:
 
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # at the default verbosity library lines look like the progress lines (`[bench HH:MM:SS] ...`)
+    fmt = "[bench %(asctime)s] %(message)s" if verbosity == 0 else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S")
     for ours in ("bench", "methods"):  # the harness's and the pruners' own progress (SLEB's rounds) at INFO
         logging.getLogger(ours).setLevel(logging.INFO if verbosity == 0 else level)
 

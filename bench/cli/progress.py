@@ -82,6 +82,7 @@ class PlainObserver(Observer):
         self._say(f"matrix: {total} cells, {todo} to compute, {total - todo} already in the store")
 
     def cell_start(self, cell):
+        super().cell_start(cell)
         self.current = f"[{self.done + 1}/{self.todo}] {cell.label}"
         self._say(f"{self.current}: start")
 
@@ -99,11 +100,10 @@ class PlainObserver(Observer):
     def stage(self, name):
         expected = self.stage_seconds.get(name)
         hint = f" (last time {fmt_s(expected)})" if expected is not None else ""
-        self._say(f"  {name}{hint} ...")
         start = time.perf_counter()
         with super().stage(name):
             yield
-        self._say(f"  {name} done in {time.perf_counter() - start:.1f}s")
+        self._say(f"  {name}: {time.perf_counter() - start:.1f}s{hint}")  # one line per finished stage
 
     def note(self, message):
         self._say(message)
@@ -167,6 +167,7 @@ class RichObserver(Observer):
                              description=f"matrix ({total - todo} of {total} cells already stored)")
 
     def cell_start(self, cell):
+        super().cell_start(cell)
         self._start_live()
         if self.cell_task is not None:
             self.progress.remove_task(self.cell_task)
@@ -177,15 +178,15 @@ class RichObserver(Observer):
         if self.cell_task is not None:
             self.progress.remove_task(self.cell_task)
             self.cell_task = None
-        status = "[green]ok" if record.get("status") == "ok" else "[red]FAILED"
-        self.console.log(f"{status}[/] {cell.label}: {outcome_text(record)} "
-                         f"({fmt_s((record.get('timings') or {}).get('total_s'))})")
+        color = "green" if record.get("status") == "ok" else "red"
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{color}]{cell.label}[/]: {outcome_text(record)} "
+                           f"({fmt_s((record.get('timings') or {}).get('total_s'))})", soft_wrap=True)
         if self.matrix is not None:
             self.progress.update(self.matrix, completed=self.done)
 
     def cell_skipped(self, cell, why):
         super().cell_skipped(cell, why)
-        self.console.log(f"skipped {cell.label}: {why}")
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] skipped {cell.label}: {why}", soft_wrap=True)
         if self.matrix is not None:
             self.progress.update(self.matrix, completed=self.done)
 
@@ -201,7 +202,7 @@ class RichObserver(Observer):
             self.progress.remove_task(task)
 
     def note(self, message):
-        self.console.log(message)
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", soft_wrap=True)
 
     def close(self):
         if self.matrix is not None:

@@ -24,7 +24,7 @@ import logging
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -163,10 +163,12 @@ def measure_latency(model, *, batch_size: int = 1, prompt_tokens: int = 128, new
 @torch.inference_mode()
 def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, new_tokens: int = 64,
                       warmup: int = 1, repeats: int = 3, seed: int = 0,
-                      identity: Mapping[str, Any] | None = None) -> list[LatencyResult]:
+                      identity: Mapping[str, Any] | None = None,
+                      labels: Sequence[str] | None = None) -> list[LatencyResult]:
     """`measure_latency` of several models (a pruned one and its dense reference, say) with their repeats
     interleaved, so that a machine speeding up or slowing down during the measurement (frequency, caches,
-    other jobs) moves all of them alike and their ratio stays fair. The same seeded prompt for all."""
+    other jobs) moves all of them alike and their ratio stays fair. The same seeded prompt for all.
+    `labels` name the models in the log lines (e.g. pruned, dense)."""
     if new_tokens < 2 or repeats < 1 or prompt_tokens < 1 or batch_size < 1:
         raise ValueError("need new_tokens >= 2, repeats >= 1, prompt_tokens >= 1, batch_size >= 1")
     device = next(models[0].parameters()).device
@@ -186,10 +188,13 @@ def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, 
         peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
     else:
         peak, kind = _peak_rss_bytes(), "process_peak_rss"
-    return [_result(p, prompt_tokens, warmup, repeats, seed, peak, kind, identity) for p in probes]
+    labels = list(labels or [f"model {i + 1}" for i in range(len(probes))])
+    return [_result(p, prompt_tokens, warmup, repeats, seed, peak, kind, identity, label)
+            for p, label in zip(probes, labels, strict=True)]
 
 
-def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, identity) -> LatencyResult:
+def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, identity,
+            label: str = "model") -> LatencyResult:
     from bench.evaluate._provenance import environment
 
     model = probe.model
@@ -206,6 +211,7 @@ def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, ide
         torch_threads=torch.get_num_threads(), seed=seed, provenance=environment(model),
         identity=dict(identity or {}), kv_cache_bytes=kv_cache_bytes(model, prompt_tokens + probe.new_tokens,
                                                                       probe.batch))
-    log.info("latency bs %d x %d: prefill %.1f ms, ttft %.1f ms, decode %.1f tok/s", probe.batch, prompt_tokens,
-             result.prefill_ms, result.ttft_ms, result.decode_tokens_per_s)
+    log.info("latency of the %s model (batch %d, %d + %d tokens, median of %d): prefill %.1f ms, ttft %.1f ms, "
+             "decode %.1f tok/s", label, probe.batch, prompt_tokens, probe.new_tokens, repeats, result.prefill_ms,
+             result.ttft_ms, result.decode_tokens_per_s)
     return result

@@ -98,7 +98,8 @@ class LatencyEvaluator(Evaluator):
             for batch in lat.all_batch_sizes:
                 results = measure_latencies(models, batch_size=batch, prompt_tokens=lat.prompt_tokens,
                                             new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
-                                            seed=ctx.cell.seed or 0)
+                                            seed=ctx.cell.seed or 0,
+                                            labels=["pruned", "dense (paired)"] if paired else ["dense"])
                 out = results[0].to_dict()
                 out.pop("provenance", None)
                 out.pop("identity", None)
