@@ -266,6 +266,6 @@ def _human(n: int | None, unit: str = "") -> str | None:
 
 def model_rows() -> list[dict]:
     """One row per registered model for `bench ls models` (keys in column order)."""
-    return [{"name": e.name, "architecture": e.architecture, "layers": e.layers,
+    return [{"name": e.name, "weights": e.title, "architecture": e.architecture, "layers": e.layers,
              "parameters": _human(e.parameters), "download size": _human(e.download_bytes, "B"),
              "licence": e.licence, "cached": "yes" if is_cached(e.name) else "no"} for e in REGISTRY.values()]

@@ -16,7 +16,7 @@ from bench.cli.edge import EXIT_USER_ERROR, OneLineParser, error_line, os_error_
 from bench.errors import BenchError
 
 # name of the module under bench.cli for each subcommand, in help order
-SUBCOMMANDS = ("run", "prune", "ls", "show", "data", "report", "regress")
+SUBCOMMANDS = ("run", "prune", "ls", "show", "data", "report", "regress", "compare")
 
 
 def build_parser() -> OneLineParser:
