@@ -34,7 +34,7 @@ from bench.errors import BenchError
 from bench.metrics import load_record, metric_for, metrics
 from bench.record import CellRecord
 from bench.report.provenance import newest_date
-from bench.report.rows import budget_label, canonical, identity, settings
+from bench.report.rows import budget_label, canonical, differences, identity, settings
 from bench.store import Store
 
 SCHEMA = 2
@@ -136,26 +136,6 @@ def context(record: CellRecord) -> dict[str, Any]:
     return {"subset": docs.get("subset") or ("first" if (record.accuracy and record.accuracy.limit) else None),
             "subset_seed": docs.get("subset_seed"), "engine": prov.get("engine"),
             "harness": prov.get("harness_version"), "versions": prov.get("versions") or {}}
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
-def differences(base: dict[str, Any] | None, cur: dict[str, Any] | None, prefix: str = "") -> list[str]:
-    """`name: old → new` for every leaf that differs between two (nested) mappings."""
-    a, b = _flat(base or {}, prefix), _flat(cur or {}, prefix)
-    return [f"{k}: {_short(a.get(k))} → {_short(b.get(k))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
-def _short(v: Any) -> str:
-    text = "–" if v is None else json.dumps(v, default=str) if isinstance(v, list | dict) else str(v)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _cell_fields(record: CellRecord) -> dict[str, Any]:

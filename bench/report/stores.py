@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.report.rows import Row, budget_label, identity, settings
+from bench.report.rows import Row, budget_label, differences, identity, settings
 
 
 @dataclass
@@ -55,7 +55,6 @@ def _newest(store) -> dict[tuple, Row]:
 
 def compare_stores(store_a: str | os.PathLike, store_b: str | os.PathLike) -> StoreComparison:
     """Every cell both stores hold, A against B (see the module docstring)."""
-    from bench.regress import differences
     from bench.stats.compare import Family, compare
     from bench.stats.recompute import samples_of
     from bench.store import Store
