@@ -73,7 +73,8 @@ def test_closing_table_at_100_columns_cuts_nothing():
         if title != "smollm2-135m":
             continue
         for row in rows:
-            assert re.search(rf"^ {re.escape(row[0])}\s+{re.escape(row[1])}\s", smol, re.M), row[:2]
+            name = row[0].removesuffix(" (collapsed)")  # the mark goes under the name at 100 columns
+            assert re.search(rf"^ {re.escape(name)}\s+{re.escape(row[1])}\s", smol, re.M), row[:2]
             for value in row[2:]:
                 estimate, _, interval = value.partition(" [")
                 assert estimate in smol and (not interval or f"[{interval}" in smol)

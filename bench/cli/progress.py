@@ -258,12 +258,14 @@ def headline_summary(store, keys: list[str] | None, console) -> None:
     for title, header, rows, notes in headline_tables(store, keys):
         natural = sum(max(len(r[i]) for r in [header, *rows]) + 3 for i in range(len(header)))
         if natural > console.width:
-            rows = [[c.replace(" [", "\n[", 1) if i >= 2 else c for i, c in enumerate(r)] for r in rows]
+            rows = [[c.replace(" [", "\n[", 1) if i >= 2 else c.replace(" (collapsed)", "\n(collapsed)")
+                     for i, c in enumerate(r)] for r in rows]
         table = Table(title=f"{title} (95 % intervals in brackets)", title_justify="left", box=box.SIMPLE_HEAD,
                       pad_edge=False, collapse_padding=True)
         for i, col in enumerate(header):
             # only headers wrap (the last, `Layers removed`); a value never does
-            table.add_column(col, justify="left" if i < 2 else "right", no_wrap=i < len(header) - 1)
+            table.add_column(col, justify="left" if i < 2 else "right", no_wrap=i < len(header) - 1,
+                             min_width=7 if i == len(header) - 1 else None)
         for row in rows:
             table.add_row(*row)
         console.print(table)

@@ -235,7 +235,7 @@ def _speedup_columns(group) -> list[Column]:
             Column(f"Weights + KV MiB (batch {sizes[-1]})", memory, digits=0)]
 
 
-BUSY = " (busy host)"  # a speed-up measured while the host ran other work: shown, not comparable
+BUSY = " (busy)"  # a speed-up measured while the host ran other work (load > usable CPUs): not comparable
 
 
 def _not_in_summary(name: str) -> bool:

@@ -120,18 +120,16 @@ def _row_cells(group: Group, row: Row, seeds: bool, columns: list[Column]) -> li
 # of each entry): accuracy, its difference from dense, fidelity (KL to dense, else bits per byte), speed-up
 HEADLINE = (("Avg acc",), ("Δ vs dense",), ("KL to dense", "Bits/byte"), ("Decode ×",))
 COLLAPSED_BPB = 8.0  # bits per byte at or above a raw byte's 8 bits: the model predicts nothing
-COLLAPSED_PPL = 1e6  # token perplexity of a model whose output has collapsed
+COLLAPSED_PPL = 2e5  # token perplexity above every zoo vocabulary (<= 152K tokens): worse than uniform guessing
 
 
 def collapsed(row: Row) -> str:
-    """Why a row's model counts as collapsed (its numbers are not comparable measurements), or "": bits per
-    byte (tokenizer-free) where measured, else token perplexity."""
-    fidelity = row.record.part("fidelity") or []
-    for f in fidelity:
+    """Why a row's model counts as collapsed (it predicts text worse than uniform guessing, so its other
+    numbers measure a broken model), or "": bits per byte at or above a raw byte's 8, or a token perplexity
+    above the vocabulary size of every zoo model."""
+    for f in row.record.part("fidelity") or []:
         if f.bits_per_byte is not None and f.bits_per_byte >= COLLAPSED_BPB:
             return f"{f.bits_per_byte:.1f} bits/byte {f.corpus}"
-    if fidelity:
-        return ""
     for corpus, p in row.perplexity.items():
         if p.perplexity is not None and p.perplexity >= COLLAPSED_PPL:
             return f"PPL {corpus} {md.ppl(p.perplexity)}"
@@ -170,10 +168,17 @@ def headline(ev: GroupEvidence) -> tuple[list[str], list[list[str]], list[bool],
                      *([md.DASH if row.seed is None else str(row.seed)] if seeds else []),
                      *[show(c, group, row) for c in picked],
                      md.DASH if removed is None else f"{removed}/{row.n_layers}" if row.n_layers else str(removed)])
+    if any(r.record.latency is not None and r.record.latency.busy for r in group.all_rows):
+        busy = ("(busy): a speed-up measured while the host ran other work (load average above its usable "
+                "CPUs); shown, not comparable.")
+    else:
+        busy = ""
     if notes:
-        notes = [f"Collapsed (at or above {COLLAPSED_BPB:g} bits per byte, a raw byte's, or a token perplexity of "
-                 f"{COLLAPSED_PPL:.0e}; its other numbers measure a broken model): " + "; ".join(notes) + "."]
-    return header, rows, [False, False, *([True] if seeds else []), *[True] * (len(picked) + 1)], notes
+        notes = [f"Collapsed (worse than uniform guessing: at least {COLLAPSED_BPB:g} bits per byte, or a token "
+                 f"perplexity above {COLLAPSED_PPL:,.0f}, more than any zoo model's vocabulary; its other numbers "
+                 "measure a broken model): " + "; ".join(notes) + "."]
+    return header, rows, [False, False, *([True] if seeds else []), *[True] * (len(picked) + 1)], \
+        notes + ([busy] if busy else [])
 
 
 def headline_table(ev: GroupEvidence) -> str:
