@@ -91,7 +91,7 @@ def test_leaderboard_content(rendered):
     rows = [line for line in smol.splitlines() if line.startswith("| ")]
     assert rows[1].startswith("| **dense** |")  # dense first (after the header)
     assert "arc_easy (acc_norm)" in rows[0] and "winogrande (acc)" in rows[0]  # the averaged metric is named
-    assert "PPL C4-sample (tokens, w=256)" in rows[0]
+    assert "PPL c4 (tokens, w=256)" in rows[0]  # the corpus by the name --ppl takes
     assert "67.2 ± 7.5" in rows[1]  # stderr where lm-eval gives one
     assert "| 41.5 |" in next(r for r in rows if r.startswith("| `last` | ratio 0.25"))  # training seconds
     assert "1 older record(s) of the same cells are not shown" in smol

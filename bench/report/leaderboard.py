@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.metrics import Column, metrics
+from bench.metrics.perplexity import corpus_name
 from bench.record import CellError
 from bench.report import markdown as md
 from bench.report.evidence import Evidence, GroupEvidence
@@ -132,7 +133,7 @@ def collapsed(row: Row) -> str:
             return f"{f.bits_per_byte:.1f} bits/byte {f.corpus}"
     for corpus, p in row.perplexity.items():
         if p.perplexity is not None and p.perplexity >= COLLAPSED_PPL:
-            return f"PPL {corpus} {md.ppl(p.perplexity)}"
+            return f"PPL {corpus_name(corpus)} {md.ppl(p.perplexity)}"
     return ""
 
 
@@ -249,7 +250,7 @@ def _notes(ev: GroupEvidence) -> list[str]:
             notes.append("Chance: " + ", ".join(f"{t} {md.pct(c)} %" for t, c in ev.chance.items())
                          + f" (Avg {md.pct(ev.chance_avg)} %); {md.BELOW_CHANCE} marks a score at or below it.")
     for corpus, p in group.corpora.items():
-        notes.append(f"PPL {corpus}: token perplexity in non-overlapping {p.window}-token windows "
+        notes.append(f"PPL {corpus_name(corpus)}: token perplexity in non-overlapping {p.window}-token windows "
                      f"({p.windows} windows, {p.tokens} tokens); per token, so it depends on the "
                      "tokenizer and is comparable only within a model.")
     seen: set[str] = set()
