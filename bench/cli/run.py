@@ -8,10 +8,20 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run", help="run the benchmark matrix into a result store (resumable)",
-        description="Run models x methods x budgets x seeds (plus one dense cell per model) and record every "
+        description=__import__("textwrap").fill(
+                    "Run models x methods x budgets x seeds (plus one dense cell per model) and record every "
                     "cell in the store. Finished cells are skipped on a rerun. Without options: the `quick` "
-                    "preset (SmolLM2-135M, six CPU-minute methods, ratios 0.125 and 0.25, a CPU-sized suite). "
-                    "Precedence: preset < --config YAML < options.")
+                    "preset (SmolLM2-135M, six methods that each plan within a CPU minute, ratios 0.125 and 0.25, a CPU-sized suite). "
+                    "Precedence: preset < --config YAML < options.", 100),
+        epilog="examples:\n"
+               "  bench run                                         # the quick preset: 13 cells, ~9 min on 2 cores\n"
+               "  bench run --methods shortgpt,last --ratios 0.25 --limit 20    # a small run\n"
+               "  bench run --only accuracy --tasks piqa,arc_easy   # accuracy alone\n"
+               "  bench run --methods laco --param threshold=0.3    # a method parameter (bench show laco)\n"
+               "  bench run --include-path plugins/ --methods mine  # your own pruner (.py) or lm-eval task YAML\n"
+               "  bench run --preset standard --executor slurm --partition gpu\n"
+               "presets: quick (default), standard, paper, nightly (bench/presets.yaml)",
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     from bench.cli.options import add_cli_options
 
     groups = {"matrix": p.add_argument_group("matrix"), "evaluation": p.add_argument_group("evaluation"),
