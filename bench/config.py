@@ -124,7 +124,9 @@ class EvalSpec:
     tasks: tuple[str, ...] = option((), flag="--tasks", group="evaluation",
                                     help="comma-separated tasks (see `bench ls tasks`), or none")
     limit: int | None = option(None, flag="--limit", group="evaluation",  # N documents (see `subset`); None: all
-                               help="N documents per task (a seeded random subset; see --subset), or none for all")
+                               help="N documents per task (a seeded random subset; see --subset), or none for "
+                                    "all; on the command line it bounds the whole cell: also at most N perplexity "
+                                    "windows and N fidelity documents (quick preset: 50)")
     subset: str = option("random", flag="--subset", group="evaluation", choices=("random", "first"),
                          help="which N documents --limit takes: a seeded random subset (default; lm-eval's "
                               "samples=) or the first N (lm-eval's limit)")
@@ -224,6 +226,10 @@ class RunSpec:
                            help="in-process (default) or one Slurm job per cell")
     store: str = option("store", flag="--store", help="result store folder (default ./store)")
     force: bool = option(False, flag="--force", help="recompute cells already in the store")
+    include_path: tuple[str, ...] = option((), flag="--include-path",
+                                           help="plug-in folder(s), comma-separated: .py files with "
+                                                "@methods.register pruners and lm-eval task YAMLs (installed "
+                                                "packages' `layerprune_bench.methods` entry points need none)")
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
 
     def __post_init__(self):
@@ -260,7 +266,7 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        return _build(cls, data, "")
+        return canonical(_build(cls, data, ""))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> RunSpec:
@@ -270,6 +276,66 @@ class RunSpec:
     def budgets(self) -> list[dict[str, Any]]:
         return [{"layers": None, "ratio": r} for r in self.ratios] + [{"layers": n, "ratio": None}
                                                                        for n in self.layers]
+
+
+# ------------------------------------------------------------------------------------ canonical names
+
+
+def canonical_model(name: str) -> str:
+    """A zoo model's registered spelling (`SmolLM2-135M` -> `smollm2-135m`); anything else as given."""
+    from bench import zoo
+
+    return zoo.canonical_name(name)
+
+
+def canonical_method(name: str) -> str:
+    """A registered method's spelling, whatever the case (`ShortGPT` -> `shortgpt`)."""
+    import methods
+
+    known = {n.lower(): n for n in methods.list_methods()}
+    return known.get(name.lower(), name)
+
+
+def canonical_task(name: str) -> str:
+    from bench.data import tasks
+
+    known = {n.lower(): n for n in tasks.TASKS}
+    return known.get(name.lower(), name)
+
+
+def canonical_corpus(name: str) -> str:
+    """A built-in text's one name (`C4-sample`, `C4` -> `c4`); a path as given."""
+    from bench.data import tasks
+
+    for corpus in tasks.CORPORA.values():
+        if name.lower() in (corpus.name, corpus.label.lower()):
+            return corpus.name
+    return name
+
+
+def canonical(spec: RunSpec) -> RunSpec:
+    """The spec with every name in its one registered spelling, before any cell key is built: a model,
+    method, task or built-in corpus typed in another case or by its label names the same cells."""
+    rep = dataclasses.replace
+    if spec.include_path:  # plug-ins first: their names are canonical too; absolute, for jobs elsewhere
+        from bench import plugins
+
+        spec = rep(spec, include_path=tuple(plugins.load(spec.include_path)))
+
+    def methods_(items):
+        return tuple(rep(m, name=canonical_method(m.name)) for m in items)
+
+    ev = spec.eval
+    ev = rep(ev, tasks=tuple(dict.fromkeys(canonical_task(t) for t in ev.tasks)))
+    if ev.perplexity is not None:
+        ev = rep(ev, perplexity=rep(ev.perplexity, corpora=tuple(canonical_corpus(c) for c in ev.perplexity.corpora)))
+    if ev.fidelity is not None:
+        ev = rep(ev, fidelity=rep(ev.fidelity, corpora=tuple(canonical_corpus(c) for c in ev.fidelity.corpora)))
+    return rep(spec, models=tuple(ModelSpec(canonical_model(m.name)) for m in spec.models),
+               methods=methods_(spec.methods), method_params=methods_(spec.method_params),
+               method_seeds=tuple((canonical_method(n), s) for n, s in spec.method_seeds), eval=ev,
+               calib=rep(spec.calib, source=canonical_corpus(spec.calib.source)),
+               train=rep(spec.train, source=canonical_corpus(spec.train.source)))
 
 
 # ------------------------------------------------------------------------------------ layered building

@@ -32,7 +32,8 @@ class UnknownNameError(BenchError):
 
     def __init__(self, kind: str, name: str, known: Iterable[str], owner: str | None = None):
         known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        lowered = {k.lower(): k for k in known}  # case-insensitive: `PIQA` suggests piqa
+        close = [lowered[c] for c in difflib.get_close_matches(str(name).lower(), list(lowered), n=3, cutoff=0.5)]
         of = f" of {owner}" if owner else ""
         if close:
             hint = f"did you mean {', '.join(close)}?"

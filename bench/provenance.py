@@ -74,4 +74,26 @@ def cell_provenance(spec, cell, model, *, executor: str, job_id: str | None, loa
         "calibration": dataclasses.asdict(calib_spec(spec, cell.seed)) if needs_calib else None,
         "preset": spec.preset, "executor": executor, "slurm_job_id": job_id or os.environ.get("SLURM_JOB_ID"),
         "model_load_s": load_seconds, "peak_rss_mb": peak_rss_mb(), "date": dt.datetime.now(dt.UTC).isoformat(),
+        "cpu_model": _host()["cpu_model"], "cpus": _host()["cpus"], "load_1m": _load(),
+        **({"plugins": p} if (p := plugin_provenance(cell.method, spec.eval.tasks)) else {}),
     }
+
+
+@functools.cache
+def _host() -> dict[str, Any]:
+    from bench.metrics.latency import host_state
+
+    return host_state()
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+def plugin_provenance(method: str, tasks) -> dict[str, Any] | None:
+    from bench import plugins
+
+    return plugins.provenance(method, tasks)

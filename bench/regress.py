@@ -34,7 +34,7 @@ from bench.errors import BenchError
 from bench.metrics import load_record, metric_for, metrics
 from bench.record import CellRecord
 from bench.report.provenance import newest_date
-from bench.report.rows import budget_label, canonical, identity, settings
+from bench.report.rows import budget_label, canonical, differences, identity, settings
 from bench.store import Store
 
 SCHEMA = 2
@@ -80,6 +80,7 @@ class Comparison:
     compared: int = 0       # metrics and per-task sample sets compared
     cells: int = 0          # baseline cells found in the store
     new_cells: int = 0      # store cells the baseline lacks (not compared)
+    context_changes: set[str] = field(default_factory=set)  # `name: old → new` of compared cells' context
 
     @property
     def worse(self) -> list[Finding]:
@@ -127,10 +128,26 @@ def answers(samples: list[dict[str, Any]] | None, record: CellRecord) -> dict[st
     return out
 
 
+def context(record: CellRecord) -> dict[str, Any]:
+    """What else a baseline cell remembers about how it was evaluated (not part of its comparability, but
+    named when a comparison fails or numbers move): the document subset, the engine and the versions."""
+    prov = record.provenance or {}
+    docs = prov.get("documents") or {}
+    return {"subset": docs.get("subset") or ("first" if (record.accuracy and record.accuracy.limit) else None),
+            "subset_seed": docs.get("subset_seed"), "engine": prov.get("engine"),
+            "harness": prov.get("harness_version"), "versions": prov.get("versions") or {}}
+
+
 def _cell_fields(record: CellRecord) -> dict[str, Any]:
     cell = record.cell
     return {"model": cell.model, "method": cell.method, "params": cell.params or {}, "budget": cell.budget,
             "seed": cell.seed}
+
+
+def _near(record: CellRecord, entry: dict[str, Any]) -> bool:
+    cell = record.cell
+    return (str(cell.model), str(cell.method), canonical(cell.budget), cell.seed) == \
+        (str(entry.get("model")), str(entry.get("method")), canonical(entry.get("budget")), entry.get("seed"))
 
 
 def _ident(entry: dict[str, Any]) -> tuple:
@@ -157,7 +174,7 @@ def build_baseline(store: str | os.PathLike) -> dict[str, Any]:
     cells = []
     for record in {identity(r): r for r in records}.values():
         cells.append({**_cell_fields(record), "key": record.key, "settings": settings(record),
-                      "metrics": tracked(record),
+                      "context": context(record), "metrics": tracked(record),
                       "answers": answers(s.read_artifact(record.key, "samples.jsonl"), record)})
     cells.sort(key=lambda c: canonical([c["model"], c["method"], c["params"], c["budget"], c["seed"]]))
     commits = sorted({(r.provenance.get("git_commit") or {}).get("sha") or "" for r in records} - {""})
@@ -264,6 +281,7 @@ def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances 
     if not records:
         raise BaselineError(f"the store {store} holds no records to compare", f"run `bench run --store {store}` first")
     kinds = frozenset(metric_kinds()) if kinds is None else kinds
+    ok_records = [r for r in records if r.ok]
     by_ident: dict[tuple, list[CellRecord]] = {}
     for r in records:
         by_ident.setdefault(identity(r), []).append(r)
@@ -277,7 +295,12 @@ def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances 
         same = [r for r in ok if canonical(settings(r)) == canonical(entry.get("settings"))]
         if not candidates:
             if not allow_missing:
-                result.findings.append(_finding(entry, "-", "missing", change="not in the store"))
+                near = [r for r in ok_records if _near(r, entry)]
+                change = "not in the store"
+                if near:  # the same model, method, budget and seed under other method parameters
+                    diff = differences(entry.get("params"), near[-1].cell.params or {}, str(entry.get("method")))
+                    change += f"; the store has it with {', '.join(diff)}"
+                result.findings.append(_finding(entry, "-", "missing", change=change))
             continue
         if not candidates[-1].ok:
             err = candidates[-1].error
@@ -285,11 +308,16 @@ def compare(baseline: dict[str, Any], store: str | os.PathLike, tol: Tolerances 
                                             f"{str(err.message if err else None)[:80]}"))
             continue
         if not same:
-            result.findings.append(_finding(entry, "-", "settings", change="evaluated under other settings",
+            diff = differences(entry.get("settings"), settings(ok[-1]))
+            diff += [d for d in differences(entry.get("context"), context(ok[-1])) if entry.get("context")]
+            result.findings.append(_finding(entry, "-", "settings",
+                                            change="evaluated under other settings: " + "; ".join(diff),
                                             allowed="the baseline's settings"))
             continue
         result.cells += 1
         record = same[-1]
+        if entry.get("context"):
+            result.context_changes.update(differences(entry["context"], context(record)))
         current = tracked(record)
         base_answers = entry.get("answers") or {}
         if "accuracy" in kinds and base_answers:

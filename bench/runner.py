@@ -150,6 +150,7 @@ def run(spec: RunSpec, observer: Observer | None = None) -> RunOutcome:
             outcome.skipped.append(cell.key)
         else:
             todo.append(cell)
+    observer.expect(todo, stored_seconds(store, todo))
     observer.start(len(cells), len(todo))
     if todo:
         if spec.executor in ("slurm", "submitit-local"):
@@ -165,6 +166,29 @@ def run(spec: RunSpec, observer: Observer | None = None) -> RunOutcome:
     outcome.records = {c.key: store.get(c.key) or _missing(c) for c in cells}
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def stored_seconds(store: Store, cells: list[Cell]) -> dict[str, float]:
+    """key -> seconds a stored cell like it took (for the ETA): the newest finished record of the same
+    model, method and budget, else the mean of the same model's cells of its kind (dense or pruned)."""
+    same: dict[tuple, float] = {}
+    kind: dict[tuple, list[float]] = {}
+    for record in store.records() if cells else []:
+        seconds = (record.get("timings") or {}).get("total_s")
+        info = record.get("cell") or {}
+        if record.get("status") != "ok" or not isinstance(seconds, int | float):
+            continue
+        same[(info.get("model"), info.get("method"), str(info.get("budget")))] = seconds
+        kind.setdefault((info.get("model"), info.get("kind") == "dense"), []).append(seconds)
+    out = {}
+    for c in cells:
+        found = same.get((c.model, c.method, str(c.budget)))
+        pool = kind.get((c.model, c.dense))
+        if found is None and pool:
+            found = sum(pool) / len(pool)
+        if found is not None:
+            out[c.key] = found
+    return out
 
 
 def _missing(cell: Cell) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class Pruned:
     model: Any
     info: PruningInfo
     plan: dict[str, Any]
+    trained: bytes | None = None  # bench.pipeline.TRAINED: what replaying the plan does not give
 
 
 class ModelSession:
@@ -109,6 +110,10 @@ class ModelSession:
                 artifacts["plan.json"] = pruned.plan
                 record.pruning.model_identity = pruned_model_identity(pruned.plan)
                 twin = self._evaluated_twin(record.pruning.model_identity)
+                if pruned.trained is not None:
+                    from bench.pipeline import TRAINED
+
+                    artifacts[TRAINED] = pruned.trained
                 del pruned
             if twin is not None:  # an identical model was evaluated already: its evaluation is this cell's
                 ctx.current = "shared evaluation"
@@ -180,7 +185,7 @@ class ModelSession:
         source = load_record(raw)
         record.parts.update(source.parts)
         for name in source.files:
-            if name not in ("record.json", "plan.json", "timings.json"):
+            if name not in ("record.json", "plan.json", "timings.json", "trained.safetensors"):
                 artifacts[name] = (self.store.cell_dir(key) / name).read_bytes()
         record.pruning.evaluation_from = key
         log.info("%s: the pruned model equals that of cell %s (same operations on the same dense model); "
@@ -211,7 +216,7 @@ class ModelSession:
     def _prune(self, cell: Cell, ctx: EvalContext) -> Pruned:
         import methods
         from bench import arch
-        from bench.pipeline import prune
+        from bench.pipeline import prune, trained_bytes
         from methods.base import Budget
 
         pruner = methods.create(cell.method, dict(cell.params))
@@ -236,7 +241,7 @@ class ModelSession:
 
             info.first_changed_layer = first_changed_layer(result.plan)
             info.shared_layers = shared_prefix(self.model, result.model, info.first_changed_layer)
-        return Pruned(result.model, info, result.plan.to_dict())
+        return Pruned(result.model, info, result.plan.to_dict(), trained_bytes(self.model, result.model, result.plan))
 
     def _reuse(self, cell: Cell, model, pruning: PruningInfo | None):
         """What the evaluation engine may reuse: the dense cell stores boundary states (a quarter of the

@@ -86,6 +86,10 @@ def run_job(spec: RunSpec, cell, store_root: str) -> dict[str, Any]:
     from bench.store import index_line
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if spec.include_path:  # the job's process registers the run's include-path plug-ins itself
+        from bench import plugins
+
+        plugins.load(spec.include_path)
     store = Store(store_root)
     job_id = submitit.JobEnvironment().job_id
     with ModelSession(spec, cell.model, store, LogObserver(), executor=spec.executor, job_id=job_id) as session, \

@@ -113,6 +113,12 @@ def _local_gguf_entry(path: Path) -> ModelEntry:
                       location=str(path))
 
 
+def canonical_name(name: str) -> str:
+    """The registered spelling of a zoo name in any case (`SmolLM2-135M` -> `smollm2-135m`), so every key,
+    record and page uses one name; folders, files and hub ids as given."""
+    return name.lower() if name.lower() in REGISTRY else name
+
+
 def resolve(name: str) -> ModelEntry:
     """The entry for a registered name, a local folder or .gguf file, or a hub id (`org/name`)."""
     if name.lower() in REGISTRY:
@@ -260,6 +266,6 @@ def _human(n: int | None, unit: str = "") -> str | None:
 
 def model_rows() -> list[dict]:
     """One row per registered model for `bench ls models` (keys in column order)."""
-    return [{"name": e.name, "architecture": e.architecture, "layers": e.layers,
+    return [{"name": e.name, "weights": e.title, "architecture": e.architecture, "layers": e.layers,
              "parameters": _human(e.parameters), "download size": _human(e.download_bytes, "B"),
              "licence": e.licence, "cached": "yes" if is_cached(e.name) else "no"} for e in REGISTRY.values()]

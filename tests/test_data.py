@@ -113,7 +113,7 @@ def test_task_rows_columns_and_contents(tmp_path, monkeypatch):
     rows = tasks.task_rows()
     assert list(rows[0]) == ["task", "split", "documents", "metric", "data source", "cached"]
     by_name = {r["task"]: r for r in rows}
-    assert set(by_name) == {*tasks.TASKS, "Wikipedia-sample", "C4-sample"}
+    assert set(by_name) == {*tasks.TASKS, "wikipedia", "c4"}  # the names --ppl and --calib take
     assert by_name["arc_easy"]["split"] == "test" and by_name["arc_easy"]["documents"] == 2376
     assert by_name["sciq"]["split"] == "validation"
     assert by_name["mmlu"]["documents"] == 14042

@@ -47,7 +47,7 @@ def test_a_toy_method_is_listed_pruned_exported_and_run(toy_method, tiny_env, tm
     assert main(["ls", "methods", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["toy_middle"] == {"name": "toy_middle", "title": "Middle layers (toy)", "paper": "-",
-                                  "needs calibration": "no", "trains": "no"}
+                                  "needs calibration": "no", "trains": "no", "from": "module test_extend_method"}
 
     out = tmp_path / "pruned"
     assert main(["prune", "--model", str(tiny_env.model), "--method", "toy_middle", "--layers", "2",

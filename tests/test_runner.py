@@ -98,7 +98,7 @@ def test_pruned_cell_speedup_comes_from_an_interleaved_dense_measurement(tiny_en
     assert len(paired["decode_tokens_per_s_runs"]) == 6
     assert pruned["latency"]["decode_speedup_vs_dense"] == pytest.approx(float(np.median(
         np.array(pruned["latency"]["decode_tokens_per_s_runs"]) / paired["decode_tokens_per_s_runs"])))
-    assert len(pruned["latency"]["load_average"]) == 2 and pruned["latency"]["cpu_model"]
+    assert pruned["latency"]["host"]["cpu_model"] and "load_1m_before" in pruned["latency"]["host"]
     # a paired interval on each speed-up, at every batch size; weights and KV cache per model
     assert set(pruned["latency"]["batches"]) == {"1", "2"}
     for part in pruned["latency"]["batches"].values():

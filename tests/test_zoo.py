@@ -120,7 +120,7 @@ def test_registry_entries_are_complete_and_pinned():
 def test_model_rows_for_bench_ls(capsys):
     rows = zoo.model_rows()
     assert [r["name"] for r in rows] == zoo.list_models()
-    assert list(rows[0]) == ["name", "architecture", "layers", "parameters", "download size", "licence", "cached"]
+    assert list(rows[0]) == ["name", "weights", "architecture", "layers", "parameters", "download size", "licence", "cached"]
     assert rows[0]["layers"] == 30 and rows[0]["parameters"] == "134.5M" and rows[0]["cached"] == "no"
     from bench.cli import main
 

@@ -16,7 +16,7 @@ from bench.cli.edge import EXIT_USER_ERROR, OneLineParser, error_line, os_error_
 from bench.errors import BenchError
 
 # name of the module under bench.cli for each subcommand, in help order
-SUBCOMMANDS = ("run", "prune", "ls", "data", "report", "regress")
+SUBCOMMANDS = ("run", "prune", "ls", "show", "data", "report", "regress", "compare")
 
 
 def build_parser() -> OneLineParser:
@@ -34,7 +34,9 @@ def build_parser() -> OneLineParser:
 
 def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # at the default verbosity library lines look like the progress lines (`[bench HH:MM:SS] ...`)
+    fmt = "[bench %(asctime)s] %(message)s" if verbosity == 0 else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S")
     for ours in ("bench", "methods"):  # the harness's and the pruners' own progress (SLEB's rounds) at INFO
         logging.getLogger(ours).setLevel(logging.INFO if verbosity == 0 else level)
 

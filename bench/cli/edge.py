@@ -21,7 +21,13 @@ def error_line(message: str, hint: str | None) -> str:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line with a hint, not a usage block."""
+    """An ArgumentParser whose errors are one line with a hint, not a usage block, and that takes no
+    abbreviation of an option (`--ratio` is not `--ratios` by prefix; the harness declares the aliases it
+    accepts)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str, prog: str | None = None):  # argparse's hook
         prog = prog or self.prog

@@ -17,12 +17,22 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("ls", help="list methods, models or tasks")
     p.add_argument("what", choices=sorted(LISTERS), help="which registry to list")
     p.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    p.add_argument("-v", "--verbose", dest="long", action="store_true",
+                   help="methods: also each one's CPU-cost class and parameters with defaults (imports torch; "
+                        "`bench show METHOD` explains each parameter)")
+    p.add_argument("--include-path", action="append", metavar="DIR",
+                   help="also list the plug-ins of this folder (.py pruners, lm-eval task YAMLs; repeatable)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.include_path:
+        from bench import plugins
+
+        plugins.load(args.include_path)
     module, func = LISTERS[args.what].split(":")
-    rows = getattr(importlib.import_module(module), func)()
+    lister = getattr(importlib.import_module(module), func)
+    rows = lister(verbose=True) if args.what == "methods" and args.long else lister()
     if args.json:
         import json
 

@@ -5,6 +5,7 @@ fields (`add_cli_options`) and turns the given ones back into the command-line l
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import types
 import typing
@@ -52,6 +53,11 @@ def cli_options(cls: type = None, path: tuple[str, ...] = ()) -> list[CliOption]
     return out
 
 
+# the other spelling of a concept that `bench run` and `bench prune` both accept (one flag per concept,
+# either number): `bench prune --ratio` / `bench run --ratios`, `--model(s)`, `--method(s)`, `--seed(s)`
+ALIASES = {"--ratios": ("--ratio",), "--models": ("--model",), "--methods": ("--method",), "--seed": ("--seeds",)}
+
+
 def add_cli_options(parser, groups: dict[str, Any]) -> None:
     """The spec's options as argparse flags (unset ones stay None, so only given ones override).
     `groups`: argument group name -> an argparse group (or parser) to add its options to."""
@@ -71,6 +77,8 @@ def add_cli_options(parser, groups: dict[str, Any]) -> None:
             if opt.choices:
                 kwargs["choices"] = list(opt.choices)
         target.add_argument(opt.flag, **kwargs)
+        for alias in ALIASES.get(opt.flag, ()):  # accepted, not listed (help and messages name one flag)
+            target.add_argument(alias, **{**kwargs, "help": argparse.SUPPRESS})
 
 
 def cli_overrides(args) -> dict[str, Any]:
@@ -118,7 +126,58 @@ def apply_params(spec: RunSpec, items: list[str] | None) -> RunSpec:
     return dataclasses.replace(spec, methods=methods)
 
 
+# what `--skip` / `--only` turn off, per evaluation (the evaluators' names, bench.metrics)
+EVALUATIONS = {
+    "accuracy": lambda e: dataclasses.replace(e, tasks=(), stability=False),  # stability reads its samples
+    "stability": lambda e: dataclasses.replace(e, stability=False),
+    "perplexity": lambda e: dataclasses.replace(e, perplexity=None),
+    "fidelity": lambda e: dataclasses.replace(e, fidelity=None),
+    "latency": lambda e: dataclasses.replace(e, latency=None),
+}
+
+
+def _kinds(text: str, flag: str) -> list[str]:
+    from bench.errors import UnknownNameError
+
+    kinds = [k.strip().lower() for k in str(text).split(",") if k.strip()]
+    for kind in kinds:
+        if kind not in EVALUATIONS:
+            raise UnknownNameError(f"evaluation in {flag}", kind, EVALUATIONS)
+    return kinds
+
+
+def apply_skip(spec: RunSpec, skip: str | None, only: str | None) -> RunSpec:
+    """`--skip latency,fidelity` turns those evaluations off; `--only accuracy` every other one."""
+    if not skip and not only:
+        return spec
+    off = _kinds(skip, "--skip") if skip else [k for k in EVALUATIONS if k not in _kinds(only, "--only")]
+    ev = spec.eval
+    for kind in off:
+        ev = EVALUATIONS[kind](ev)
+    return dataclasses.replace(spec, eval=ev)
+
+
+def apply_limit(spec: RunSpec, limit: int | None) -> RunSpec:
+    """`--limit N` on the command line bounds the whole cell, not only accuracy: N documents per task, and at
+    most N perplexity windows and N fidelity documents (each no more than the preset or YAML asks for);
+    latency keeps its probe (a few seconds)."""
+    if limit is None:
+        return spec
+    ev = spec.eval
+    if ev.perplexity is not None:
+        cap = limit if ev.perplexity.max_windows is None else min(limit, ev.perplexity.max_windows)
+        ev = dataclasses.replace(ev, perplexity=dataclasses.replace(ev.perplexity, max_windows=cap))
+    if ev.fidelity is not None:
+        cap = limit if ev.fidelity.max_documents is None else min(limit, ev.fidelity.max_documents)
+        ev = dataclasses.replace(ev, fidelity=dataclasses.replace(ev.fidelity, max_documents=cap))
+    return dataclasses.replace(spec, eval=ev)
+
+
 def from_cli(args) -> RunSpec:
     """The RunSpec for `bench run` options: preset <- --config YAML <- options."""
     spec = resolve(cli_overrides(args), getattr(args, "config", None))
+    limit = getattr(args, "limit", None)
+    if limit is not None and str(limit).strip().lower() not in ("none", ""):
+        spec = apply_limit(spec, spec.eval.limit)
+    spec = apply_skip(spec, getattr(args, "skip", None), getattr(args, "only", None))
     return apply_params(spec, getattr(args, "param", None))

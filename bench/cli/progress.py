@@ -82,6 +82,7 @@ class PlainObserver(Observer):
         self._say(f"matrix: {total} cells, {todo} to compute, {total - todo} already in the store")
 
     def cell_start(self, cell):
+        super().cell_start(cell)
         self.current = f"[{self.done + 1}/{self.todo}] {cell.label}"
         self._say(f"{self.current}: start")
 
@@ -99,11 +100,10 @@ class PlainObserver(Observer):
     def stage(self, name):
         expected = self.stage_seconds.get(name)
         hint = f" (last time {fmt_s(expected)})" if expected is not None else ""
-        self._say(f"  {name}{hint} ...")
         start = time.perf_counter()
         with super().stage(name):
             yield
-        self._say(f"  {name} done in {time.perf_counter() - start:.1f}s")
+        self._say(f"  {name}: {time.perf_counter() - start:.1f}s{hint}")  # one line per finished stage
 
     def note(self, message):
         self._say(message)
@@ -167,6 +167,7 @@ class RichObserver(Observer):
                              description=f"matrix ({total - todo} of {total} cells already stored)")
 
     def cell_start(self, cell):
+        super().cell_start(cell)
         self._start_live()
         if self.cell_task is not None:
             self.progress.remove_task(self.cell_task)
@@ -177,15 +178,15 @@ class RichObserver(Observer):
         if self.cell_task is not None:
             self.progress.remove_task(self.cell_task)
             self.cell_task = None
-        status = "[green]ok" if record.get("status") == "ok" else "[red]FAILED"
-        self.console.log(f"{status}[/] {cell.label}: {outcome_text(record)} "
-                         f"({fmt_s((record.get('timings') or {}).get('total_s'))})")
+        color = "green" if record.get("status") == "ok" else "red"
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] [{color}]{cell.label}[/]: {outcome_text(record)} "
+                           f"({fmt_s((record.get('timings') or {}).get('total_s'))})", soft_wrap=True)
         if self.matrix is not None:
             self.progress.update(self.matrix, completed=self.done)
 
     def cell_skipped(self, cell, why):
         super().cell_skipped(cell, why)
-        self.console.log(f"skipped {cell.label}: {why}")
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] skipped {cell.label}: {why}", soft_wrap=True)
         if self.matrix is not None:
             self.progress.update(self.matrix, completed=self.done)
 
@@ -201,7 +202,7 @@ class RichObserver(Observer):
             self.progress.remove_task(task)
 
     def note(self, message):
-        self.console.log(message)
+        self.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}", soft_wrap=True)
 
     def close(self):
         if self.matrix is not None:
@@ -224,6 +225,52 @@ def make_observer() -> Observer:
 
 
 # --------------------------------------------------------------------------------------------- summary
+
+
+def headline_tables(store, keys: list[str] | None = None) \
+        -> list[tuple[str, list[str], list[list[str]], list[str]]]:
+    """(title, header, rows) per report group holding one of `keys` (all groups when None): the page's
+    headline table (bench.report.leaderboard.headline), the same strings, order and estimators, from the
+    same store; markdown emphasis dropped for the terminal."""
+    from bench import report
+    from bench.report.evidence import evidence
+    from bench.report.leaderboard import headline
+
+    coll = report.load(store)
+    ev = evidence(coll, report.load_samples(store, coll))
+    wanted = None if keys is None else set(keys)
+    out = []
+    for group in coll.groups:
+        if wanted is not None and not any(r.key in wanted for r in group.all_rows):
+            continue
+        header, rows, _, notes = headline(ev.of(group))
+        plain = [[c.replace("**", "").replace("`", "") for c in row] for row in rows]
+        out.append((group.title, header, plain, [n.replace("**", "").replace("`", "") for n in notes]))
+    return out
+
+
+def headline_summary(store, keys: list[str] | None, console) -> None:
+    """`bench run`'s closing table(s): the page's headline table per model (names never cut). Where the
+    rows do not fit the console, each interval goes under its estimate."""
+    from rich import box
+    from rich.table import Table
+
+    for title, header, rows, notes in headline_tables(store, keys):
+        natural = sum(max(len(r[i]) for r in [header, *rows]) + 3 for i in range(len(header)))
+        if natural > console.width:
+            rows = [[c.replace(" [", "\n[", 1) if i >= 2 else c.replace(" (collapsed)", "\n(collapsed)")
+                     for i, c in enumerate(r)] for r in rows]
+        table = Table(title=f"{title} (95 % intervals in brackets)", title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False, collapse_padding=True)
+        for i, col in enumerate(header):
+            # only headers wrap (the last, `Layers removed`); a value never does
+            table.add_column(col, justify="left" if i < 2 else "right", no_wrap=i < len(header) - 1,
+                             min_width=7 if i == len(header) - 1 else None)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        for note in notes:
+            console.print(note)
 
 
 def leaderboard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

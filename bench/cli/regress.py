@@ -9,13 +9,20 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "regress", help="compare a result store with a baseline (exit 1 on a change, better or worse)",
-        description="Compare every baseline cell with the store's newest record of that cell, in both directions. "
+        description=__import__("textwrap").fill(
+                    "Compare every baseline cell with the store's newest record of that cell, in both directions. "
                     "Per document: answers that flipped and per-choice log-likelihoods that drifted by more than "
                     "--loglik nats (evaluation on fixed documents is deterministic); perplexity NLL, bits per byte "
-                    "and KL to dense beyond absolute tolerances; the decode speed-up's 95 %% interval disjoint "
+                    "and KL to dense beyond absolute tolerances; the decode speed-up's 95 % interval disjoint "
                     "from the baseline's; a baseline cell missing, failed, or run under other settings. Exit 1 "
                     "when there is any change (an unexpected improvement needs a new baseline too), else 0. "
-                    "--update-baseline writes the baseline from the store instead.")
+                    "--update-baseline writes the baseline from the store instead. A cell run under other settings "
+                    "names each one that differs (`limit: 50 → 100`, `subset: first → random`); a cell missing "
+                    "under other method parameters names them (`streamline.objective: mse → lm`).", 100),
+        epilog="examples:\n  bench regress --baseline reports/baseline.json --store reports/store\n"
+               "  bench regress --store store --skip latency            # on a shared or busy machine\n"
+               "  bench regress --store store --update-baseline --baseline my-baseline.json",
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     p.add_argument("--baseline", default="reports/baseline.json", help="baseline JSON (default reports/baseline.json)")
     p.add_argument("--store", default="store", help="result store folder (default ./store)")
     p.add_argument("--update-baseline", action="store_true", help="write the baseline from the store and exit 0")
@@ -73,6 +80,8 @@ def run(args) -> int:
     result = regress.compare(regress.load_baseline(args.baseline), args.store, tol, args.allow_missing, kinds)
     summary = (f"{result.compared} metrics and answer sets of {result.cells} cells compared with {args.baseline}"
                + (f"; {result.new_cells} store cell(s) not in the baseline" if result.new_cells else ""))
+    if result.context_changes:
+        summary += "; compared cells ran with other " + "; ".join(sorted(result.context_changes))
     if not result.findings:
         console.print(f"no changes: {summary}")
         return 0

@@ -8,17 +8,33 @@ import sys
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run", help="run the benchmark matrix into a result store (resumable)",
-        description="Run models x methods x budgets x seeds (plus one dense cell per model) and record every "
+        description=__import__("textwrap").fill(
+                    "Run models x methods x budgets x seeds (plus one dense cell per model) and record every "
                     "cell in the store. Finished cells are skipped on a rerun. Without options: the `quick` "
-                    "preset (SmolLM2-135M, six CPU-minute methods, ratios 0.125 and 0.25, a CPU-sized suite). "
-                    "Precedence: preset < --config YAML < options.")
+                    "preset (SmolLM2-135M, six methods that each plan within a CPU minute, ratios 0.125 and 0.25, a CPU-sized suite). "
+                    "Precedence: preset < --config YAML < options.", 100),
+        epilog="examples:\n"
+               "  bench run                                         # the quick preset: 13 cells, ~9 min on 2 cores\n"
+               "  bench run --methods shortgpt,last --ratios 0.25 --limit 20    # a small run\n"
+               "  bench run --only accuracy --tasks piqa,arc_easy   # accuracy alone\n"
+               "  bench run --methods laco --param threshold=0.3    # a method parameter (bench show laco)\n"
+               "  bench run --include-path plugins/ --methods mine  # your own pruner (.py) or lm-eval task YAML\n"
+               "  bench run --preset standard --executor slurm --partition gpu\n"
+               "presets: quick (default), standard, paper, nightly (bench/presets.yaml)",
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     from bench.cli.options import add_cli_options
 
     groups = {"matrix": p.add_argument_group("matrix"), "evaluation": p.add_argument_group("evaluation"),
               "run": p.add_argument_group("run"), "slurm": p.add_argument_group("slurm (with --executor slurm)")}
     add_cli_options(p, groups)  # the spec's options, each stated once on its field (bench/config.py)
     groups["matrix"].add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
-                                  help="a method parameter, e.g. laco.threshold=0.3 (repeatable)")
+                                  help="a method parameter, e.g. laco.threshold=0.3, or NAME=VALUE when the run has "
+                                       "one method (repeatable; see `bench show METHOD`)")
+    which = groups["evaluation"].add_mutually_exclusive_group()
+    which.add_argument("--skip", metavar="KINDS",
+                       help="evaluations to leave out, comma-separated: accuracy, stability, perplexity, fidelity, "
+                            "latency (e.g. --skip latency,fidelity)")
+    which.add_argument("--only", metavar="KINDS", help="run only these evaluations (e.g. --only accuracy)")
     r = groups["run"]
     r.add_argument("--config", help="a YAML run file (keys as in the presets; unknown keys are errors)")
     r.add_argument("--plain", action="store_true", help="plain log lines instead of progress bars")
@@ -58,9 +74,11 @@ def run(args) -> int:
     observer = progress.PlainObserver() if args.plain or progress.wants_plain() else progress.RichObserver()
     with observer:
         outcome = runner.run(spec, observer)
-    console = Console() if sys.stdout.isatty() else Console(width=220)  # a log or pipe: whole rows
-    records = [outcome.records[c.key] for c in outcome.cells]
-    progress.summary(records, console, title=f"leaderboard ({spec.store})")
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # a log or pipe: wider rows
+    try:
+        progress.headline_summary(spec.store, [c.key for c in outcome.cells], console)
+    except Exception as exc:  # noqa: BLE001 - a summary problem must not hide the run's results
+        print(f"warning: the closing table failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     console.print(f"{len(outcome.computed)} cells computed, {len(outcome.skipped)} skipped (already stored) "
                   f"in {outcome.seconds:.1f} s; store: {os.path.abspath(spec.store)}")
     if not args.no_report and importlib.util.find_spec("bench.report") is not None:

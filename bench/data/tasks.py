@@ -42,6 +42,8 @@ class TaskInfo:
     output_type: str = "multiple_choice"
     overrides: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    include: str = ""                             # an include-path task: the lm-eval task folder it is in
+    yaml: str = ""                                # and its YAML file
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,10 @@ def task_rows() -> list[dict[str, Any]]:
     from bench.data.fetch import is_cached
 
     mc_cached, text_cached = is_cached(_TASK_SOURCE), is_cached(_CORPUS_SOURCE)
-    rows = [{"task": t.name, "split": t.split, "documents": t.documents, "metric": t.metric,
-             "data source": t.source, "cached": "yes" if mc_cached else "no"} for t in TASKS.values()]
-    rows += [{"task": c.label, "split": "sample", "documents": c.documents, "metric": "perplexity",
+    rows = [{"task": t.name, "split": t.split, "documents": t.documents or "?", "metric": t.metric,
+             "data source": t.source, "cached": "-" if t.include else "yes" if mc_cached else "no"}
+            for t in TASKS.values()]
+    rows += [{"task": c.name, "split": "sample", "documents": c.documents, "metric": "perplexity",
               "data source": c.source, "cached": "yes" if text_cached else "no"} for c in CORPORA.values()]
     return rows
 
@@ -151,9 +154,54 @@ def resolve(names: list[str] | tuple[str, ...] | str) -> list[TaskInfo]:
     return [get_task(n) for n in dict.fromkeys(names)]
 
 
+class _AnyTagLoader(__import__("yaml").SafeLoader):
+    """A safe YAML loader that reads lm-eval's `!function module.name` tags as their text."""
+
+
+_AnyTagLoader.add_multi_constructor("!", lambda loader, suffix, node: f"!{suffix}")
+
+
+def add_path(folder: str) -> list[str]:
+    """Register the tasks of an lm-eval task folder (an include path: YAML files, searched recursively, as
+    lm-eval's `--include_path` reads them); returns their names. lm-eval itself builds them from the folder
+    (`external_dirs`); their data is whatever their YAML loads (a local `dataset_path: json` works offline)."""
+    from pathlib import Path
+
+    import yaml
+
+    found = []
+    for path in sorted(Path(folder).rglob("*.y*ml")):
+        try:
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_AnyTagLoader)  # noqa: S506 - safe loader
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path} is not a readable task YAML: {exc}", "fix the file or the --include-path") \
+                from None
+        if not isinstance(data, dict) or not isinstance(data.get("task"), str) or "group" in data:
+            continue
+        name = data["task"]
+        metrics = [m.get("metric") for m in data.get("metric_list") or [] if isinstance(m, dict)]
+        metric = next((m for m in metrics if m in ("acc", "acc_norm")), "acc")
+        split = data.get("test_split") or data.get("validation_split") or "?"
+        if name in TASKS and not TASKS[name].include:
+            raise ConfigError(f"the include-path task {name} ({path}) has the name of a built-in task",
+                              "rename its `task:`")
+        TASKS[name] = TaskInfo(name=name, split=str(split), documents=0, metric=metric,
+                               source=f"include path {Path(folder).resolve()}", loader="",
+                               output_type=str(data.get("output_type", "multiple_choice")),
+                               note="an lm-eval task YAML from an include path", include=str(Path(folder).resolve()),
+                               yaml=str(path.resolve()))
+        found.append(name)
+    return found
+
+
+def external_dirs() -> tuple[str, ...]:
+    """The include-path folders of the registered tasks (lm-eval's TaskManager includes them)."""
+    return tuple(sorted({t.include for t in TASKS.values() if t.include}))
+
+
 def lm_eval_task_dirs() -> list[str]:
     """The folders under lm_eval/tasks holding the suite's built-in YAMLs (relative paths)."""
-    return sorted({t.lm_eval_dir or t.name for t in TASKS.values()})
+    return sorted({t.lm_eval_dir or t.name for t in TASKS.values() if not t.include})
 
 
 def lm_eval_spec(tasks: list[TaskInfo], data: DataMode = "local") -> dict[str, Any]:
@@ -166,6 +214,8 @@ def lm_eval_spec(tasks: list[TaskInfo], data: DataMode = "local") -> dict[str, A
     for task in tasks:
         if task.name == "mmlu":
             members.append(_mmlu_group(data))
+        elif task.include:  # an include-path task: its own YAML and data (a dict: lm-eval 0.4.13 builds a
+            members.append({"task": task.name})  # bare name inside an inline group as a list)
         elif data == "hub":
             members.append(task.name)
         else:

@@ -141,8 +141,9 @@ class _DropMessages(logging.Filter):
 
 
 @functools.cache
-def task_manager():
-    """lm-eval's TaskManager over the suite's built-in YAML folders only, built once per process.
+def task_manager(extra: tuple[str, ...] = ()):
+    """lm-eval's TaskManager over the suite's built-in YAML folders only (and the include-path task folders
+    `extra`), built once per process and set of folders.
 
     Indexing all ~15k built-in YAMLs takes 6 s on a quiet 2-core machine (30 s+ under load); the suite's
     folders take 0.2 s. The YAMLs, prompts and metrics are lm-eval's own either way.
@@ -155,7 +156,7 @@ def task_manager():
     logging.getLogger("lm_eval.api.task").addFilter(_DropMessages("Custom kwargs can be passed"))
     logging.getLogger("lm_eval.tasks._index").addFilter(_DropMessages("overrides existing task"))
     root = Path(lm_eval.tasks.__file__).parent
-    return TaskManager(include_path=[str(root / d) for d in task_registry.lm_eval_task_dirs()],
+    return TaskManager(include_path=[str(root / d) for d in task_registry.lm_eval_task_dirs()] + list(extra),
                        include_defaults=False)
 
 
@@ -354,7 +355,7 @@ def evaluate_accuracy(
 
         lm = make_lm(model, tokenizer, batch_size=batch_size, max_length=max_length, softmax_dtype=softmax_dtype,
                      engine=engine, reuse=reuse)
-        tm = task_manager()
+        tm = task_manager(task_registry.external_dirs())
         loaded = tm.load(task_registry.lm_eval_spec(infos, data))
         suite = loaded["groups"][task_registry.SUITE_GROUP]
         chosen = None

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,9 +61,6 @@ class LatencyResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
     kv_cache_bytes: int | None = None  # the probe's KV cache, from the config (None where it has no such fields)
-    load_average: list[float] | None = None  # the host's 1-minute load average before and after the measurement
-    cpu_model: str | None = None
-    busy: bool | None = None  # `host_is_busy` of the load before: timings from a busy host are not comparable
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,34 +102,6 @@ def _peak_rss_bytes() -> int:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024   # Linux reports KiB
-
-
-def load_average() -> float | None:
-    """The host's 1-minute load average (None where the platform has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux, else the platform's processor string)."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def host_is_busy(load: float | None) -> bool | None:
-    """More runnable threads than cores on average over the last minute (other jobs compete for the CPU):
-    a latency taken then is not comparable with one from a quiet host, though its paired ratio is fairer."""
-    return None if load is None else load > (os.cpu_count() or 1)
 
 
 def _pad_token_id(model) -> int:
@@ -195,10 +163,12 @@ def measure_latency(model, *, batch_size: int = 1, prompt_tokens: int = 128, new
 @torch.inference_mode()
 def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, new_tokens: int = 64,
                       warmup: int = 1, repeats: int = 3, seed: int = 0,
-                      identity: Mapping[str, Any] | None = None) -> list[LatencyResult]:
+                      identity: Mapping[str, Any] | None = None,
+                      labels: Sequence[str] | None = None) -> list[LatencyResult]:
     """`measure_latency` of several models (a pruned one and its dense reference, say) with their repeats
     interleaved, so that a machine speeding up or slowing down during the measurement (frequency, caches,
-    other jobs) moves all of them alike and their ratio stays fair. The same seeded prompt for all."""
+    other jobs) moves all of them alike and their ratio stays fair. The same seeded prompt for all.
+    `labels` name the models in the log lines (e.g. pruned, dense)."""
     if new_tokens < 2 or repeats < 1 or prompt_tokens < 1 or batch_size < 1:
         raise ValueError("need new_tokens >= 2, repeats >= 1, prompt_tokens >= 1, batch_size >= 1")
     device = next(models[0].parameters()).device
@@ -206,7 +176,6 @@ def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, 
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (batch_size, prompt_tokens), generator=gen).to(device)
     probes = [_Probe(m, ids, new_tokens) for m in models]
-    load_before = load_average()
     if is_cuda(device):
         torch.cuda.reset_peak_memory_stats(device)
     for _ in range(warmup):
@@ -219,14 +188,13 @@ def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, 
         peak, kind = torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
     else:
         peak, kind = _peak_rss_bytes(), "process_peak_rss"
-    host = {"load_average": [load_before, load_average()], "cpu_model": cpu_model(), "busy": host_is_busy(load_before)}
-    if host["busy"]:
-        log.warning("latency measured on a busy host (1-minute load %.1f on %d cores): not comparable with a "
-                    "quiet host's", load_before, os.cpu_count() or 1)
-    return [_result(p, prompt_tokens, warmup, repeats, seed, peak, kind, identity, host) for p in probes]
+    labels = list(labels or [f"model {i + 1}" for i in range(len(probes))])
+    return [_result(p, prompt_tokens, warmup, repeats, seed, peak, kind, identity, label)
+            for p, label in zip(probes, labels, strict=True)]
 
 
-def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, identity, host) -> LatencyResult:
+def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, identity,
+            label: str = "model") -> LatencyResult:
     from bench.evaluate._provenance import environment
 
     model = probe.model
@@ -242,7 +210,8 @@ def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, ide
         checkpoint_bytes=nbytes, device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),
         torch_threads=torch.get_num_threads(), seed=seed, provenance=environment(model),
         identity=dict(identity or {}), kv_cache_bytes=kv_cache_bytes(model, prompt_tokens + probe.new_tokens,
-                                                                      probe.batch), **host)
-    log.info("latency bs %d x %d: prefill %.1f ms, ttft %.1f ms, decode %.1f tok/s", probe.batch, prompt_tokens,
-             result.prefill_ms, result.ttft_ms, result.decode_tokens_per_s)
+                                                                      probe.batch))
+    log.info("latency of the %s model (batch %d, %d + %d tokens, median of %d): prefill %.1f ms, ttft %.1f ms, "
+             "decode %.1f tok/s", label, probe.batch, prompt_tokens, probe.new_tokens, repeats, result.prefill_ms,
+             result.ttft_ms, result.decode_tokens_per_s)
     return result

@@ -8,6 +8,7 @@ interval, which `bench regress` compares by interval overlap)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +25,13 @@ from bench.metrics import (
 )
 from bench.record import Part, number
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class LatencyPart(Part):
     optional = ("dense_paired", "decode_speedup_vs_dense", "prefill_speedup_vs_dense", "decode_speedup_ci",
-                "prefill_speedup_ci", "batches", "kv_cache_bytes", "weights_bytes", "load_average", "cpu_model",
-                "busy")  # pruned cells / newer records
+                "prefill_speedup_ci", "batches", "kv_cache_bytes", "weights_bytes", "host")  # pruned / newer
 
     batch_size: int | None = None
     prompt_tokens: int | None = None
@@ -60,9 +62,12 @@ class LatencyPart(Part):
     decode_speedup_ci: dict[str, Any] | None = None   # {estimate, low, high, repeats}
     prefill_speedup_ci: dict[str, Any] | None = None
     batches: dict[str, Any] | None = None        # batch size -> the same fields, when several were measured
-    load_average: list[float] | None = None      # the host's 1-minute load average before and after
-    cpu_model: str | None = None
-    busy: bool | None = None                     # the host had more runnable threads than cores: not comparable
+    host: dict[str, Any] | None = None           # load average before/after, usable CPUs, CPU model, busy
+
+    @property
+    def busy(self) -> bool:
+        """Measured while other work loaded the host (`host_state`): its times and speed-up are not comparable."""
+        return bool((self.host or {}).get("busy") or self.unknown.get("busy"))   # (or a record's own older field)
 
     def by_batch(self) -> dict[int, dict[str, Any]]:
         """batch size -> that batch size's fields (this part alone when one batch size was measured)."""
@@ -88,11 +93,13 @@ class LatencyEvaluator(Evaluator):
         paired = not ctx.cell.dense and ctx.model is not ctx.dense_model
         models = [ctx.model, ctx.dense_model] if paired else [ctx.model]
         batches: dict[str, dict[str, Any]] = {}
+        before = host_state()
         with ctx.stage("latency", "latency_s"):
             for batch in lat.all_batch_sizes:
                 results = measure_latencies(models, batch_size=batch, prompt_tokens=lat.prompt_tokens,
                                             new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
-                                            seed=ctx.cell.seed or 0)
+                                            seed=ctx.cell.seed or 0,
+                                            labels=["pruned", "dense (paired)"] if paired else ["dense"])
                 out = results[0].to_dict()
                 out.pop("provenance", None)
                 out.pop("identity", None)
@@ -113,7 +120,43 @@ class LatencyEvaluator(Evaluator):
         first = dict(batches[str(lat.all_batch_sizes[0])])
         if len(batches) > 1:
             first["batches"] = batches
+        after = host_state()
+        cpu = str(first.get("device") or "cpu").startswith("cpu")
+        load = max(before["load_1m"] or 0.0, after["load_1m"] or 0.0)
+        # our own measurement keeps about one core busy: more than the usable cores loaded means others ran too
+        busy = cpu and before["load_1m"] is not None and load > before["cpus"]
+        first["host"] = {"load_1m_before": before["load_1m"], "load_1m_after": after["load_1m"],
+                         "cpus": before["cpus"], "cpu_model": before["cpu_model"], "busy": busy}
+        if busy:
+            log.warning("latency of %s measured at load %.1f on %d usable CPUs: marked as not comparable",
+                        ctx.cell.label, load, before["cpus"])
         return Outcome(LatencyPart.from_dict(first))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the platform's word for it."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_state() -> dict[str, Any]:
+    """The 1-minute load average, the CPUs this process may use, and the CPU model."""
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load = None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"load_1m": load, "cpus": cpus, "cpu_model": cpu_model()}
 
 
 def speedup_measure(part: dict[str, Any] | None) -> Measure | None:
@@ -185,8 +228,15 @@ def _speedup_columns(group) -> list[Column]:
         return (_memory(part) if part else None), None
 
     headers = ([f"Decode × batch {b} [95 % CI]" for b in sizes] if len(sizes) > 1 else ["Decode × [95 % CI]"])
-    return [*[Column(h, speedup(b), style="ratio", digits=2, suffix="×") for h, b in zip(headers, sizes)],
+    def busy(g, r):
+        return BUSY if r.record.latency is not None and r.record.latency.busy else ""
+
+    return [*[Column(h, speedup(b), style="ratio", digits=2, suffix="×", mark=busy)
+              for h, b in zip(headers, sizes)],
             Column(f"Weights + KV MiB (batch {sizes[-1]})", memory, digits=0)]
+
+
+BUSY = " (busy)"  # a speed-up measured while the host ran other work (load > usable CPUs): not comparable
 
 
 def _not_in_summary(name: str) -> bool:

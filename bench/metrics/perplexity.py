@@ -84,13 +84,25 @@ def _read(record) -> dict[str, Measure]:
 
 
 def _columns(group) -> list[Column]:
-    return [Column(f"PPL {corpus} (tokens, w={p.window}) ↓", lambda g, r, c=corpus: (r.perplexity_of(c), None),
+    return [Column(f"PPL {corpus_name(corpus)} (tokens, w={p.window}) ↓",
+                   lambda g, r, c=corpus: (r.perplexity_of(c), None),
                    style="ppl")
             for corpus, p in group.corpora.items()]
 
 
 def _progress(record) -> list[str]:
-    return [f"{p.corpus} ppl {p.perplexity:.2f}" for p in record.perplexity]
+    return [f"{corpus_name(p.corpus)} ppl {p.perplexity:.2f}" if p.perplexity < 1000 else
+            f"{corpus_name(p.corpus)} ppl {p.perplexity:.2e}" for p in record.perplexity]
+
+
+def corpus_name(label: str | None) -> str:
+    """A built-in corpus by the one name the options take (`C4-sample` -> `c4`); a file's label as it is."""
+    from bench.data import tasks
+
+    for corpus in tasks.CORPORA.values():
+        if label in (corpus.name, corpus.label):
+            return corpus.name
+    return str(label)
 
 
 metric(Metric(name="perplexity", title="Perplexity", unit="perplexity", direction="lower", uncertainty="none",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bench.metrics import Column, metrics
+from bench.metrics.perplexity import corpus_name
 from bench.record import CellError
 from bench.report import markdown as md
 from bench.report.evidence import Evidence, GroupEvidence, document_pair
@@ -114,6 +115,77 @@ def _row_cells(group: Group, row: Row, seeds: bool, columns: list[Column]) -> li
     cells += [layers, md.num(layer_pct), md.count(row.params_after),
               md.num(None if row.param_ratio is None else 100 * row.param_ratio)]
     return cells + [show(col, group, row) for col in columns]
+
+
+# the headline table's measure columns, by the start of the full table's header (the first that a group has
+# of each entry): accuracy, its difference from dense, fidelity (KL to dense, else bits per byte), speed-up
+HEADLINE = (("Avg acc",), ("Δ vs dense",), ("KL to dense", "Bits/byte"), ("Decode ×",))
+COLLAPSED_BPB = 8.0  # bits per byte at or above a raw byte's 8 bits: the model predicts nothing
+COLLAPSED_PPL = 2e5  # token perplexity above every zoo vocabulary (<= 152K tokens): worse than uniform guessing
+
+
+def collapsed(row: Row) -> str:
+    """Why a row's model counts as collapsed (it predicts text worse than uniform guessing, so its other
+    numbers measure a broken model), or "": bits per byte at or above a raw byte's 8, or a token perplexity
+    above the vocabulary size of every zoo model."""
+    for f in row.record.part("fidelity") or []:
+        if f.bits_per_byte is not None and f.bits_per_byte >= COLLAPSED_BPB:
+            return f"{f.bits_per_byte:.1f} bits/byte {f.corpus}"
+    for corpus, p in row.perplexity.items():
+        if p.perplexity is not None and p.perplexity >= COLLAPSED_PPL:
+            return f"PPL {corpus_name(corpus)} {md.ppl(p.perplexity)}"
+    return ""
+
+
+def _short(header: str) -> str:
+    """A full-table header without its arrows and units, for the compact table (`Avg acc %`, `Decode ×`)."""
+    for cut in (" [95 % CI]", ",", " ↑", " ↓"):
+        header = header.split(cut)[0]
+    return header
+
+
+def headline(ev: GroupEvidence) -> tuple[list[str], list[list[str]], list[bool], list[str]]:
+    """The compact table above the full one, and `bench run`'s closing table (the same strings): method,
+    budget, Avg accuracy, Δ vs dense, KL to dense (else bits per byte), decode speed-up, each with its 95 %
+    interval in brackets, and layers removed; in the page's row order. Values are the full table's columns,
+    formatted by `show`. A collapsed model is marked in its method cell; the notes say why."""
+    group = ev.group
+    columns = metric_columns(group)
+    picked = []
+    for starts in HEADLINE:
+        col = next((c for start in starts for c in columns if c.header.startswith(start)), None)
+        if col is not None:
+            picked.append(col)
+    seeds = len(group.seeds) > 1
+    header = ["Method", "Budget", *(["Seed"] if seeds else []), *[_short(c.header) for c in picked], "Layers removed"]
+    rows, notes = [], []
+    for row in group.all_rows:
+        why = collapsed(row)
+        name = "**dense**" if row.dense else f"`{row.label}`"
+        if why:
+            notes.append(f"{name} {budget_label(row.budget)}: {why}")
+        removed = row.layers_removed
+        rows.append([name + (" (collapsed)" if why else ""), "-" if row.dense else budget_label(row.budget),
+                     *([md.DASH if row.seed is None else str(row.seed)] if seeds else []),
+                     *[show(c, group, row) for c in picked],
+                     md.DASH if removed is None else f"{removed}/{row.n_layers}" if row.n_layers else str(removed)])
+    if any(r.record.latency is not None and r.record.latency.busy for r in group.all_rows):
+        busy = ("(busy): a speed-up measured while the host ran other work (load average above its usable "
+                "CPUs); shown, not comparable.")
+    else:
+        busy = ""
+    if notes:
+        notes = [f"Collapsed (worse than uniform guessing: at least {COLLAPSED_BPB:g} bits per byte, or a token "
+                 f"perplexity above {COLLAPSED_PPL:,.0f}, more than any zoo model's vocabulary; its other numbers "
+                 "measure a broken model): " + "; ".join(notes) + "."]
+    return header, rows, [False, False, *([True] if seeds else []), *[True] * (len(picked) + 1)], \
+        notes + ([busy] if busy else [])
+
+
+def headline_table(ev: GroupEvidence) -> str:
+    header, rows, right, notes = headline(ev)
+    return md.table(header, rows, right) + "".join(f"\n{n}\n" for n in notes) + \
+        "\nIn brackets: the 95 % interval (the full table's; its notes say how each is computed).\n"
 
 
 def group_table(ev: GroupEvidence) -> str:
@@ -253,7 +325,7 @@ def _notes(ev: GroupEvidence) -> list[str]:
             notes.append("Chance: " + ", ".join(f"{t} {md.pct(c)} %" for t, c in ev.chance.items())
                          + f" (Avg {md.pct(ev.chance_avg)} %); {md.BELOW_CHANCE} marks a score at or below it.")
     for corpus, p in group.corpora.items():
-        notes.append(f"PPL {corpus}: token perplexity in non-overlapping {p.window}-token windows "
+        notes.append(f"PPL {corpus_name(corpus)}: token perplexity in non-overlapping {p.window}-token windows "
                      f"({p.windows} windows, {p.tokens} tokens); per token, so it depends on the "
                      "tokenizer and is comparable only within a model.")
     seen: set[str] = set()
@@ -364,6 +436,8 @@ def render(coll: Collection, provenance: str, figures: dict[str, list[Figure]], 
     for group in coll.groups:
         ev = evidence.of(group)
         parts.append(f"## {group.title}\n")
+        parts.append(headline_table(ev))
+        parts.append(f"All measures of {group.title}:\n")
         parts.append(group_table(ev))
         parts.append("\n".join(_notes(ev)) + "\n")
         verdict = verdicts(ev)

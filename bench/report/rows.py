@@ -66,6 +66,26 @@ def budget_sort(budget: dict[str, Any] | None) -> tuple:
     return (1, float(budget["ratio"])) if budget.get("ratio") is not None else (2, float(budget.get("layers") or 0))
 
 
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def differences(base: dict[str, Any] | None, cur: dict[str, Any] | None, prefix: str = "") -> list[str]:
+    """`name: old → new` for every leaf that differs between two (nested) mappings."""
+    a, b = _flat(base or {}, prefix), _flat(cur or {}, prefix)
+    return [f"{k}: {_short(a.get(k))} → {_short(b.get(k))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _short(v: Any) -> str:
+    text = "–" if v is None else json.dumps(v, default=str) if isinstance(v, list | dict) else str(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def settings(record: CellRecord) -> dict[str, Any]:
     """What must match for two records to sit in one table (evaluation settings, device, dtype)."""
     acc, lat, prov = record.accuracy, record.latency, record.provenance
