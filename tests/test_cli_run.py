@@ -185,6 +185,10 @@ def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tiny_env, tm
     capsys.readouterr()
     assert main(["run", "--config", str(cfg), "--store", str(store), "--dry-run"]) == 0
     assert "5 cells: 5 stored, 0 to compute, 0 reusing" in capsys.readouterr().out
+    assert main(["report", "--store", str(store), "--no-figures"]) == 0   # calibration sensitivity per seed
+    page = (store / "reports" / "leaderboard.md").read_text()
+    assert "calibration sensitivity (layers chosen per seed)" in page and "Mean pairwise Jaccard" in page
+    assert "seed 0: " in page and "seed 1: " in page
     more = tiny_env.config(tmp_path / "more.yaml", methods=["last", "random"], seeds=[0, 1, 2])
     assert main(["run", "--config", str(more), "--store", str(store), "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -273,6 +273,44 @@ def _disagreements(ev: GroupEvidence, metrics: list[str], rows: Sequence[Row]) -
     return ["Accuracy and the document measures agree on every pair they both separate.\n"]
 
 
+def calibration_table(group: Group) -> str:
+    """Per method and budget run under several seeds: the dense layers each seed removed (merged or
+    replaced), and how much they overlap (mean pairwise Jaccard, and how many seeds chose the same set)."""
+    runs: dict[tuple, list[Row]] = {}
+    for row in group.rows:
+        removed = row.record.pruning.removed_layers if row.record.pruning is not None else None
+        if row.seed is not None and removed is not None:
+            runs.setdefault((row.label, _canonical(row.budget)), []).append(row)
+    out = []
+    for (label, _), rows in runs.items():
+        if len(rows) < 2:
+            continue
+        sets = [frozenset(r.record.pruning.removed_layers) for r in sorted(rows, key=lambda r: r.seed)]
+        pairs = [(a, b) for n, a in enumerate(sets) for b in sets[n + 1:]]
+        jaccard = sum(len(a & b) / len(a | b) if a | b else 1.0 for a, b in pairs) / len(pairs)
+        most = max(sets.count(x) for x in sets)
+        chosen = "; ".join(f"seed {r.seed}: {_layers_text(r.record.pruning.removed_layers)}"
+                           for r in sorted(rows, key=lambda r: r.seed))
+        out.append([f"`{label}`", budget_label(rows[0].budget), chosen, f"{jaccard:.2f}", f"{most}/{len(sets)}"])
+    if not out:
+        return ""
+    return md.table(["Method", "Budget", "Dense layers removed, per calibration seed", "Mean pairwise Jaccard",
+                     "Seeds agreeing (largest identical set)"], out, [False, False, False, True, True])
+
+
+def _layers_text(layers) -> str:
+    """[3, 12, 13, 14, 25] -> "3, 12–14, 25"."""
+    layers = sorted(int(x) for x in layers)
+    out, start = [], None
+    for i, x in enumerate(layers):
+        if start is None:
+            start = x
+        if i + 1 == len(layers) or layers[i + 1] != x + 1:
+            out.append(str(start) if start == x else f"{start}–{x}")
+            start = None
+    return ", ".join(out) or "none"
+
+
 def comparisons_table(ev: GroupEvidence) -> str:
     """Every pair of methods at the same budget: Avg difference, its interval, p and Holm-adjusted p, and
     exact McNemar per task (documents right only under A / only under B, Holm-adjusted p)."""
@@ -446,6 +484,9 @@ def render(coll: Collection, provenance: str, figures: dict[str, list[Figure]], 
         comp = comparisons_table(ev)
         if comp:
             parts += [f"### {group.title}: paired comparisons of methods at the same budget\n", comp]
+        calib = calibration_table(group)
+        if calib:
+            parts += [f"### {group.title}: calibration sensitivity (layers chosen per seed)\n", calib]
         stab = stability_table(ev)
         if stab:
             parts += [f"### {group.title}: stability per task\n", stab]

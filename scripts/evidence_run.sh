@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The evidence run behind the committed leaderboard (issue 20): the `standard` preset, computed in the
+# background from a fixed commit in a separate worktree, resumable, its finished cells copied into the
+# checkout's evidence store and committed.
+#
+#   scripts/evidence_run.sh start [COMMIT]   worktree ../evidence at COMMIT (default HEAD), run in the background
+#   scripts/evidence_run.sh status           the plan and its estimate (`bench run --dry-run`) against the run's store
+#   scripts/evidence_run.sh collect          copy the run's finished cells into reports/evidence-store and commit them
+#   scripts/evidence_run.sh stop             stop the run (the running cell is lost; `start` resumes)
+#
+# The run's store lives outside the checkout (../evidence-store), so a half-written cell never reaches git;
+# `collect` copies only cells whose record says ok (a record is written last, atomically). Run `collect` at
+# least every hour. Cells are keyed by what determines their results (bench.cells), so a later commit that
+# changes no evaluation setting resumes the same cells.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+WORKTREE=${EVIDENCE_WORKTREE:-$REPO/../evidence}
+STORE=${EVIDENCE_STORE:-$REPO/../evidence-store}
+DEST=reports/evidence-store
+PRESET=${EVIDENCE_PRESET:-standard}
+PY=${PYTHON:-$REPO/.venv/bin/python}
+
+case "${1:-}" in
+  start)
+    commit=${2:-HEAD}
+    if [ ! -d "$WORKTREE" ]; then git worktree add --detach "$WORKTREE" "$commit"; fi
+    mkdir -p "$STORE"
+    (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" nohup "$PY" -m bench run --preset "$PRESET" --store "$STORE" \
+        --plain --no-report >> "$STORE/run.log" 2>&1 &)
+    echo "evidence run started from $(git -C "$WORKTREE" rev-parse --short HEAD); log: $STORE/run.log"
+    ;;
+  status)
+    PYTHONPATH="$WORKTREE" "$PY" -m bench run --preset "$PRESET" --store "$STORE" --dry-run | tail -n 1
+    ;;
+  collect)
+    mkdir -p "$DEST/cells"
+    n=0
+    for cell in "$STORE"/cells/*/; do
+      key=$(basename "$cell")
+      [ -f "$cell/record.json" ] || continue
+      grep -q '"status": "ok"' "$cell/record.json" || continue
+      [ -d "$DEST/cells/$key" ] && continue
+      cp -r "$cell" "$DEST/cells/$key.tmp" && mv "$DEST/cells/$key.tmp" "$DEST/cells/$key"
+      n=$((n + 1))
+    done
+    if [ "$n" -gt 0 ]; then
+      git add "$DEST/cells"
+      git commit -q -m "Evidence run: $n finished cell(s) of the $PRESET preset" -- "$DEST/cells"
+    fi
+    echo "$n new cell(s) collected into $DEST"
+    ;;
+  stop)
+    pkill -f -- "--store $STORE" || true
+    ;;
+  *)
+    sed -n '2,16p' "$0"
+    exit 2
+    ;;
+esac
