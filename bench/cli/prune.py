@@ -50,19 +50,23 @@ def run(args) -> int:
                           "`bench prune` writes a checkpoint", "use `bench run` to evaluate it in the harness")
     budget = Budget(layers=args.layers, ratio=args.ratio)
 
-    from bench import zoo
+    from bench import precheck, zoo
+    from bench.calib import CalibSpec
+    from bench.config import check_seed
     from bench.export_target import check_target
     from bench.pathcheck import writable_folder
     from bench.textfile import source_documents_or_builtin
 
+    check_seed(args.seed, "--seed")
     entry = zoo.resolve(args.model)  # an unknown name or a missing folder fails here
-    if args.layers is not None and entry.layers is not None and args.layers >= entry.layers:
-        from bench.errors import BudgetError
-
-        raise BudgetError(f"removing {args.layers} layers leaves no layer of {args.model} ({entry.layers} layers)",
-                          f"remove at most {entry.layers - 1} layers")
+    precheck.check_budgets(args.model, (args.ratio,) if args.ratio is not None else (),
+                           (args.layers,) if args.layers is not None else ())
     if pruner.needs_calibration:
-        source_documents_or_builtin(args.calib, "calibration text", "--calib")
+        CalibSpec(source=args.calib, n_samples=args.calib_samples, seq_len=args.calib_seq_len, seed=args.seed,
+                  batch_size=args.batch_size)  # sizes below 1
+        precheck.check_seq_len(args.model, args.calib_seq_len, "--calib-seq-len")
+        source_documents_or_builtin(args.calib, "calibration text", "--calib",
+                                    windows=(args.calib_samples, args.calib_seq_len))
     if pruner.trains:
         source_documents_or_builtin(args.train_data, "training text", "--train-data")
     protect = (args.model,) if entry.location and os.path.isdir(entry.location) else ()
@@ -75,7 +79,7 @@ def run(args) -> int:
 
     device.resolve_dtype(args.dtype, device.resolve_device(args.device))  # an unknown device or dtype
 
-    from bench.calib import Calibration, CalibSpec
+    from bench.calib import Calibration
     from bench.export import save_pruned
     from bench.pipeline import prune
 
