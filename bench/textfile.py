@@ -75,7 +75,7 @@ def read_text(path: str | Path, what: str, option: str, allow_empty: bool = Fals
         mode = os.stat(path).st_mode if str(path) not in _PIPES else stat.S_IFIFO
         if stat.S_ISFIFO(mode):
             data = _read_pipe(path, what, option)
-            if not data.strip() and not allow_empty:
+            if not data.strip():  # even where a blank file is allowed: a pipe nobody wrote to is a mistake
                 raise ConfigError(f"{what} pipe {path} holds no text (nothing was written to it)",
                                   f"give {option} a non-empty file, or start the pipe's writer first")
         elif not stat.S_ISREG(mode):

