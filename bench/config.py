@@ -333,7 +333,7 @@ def _unique_key_loader():
     last one silently, so `limit: 5` above `limit: 500` would be ignored without a word)."""
     import yaml
 
-    class UniqueKeyLoader(yaml.SafeLoader):
+    class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # the C parser where there is one
         def construct_mapping(self, node, deep=False):
             seen: dict = {}
             for key_node, _ in node.value:

@@ -583,3 +583,71 @@ def run_table(base: Path, model: Path, corpus: Path, run_yaml) -> dict[str, dict
         finally:
             os.chdir(cwd)
     return results
+
+
+def clean(result: dict, fragment: str | None = None) -> bool:
+    """Exit 2, one line with a hint, no traceback, no model loaded, nothing changed (and, given a fragment,
+    the line says it)."""
+    return (result["rc"] == 2 and one_line_with_hint(result["lines"]) and not result["traceback"]
+            and not result["loaded"] and not result["changed"]
+            and (fragment is None or any(fragment in line for line in result["lines"])))
+
+
+def by_group(base: Path, model: Path, corpus: Path, run_yaml, timeout_s: int = 60) -> dict[str, dict[str, int]]:
+    """Every case in a fresh sandbox, in this process, with the loader blocked (a loaded model fails the case)
+    and a per-case alarm (a case that blocks, a FIFO read on an older checkout, counts as not clean): per
+    group, the cases, those clean whatever their message, and those clean with the expected message. Run it
+    against any checkout: `PYTHONPATH=<checkout>:tests python tests/bad_input_table.py`."""
+    import signal
+
+    class Hung(Exception):
+        pass
+
+    def alarm(*_):
+        raise Hung
+
+    signal.signal(signal.SIGALRM, alarm)
+    cwd, out = os.getcwd(), {}
+    for g, (group, cases) in enumerate(SECTIONS.items()):
+        row = out.setdefault(group, {"cases": 0, "clean": 0, "clean, message as expected": 0})
+        for i, (case, argv, fragment) in enumerate(cases):
+            work = base / f"{g:02d}-{i:03d}"
+            work.mkdir(parents=True)
+            places = sandbox(work, model, corpus, run_yaml)
+            os.environ["HOME"] = places["home"]
+            os.chdir(work)
+            signal.alarm(timeout_s)
+            try:
+                result = measure(fill(argv, places), (work, model.parent))
+            except Hung:
+                result = {"rc": None, "lines": ["(blocked)"], "traceback": False, "loaded": False, "changed": []}
+            finally:
+                signal.alarm(0)
+                os.chdir(cwd)
+            row["cases"] += 1
+            row["clean"] += clean(result)
+            row["clean, message as expected"] += clean(result, fragment)
+            print(f"{case}: {'clean' if clean(result, fragment) else 'NOT clean'}: {result['lines'][-1:]}",
+                  flush=True)
+    return out
+
+
+if __name__ == "__main__":  # the before/after counts by group, for the checkout first on PYTHONPATH
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_runner_fixtures import TinyEnv
+    from tiny import CORPUS, tiny_model
+
+    os.environ.setdefault("BENCH_CACHE_DIR", str(Path.home() / ".cache" / "layerprune-bench"))
+    root = Path(tempfile.mkdtemp(prefix="bad-input-"))
+    tiny, tok = tiny_model("llama", n_layers=4)
+    tiny.save_pretrained(root / "tiny-llama")
+    tok.save_pretrained(root / "tiny-llama")
+    (root / "corpus.txt").write_text("\n\n".join(CORPUS))
+    env = TinyEnv(root / "tiny-llama", root / "corpus.txt", root)
+    table = by_group(root / "cases", env.model, env.corpus, env.config)
+    print(json.dumps(table, indent=1))
+    total = {k: sum(row[k] for row in table.values()) for k in ("cases", "clean", "clean, message as expected")}
+    print(json.dumps({"total": total}))

@@ -68,7 +68,6 @@ def run(args) -> int:
 
     from bench import regress
     from bench.pathcheck import readable_folder, writable_file
-
     from bench.store import check_location
 
     if os.path.lexists(args.store):  # a missing store is reported as one that holds no records

@@ -25,7 +25,6 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from bench import report
     from bench.pathcheck import no_empty_leftovers, readable_folder, writable_folder
-
     from bench.store import check_location
 
     if os.path.lexists(args.store):  # a missing store is reported as one that holds no records

@@ -92,46 +92,42 @@ def is_cached(name: str) -> bool:
     return why is None
 
 
-_CHECKED: dict[tuple, str | None] = {}  # (folder, marker mtime, wheel size and mtime) -> damage, this process
+_LISTINGS: dict[tuple, list[tuple[str, int]]] = {}  # (wheel, its size and mtime) -> its members, this process
+
+
+def _members(source: DataSource, wheel: Path) -> list[tuple[str, int]]:
+    """(name, size) of every file of the wheel that `source` extracts (the archive's directory only)."""
+    stat = wheel.stat()
+    key = (str(wheel), stat.st_size, stat.st_mtime_ns)
+    if key not in _LISTINGS:
+        with zipfile.ZipFile(wheel) as archive:
+            _LISTINGS[key] = [(i.filename, i.file_size) for i in archive.infolist()
+                              if i.filename.startswith(source.members) and not i.filename.endswith("/")]
+    return _LISTINGS[key]
 
 
 def damage(source: DataSource) -> str | None:
     """Why the extracted folder is not what the pinned wheel holds, or None. With the wheel in the download
-    cache, every extracted member must be there with the size the wheel's listing gives (reading the
-    archive's directory only); without it, every member folder must hold at least one file."""
-    wheel = _find_wheel(downloads_dir(), source.wheel)
+    cache, every extracted member must be there with the size the wheel's listing gives; without it, every
+    member must have at least one file. (Sizes only: a stat per file, no reading.)"""
     folder = source.folder
-    try:
-        key = (str(folder), (folder / MARKER).stat().st_mtime_ns,
-               *((wheel.stat().st_size, wheel.stat().st_mtime_ns) if wheel else ()))
-    except OSError:
-        return "its marker is gone"
-    if key in _CHECKED:
-        return _CHECKED[key]
-    why = None
+    wheel = _find_wheel(downloads_dir(), source.wheel)
     try:
         if wheel is not None:
-            with zipfile.ZipFile(wheel) as archive:
-                for info in archive.infolist():
-                    if not info.filename.startswith(source.members) or info.filename.endswith("/"):
-                        continue
-                    path = folder / info.filename
-                    if not path.is_file():
-                        why = f"{info.filename} is missing"
-                    elif path.stat().st_size != info.file_size:
-                        why = f"{info.filename} has {path.stat().st_size} bytes, not {info.file_size}"
-                    if why:
-                        break
-        else:
-            for member in source.members:
-                base = folder / member
-                if not (base.is_file() if not member.endswith("/") else any(p.is_file() for p in base.rglob("*"))):
-                    why = f"{member} is missing"
-                    break
+            for name, size in _members(source, wheel):
+                path = folder / name
+                if not path.is_file():
+                    return f"{name} is missing"
+                if path.stat().st_size != size:
+                    return f"{name} has {path.stat().st_size} bytes, not {size}"
+            return None
+        for member in source.members:
+            base = folder / member
+            if not (base.is_file() if not member.endswith("/") else any(p.is_file() for p in base.rglob("*"))):
+                return f"{member} is missing"
     except (OSError, zipfile.BadZipFile) as exc:  # a damaged wheel: `fetch_wheel` checks it against its pin
-        why = f"its wheel cannot be read ({exc})"
-    _CHECKED[key] = why
-    return why
+        return f"its wheel cannot be read ({exc})"
+    return None
 
 
 def _extract(source: DataSource, wheel_path: Path) -> None:
