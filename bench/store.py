@@ -20,7 +20,8 @@ A record (schema 1: bench.record.CellRecord as JSON, its parts typed by their ev
 a part that does not apply is null, an evaluation the run does not ask for leaves its key out):
 
     key, schema, status ("ok" | "failed"), error {type, message, stage, user_error, traceback},
-    started_at, finished_at, files
+    started_at, finished_at, files, artifacts {<file>: {size, sha256}} (each cell file as written: a cell
+    whose file was truncated or edited since reads as failed, DamagedArtifact, and is computed again)
     cell        {kind "dense"|"pruned", model, method, params (resolved), budget {layers, ratio}, seed, label}
     model       {name, source (zoo provenance: kind, sha256, wheels, licence), n_layers, params_total}
     pruning     {method, params, budget, n_layers, layers_after, layers_removed, removed_layers (dense
