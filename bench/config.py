@@ -540,6 +540,10 @@ def _methods(value: Any, where: str) -> tuple[MethodSpec, ...]:
         params = item.get("params") or {}
         if not isinstance(params, dict):
             raise ConfigError(f"{where}[{item['name']}].params must be a mapping", "e.g. params: {threshold: 0.3}")
+        for key, value in params.items():
+            if isinstance(value, dict | list | tuple):  # method parameters are single values
+                raise ConfigError(f"{where}[{item['name']}].params.{key} must be a single value, not {_show(value)}",
+                                  "e.g. params: {threshold: 0.3}")
         out.append(MethodSpec(str(item["name"]), tuple(sorted(params.items()))))
     return tuple(out)
 

@@ -246,6 +246,8 @@ SECTIONS.update({
          "calib.seq_len 1000000 is longer than the context"),
         ("yaml-calib-samples-text", ["run", "--config", "calib-samples-text.yaml", "--store", "store"],
          "calib.n_samples must be a number"),
+        ("yaml-param-a-list", ["run", "--config", "param-list.yaml", "--store", "store"],
+         "methods[laco].params.threshold must be a single value, not [1, 2]"),
     ],
     "bench run: numbers in range": [
         ("seed-overflow", [*RUN, "--seed", "99999999999999999999999"], "--seed 99999999999999999999999 is outside"),
@@ -498,6 +500,7 @@ def _round_3(work: Path, run_yaml) -> dict[str, str]:
     run_yaml(work / "seeds-text.yaml", seeds=["x"])
     run_yaml(work / "long-calib.yaml", methods=["shortgpt"], calib={"seq_len": 1_000_000})
     run_yaml(work / "calib-samples-text.yaml", calib={"n_samples": "many"})
+    run_yaml(work / "param-list.yaml", methods=[{"name": "laco", "params": {"threshold": [1, 2]}}])
     run_yaml(work / "train-fifo.yaml", methods=["streamline"], train={"source": str(work / "fifo")})
     return {k: str(v) for k, v in places.items()}
 
