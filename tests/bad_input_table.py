@@ -603,7 +603,7 @@ def by_group(base: Path, model: Path, corpus: Path, run_yaml, timeout_s: int = 6
     against any checkout: `PYTHONPATH=<checkout>:tests python tests/bad_input_table.py`."""
     import signal
 
-    class Hung(Exception):
+    class Hung(BaseException):  # not caught by a cell's `except Exception`
         pass
 
     def alarm(*_):
