@@ -21,6 +21,41 @@ from bench.errors import BudgetError, ConfigError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
 ALL = "all"  # `methods: all` means every registered method
+MAX_LIST = 1_000  # entries of any one list (models, methods, ratios, layers, seeds, tasks, corpora)
+MAX_CELLS = 100_000  # cells of one run (models x methods x budgets x seeds, plus the dense cells)
+MAX_SEED = 2**32 - 1  # seeds are unsigned 32-bit (numpy's limit; torch, random and the store agree)
+MAX_YAML_VALUES = 1_000_000  # values a run YAML may expand to (aliases counted each time they are used)
+
+
+def _show(value: Any) -> str:
+    """A value as an error message may echo it: short, whatever its size (a YAML alias bomb)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 2, 60, 60
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 4
+    return short.repr(value)
+
+
+def check_seed(seed: Any, where: str) -> int:
+    """A seed in [0, 2**32 - 1]: larger ones overflow numpy, and the store's integer columns."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{where} {_show(seed)} is outside 0 .. {MAX_SEED}", f"use a seed such as {where} 0")
+    return seed
+
+
+def _no_duplicates(items: tuple | list, where: str, what: str, show=str) -> None:
+    seen: set = set()
+    for item in items:
+        if item in seen:
+            raise ConfigError(f"{what} {show(item)} is listed twice in {where}", "list each one once")
+        seen.add(item)
+
+
+def _capped(items: tuple | list, where: str) -> None:
+    if len(items) > MAX_LIST:
+        raise ConfigError(f"{where} lists {len(items):,} entries, more than the {MAX_LIST:,} a run takes",
+                          "split the run into several, or list fewer")
 
 
 def option(default: Any = dataclasses.MISSING, *, flag: str | None = None, help: str = "", group: str = "run",
@@ -78,6 +113,8 @@ class PerplexitySpec:
         if self.window < 2 or self.batch_size < 1 or (self.max_windows is not None and self.max_windows < 1):
             raise ConfigError("perplexity needs window >= 2, batch_size >= 1 and max_windows >= 1",
                               "e.g. perplexity: {window: 512, max_windows: 16}")
+        _capped(self.corpora, "eval.perplexity.corpora")
+        _no_duplicates(self.corpora, "eval.perplexity.corpora", "perplexity corpus", repr)
 
 
 @dataclass(frozen=True)
@@ -152,6 +189,9 @@ class EvalSpec:
             raise ConfigError(f"unknown document subset {self.subset!r}", "use random (seeded) or first")
         if self.engine not in ("prefix", "lm-eval"):
             raise ConfigError(f"unknown evaluation engine {self.engine!r}", "use prefix or lm-eval")
+        check_seed(self.subset_seed, "--subset-seed")
+        _capped(self.tasks, "eval.tasks")
+        _no_duplicates(self.tasks, "eval.tasks", "task", repr)
 
 
 @dataclass(frozen=True)
@@ -247,6 +287,21 @@ class RunSpec:
                 raise BudgetError(f"layer budget {n} must be at least 1", "use e.g. --layers 4")
         if not self.seeds or any(not seeds for _, seeds in self.method_seeds):
             raise ConfigError("no seeds given", "use --seed 0")
+        for where, seeds in (("seeds", self.seeds), *((f"method_seeds.{m}", v) for m, v in self.method_seeds)):
+            for seed in seeds:
+                check_seed(seed, "--seed" if where == "seeds" else where)
+            _no_duplicates(seeds, where, "seed")
+        _no_duplicates([m.name for m in self.models], "models", "model", repr)
+        _no_duplicates(self.ratios, "ratios", "ratio", lambda r: f"{r:g}")
+        _no_duplicates(self.layers, "layers", "layer budget")
+        for where, items in (("models", self.models), ("methods", self.methods), ("ratios", self.ratios),
+                             ("layers", self.layers), ("seeds", self.seeds)):
+            _capped(items, where)
+        budgets = len(self.ratios) + len(self.layers)
+        cells = len(self.models) * (1 + sum(budgets * len(self.seeds_for(m.name)) for m in self.methods))
+        if cells > MAX_CELLS:
+            raise ConfigError(f"this run has {cells:,} cells, more than the {MAX_CELLS:,} one run takes",
+                              "split it into several runs over one store")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r}", f"use {', '.join(EXECUTORS)}")
         names = [m.name for m in self.methods]
@@ -341,28 +396,74 @@ def canonical(spec: RunSpec) -> RunSpec:
 # ------------------------------------------------------------------------------------ layered building
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML run file as a mapping; malformed YAML or a non-mapping is a ConfigError."""
+def _unique_key_loader():
+    """PyYAML's safe loader, except that a key written twice in one mapping is an error (PyYAML keeps the
+    last one silently, so `limit: 5` above `limit: 500` would be ignored without a word)."""
     import yaml
 
+    class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # the C parser where there is one
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+                if first is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {_show(key)} is written twice (first at line {first.line + 1})",
+                        key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
+def _expanded_size(data: Any, limit: int) -> int:
+    """How many values `data` holds when every alias counts each time it is used, counted up to `limit`
+    (a YAML alias bomb is a few lines that expand to billions of values)."""
+    count, stack = 0, [data]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return count
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML run file as a mapping; unreadable, binary or malformed YAML, a key written twice, a file that
+    expands to more than MAX_YAML_VALUES values, or a non-mapping is a ConfigError."""
+    import yaml
+
+    from bench.textfile import read_text
+
     path = Path(path).expanduser()
+    if not path.exists() or path.is_dir():
+        why = "it is a folder" if path.is_dir() else "it does not exist"
+        raise ConfigError(f"cannot read config file {path}: {why}", "check the --config path")
+    text = read_text(path, "config", "--config", allow_empty=True)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}", "check the --config path") from None
-    try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ConfigError(f"{path} is not valid YAML{where}: {problem}", "check the indentation and colons") \
-            from None
+        hint = "write each key once" if "written twice" in problem else "check the indentation and colons"
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}", hint) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of run options, not a {type(data).__name__}",
                           "e.g. models: [smollm2-135m]")
+    if _expanded_size(data, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+        raise ConfigError(f"{path} expands to more than {MAX_YAML_VALUES:,} values (aliases counted each time "
+                          "they are used)", "write the run file out without nested aliases")
     return data
 
 
@@ -386,6 +487,7 @@ def resolve(cli: dict[str, Any] | None = None, yaml_path: str | Path | None = No
 
     cli = dict(cli or {})
     from_file = load_yaml(yaml_path) if yaml_path else {}
+    _fields(RunSpec, from_file, "")  # every value the file gives is checked, even one an option replaces
     name = cli.get("preset") or from_file.get("preset") or presets.DEFAULT
     layered = merge(merge(presets.get(name), from_file), cli)
     layered["preset"] = name
@@ -427,8 +529,17 @@ def _unknown_key(path: str, key: str, known: list[str]) -> ConfigError:
 def _build(cls: type, data: Any, path: str):
     if data is None and path:
         return None
+    kwargs = _fields(cls, data, path)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing required field
+        raise ConfigError(f"{path or 'the run spec'} is incomplete: {exc}", "see `bench run --help`") from None
+
+
+def _fields(cls: type, data: Any, path: str) -> dict[str, Any]:
+    """The typed keyword arguments of `cls` for the mapping `data` (unknown keys and wrong types raise)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{path or 'the run spec'} must be a mapping, not {data!r}", "see `bench run --help`")
+        raise ConfigError(f"{path or 'the run spec'} must be a mapping, not {_show(data)}", "see `bench run --help`")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -444,17 +555,15 @@ def _build(cls: type, data: Any, path: str):
             kwargs[key] = tuple(ModelSpec(n) for n in _names(value, where, "model"))
         else:
             kwargs[key] = _convert(value, hints[key], where)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # a missing required field
-        raise ConfigError(f"{path or 'the run spec'} is incomplete: {exc}", "see `bench run --help`") from None
+    return kwargs
 
 
 def _names(value: Any, where: str, what: str) -> list[str]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where} must be a list of {what} names, not {value!r}", f"e.g. {where}: [a, b]")
+        raise ConfigError(f"{where} must be a list of {what} names, not {_show(value)}", f"e.g. {where}: [a, b]")
+    _capped(value, where)
     return list(value)
 
 
@@ -483,14 +592,15 @@ def _methods(value: Any, where: str) -> tuple[MethodSpec, ...]:
     if isinstance(value, str):
         value = _names(value, where, "method")
     if not isinstance(value, list | tuple):
-        raise ConfigError(f"{where} must be a list of methods, not {value!r}", "e.g. methods: [shortgpt, laco]")
+        raise ConfigError(f"{where} must be a list of methods, not {_show(value)}", "e.g. methods: [shortgpt, laco]")
+    _capped(value, where)
     out = []
     for item in value:
         if isinstance(item, str):
             out.append(MethodSpec(item))
             continue
         if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"{where} entry {item!r} is neither a name nor {{name, params}}",
+            raise ConfigError(f"{where} entry {_show(item)} is neither a name nor {{name, params}}",
                               "e.g. - {name: laco, params: {threshold: 0.3}}")
         extra = set(item) - {"name", "params"}
         if extra:
@@ -498,6 +608,10 @@ def _methods(value: Any, where: str) -> tuple[MethodSpec, ...]:
         params = item.get("params") or {}
         if not isinstance(params, dict):
             raise ConfigError(f"{where}[{item['name']}].params must be a mapping", "e.g. params: {threshold: 0.3}")
+        for key, value in params.items():
+            if isinstance(value, dict | list | tuple):  # method parameters are single values
+                raise ConfigError(f"{where}[{item['name']}].params.{key} must be a single value, not {_show(value)}",
+                                  "e.g. params: {threshold: 0.3}")
         out.append(MethodSpec(str(item["name"]), tuple(sorted(params.items()))))
     return tuple(out)
 
@@ -525,22 +639,23 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             value = [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
         elif not isinstance(value, list | tuple):
             value = [value]
+        _capped(value, where)
         return tuple(_convert(v, item, where) for v in value)
     if tp is bool:
         try:
             return values.to_bool(value)
         except ValueError:
-            raise ConfigError(f"{where} must be true or false, not {value!r}", f"e.g. {where}: true") from None
+            raise ConfigError(f"{where} must be true or false, not {_show(value)}", f"e.g. {where}: true") from None
     if tp in (int, float):
         try:
             return values.to_number(value, tp)
         except (TypeError, ValueError):
             what = "a whole number" if tp is int and _is_number(value) else "a number"
-            raise ConfigError(f"{where} must be {what}, not {value!r}",
+            raise ConfigError(f"{where} must be {what}, not {_show(value)}",
                               EXAMPLES.get(where, f"e.g. {where}: {0.5 if tp is float else 8}")) from None
     if tp is str:
         if isinstance(value, dict | list | tuple) or value is None:
-            raise ConfigError(f"{where} must be a string, not {value!r}", f"e.g. {where}: auto")
+            raise ConfigError(f"{where} must be a string, not {_show(value)}", f"e.g. {where}: auto")
         return str(value)
     return value
 

@@ -8,11 +8,13 @@ the harness's own previous export (`bench.export_target`); anything else is left
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,8 @@ def save_pruned(model, tokenizer, plan, out_dir: str | os.PathLike, base_model: 
     also one whose files were edited since); see `bench.export_target.check_target`."""
     out = check_target(out_dir, force=force, protect=protect)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.tmp-")
+    remove_stale_temporaries(out)
+    tmp = make_temp_dir(out.parent, prefix=f".{out.name}.tmp-{socket.gethostname()}-{os.getpid()}-")
     try:
         assert arch.num_layers(model) == model.config.num_hidden_layers
         _save_pretrained(model, tmp)
@@ -90,6 +93,45 @@ def save_pruned(model, tokenizer, plan, out_dir: str | os.PathLike, base_model: 
         raise
     log.info("saved pruned model to %s", out)
     return out
+
+
+LEGACY_STALE_S = 3600.0  # a temporary folder named without its writer (older versions) is stale after this
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, and belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove what a killed export to `out` left beside it: its temporary folder (`.<out>.tmp-<host>-<pid>-*`,
+    whose writer on this host is gone) and, where `out` itself is in place, the previous export it had moved
+    aside (`.<out>.old-<pid>-*`). A temporary folder of an older version, which does not name its writer, is
+    removed once it has not changed for LEGACY_STALE_S. Returns the folders removed."""
+    host, removed = socket.gethostname(), []
+    for path in out.parent.glob(f".{glob.escape(out.name)}.*"):
+        rest = path.name[len(out.name) + 2:]
+        kind, _, tail = rest.partition("-")
+        if kind not in ("tmp", "old") or not path.is_dir() or path.is_symlink():
+            continue
+        if kind == "old":
+            pid = tail.split("-")[0]
+            stale = out.is_dir() and pid.isdigit() and not _alive(int(pid))
+        elif tail.startswith(f"{host}-"):
+            pid = tail[len(host) + 1:].split("-")[0]
+            stale = pid.isdigit() and not _alive(int(pid))
+        else:
+            stale = "-" not in tail and time.time() - path.stat().st_mtime > LEGACY_STALE_S  # mkdtemp's suffix
+        if stale:
+            log.warning("removing %s, left by an export that was killed", path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _save_pretrained(model, folder: Path) -> None:

@@ -28,6 +28,43 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 P = TypeVar("P", bound="Part")
 
 
+class RecordError(ValueError):
+    """A stored record that cannot be typed: a value of the wrong type, an unknown schema (a hand-edited or
+    damaged file). The store ignores such a record (`bench run` computes the cell again)."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether `value` (plain JSON) fits the annotation `hint` in shape: numbers for int/float, text for str,
+    an object for dict, an array for list (their contents are not checked); None where None is allowed."""
+    import types
+    import typing
+
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(h, value) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    base = origin or hint
+    if base in (int, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if base is bool:
+        return isinstance(value, bool)
+    if base is str:
+        return isinstance(value, str)
+    if base is dict:
+        return isinstance(value, dict)
+    if base in (list, tuple):
+        return isinstance(value, list | tuple)
+    return True  # a Part or another class: checked where it is built
+
+
 def number(x: Any) -> float | None:
     """A finite float, or None (NaN, inf, None, strings and booleans are not numbers here)."""
     if isinstance(x, bool) or not isinstance(x, int | float):
@@ -69,12 +106,20 @@ class Part:
 
     @classmethod
     def from_dict(cls: type[P], data: dict[str, Any] | None) -> P | None:
+        """The part of a stored mapping; a value whose type does not fit its field is a RecordError."""
+        import typing
+
         if data is None:
             return None
+        if not isinstance(data, dict):
+            raise RecordError(f"{cls.__name__} must be a JSON object, not {_short(data)}")
         names = {f.name for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
         kwargs = {}
         for name in names & set(data):
             value = data[name]
+            if not _accepts(hints[name], value):
+                raise RecordError(f"{cls.__name__}.{name} must be {hints[name]}, not {_short(value)}")
             shape, part = cls.nested.get(name, (None, None))
             if shape == "dict" and isinstance(value, dict):
                 value = {k: part.from_dict(v) for k, v in value.items()}
@@ -257,8 +302,23 @@ class CellRecord:
         """The typed record of a stored one (migrated first); `parts` maps a part's name to the function that
         types it (bench.metrics.load_record passes every registered evaluator's); other top-level keys stay
         as they are in `extra`."""
+        if not isinstance(raw, dict):
+            raise RecordError(f"a record must be a JSON object, not {_short(raw)}")
         raw = migrate(raw)
-        typed = {name: read(raw[name]) for name, read in (parts or {}).items() if name in raw}
+        for name, kind in (("cell", dict), ("timings", dict), ("provenance", dict), ("files", list)):
+            if raw.get(name) is not None and not isinstance(raw[name], kind):
+                raise RecordError(f"the record's {name} must be a JSON {'object' if kind is dict else 'array'}, "
+                                  f"not {_short(raw[name])}")
+        for name in ("key", "status", "started_at", "finished_at"):
+            if raw.get(name) is not None and not isinstance(raw[name], str):
+                raise RecordError(f"the record's {name} must be a string, not {_short(raw[name])}")
+        typed = {}
+        for name, read in (parts or {}).items():
+            if name in raw:
+                try:
+                    typed[name] = read(raw[name])
+                except (TypeError, AttributeError) as exc:  # a part's shape its reader did not expect
+                    raise RecordError(f"the record's {name} cannot be read: {exc}") from None
         known = set(_TOP) | set(typed)
         return cls(
             key=str(raw.get("key")), cell=CellInfo.from_dict(raw.get("cell") or {}), status=str(raw.get("status")),
@@ -285,7 +345,9 @@ def failure(key: str, cell: dict[str, Any], type: str, message: str, stage: str,
 
 def migrate(raw: dict[str, Any]) -> dict[str, Any]:
     """A raw record brought up to `SCHEMA` (a record without a schema is schema 1)."""
-    version = int(raw.get("schema") or 1)
+    version = raw.get("schema") or 1
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA:
+        raise RecordError(f"the record's schema {_short(version)} is not one this harness reads (1 .. {SCHEMA})")
     while version < SCHEMA:
         raw = {**MIGRATIONS[version](raw), "schema": version + 1}
         version += 1

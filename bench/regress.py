@@ -189,6 +189,22 @@ def dumps(baseline: dict[str, Any]) -> str:
     return text + ', "cells": [\n' + ",\n".join(lines) + "\n]}\n"
 
 
+def check_replaceable(path: str | os.PathLike, force: bool = False) -> None:
+    """`path` may be (re)written with a baseline: it does not exist, or it is a baseline (any schema), or
+    `force` says the user means to replace whatever it is. A user's own file is never overwritten silently."""
+    path = Path(path)
+    if not path.exists() or force:
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        ours = isinstance(old, dict) and isinstance(old.get("schema"), int) and isinstance(old.get("cells"), list)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise BaselineError(f"--baseline {path} exists and is not a baseline; it is not overwritten",
+                            "give --baseline a new file, or pass --force to replace this one")
+
+
 def write_baseline(store: str | os.PathLike, path: str | os.PathLike) -> dict[str, Any]:
     baseline = build_baseline(store)
     write_text(path, dumps(baseline))
@@ -208,7 +224,31 @@ def load_baseline(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(baseline, dict) or baseline.get("schema") != SCHEMA or not isinstance(baseline.get("cells"), list):
         raise BaselineError(f"the baseline {path} is not a schema-{SCHEMA} baseline",
                             "rewrite it from a trusted store with --update-baseline")
+    for number, cell in enumerate(baseline["cells"], 1):
+        problem = _cell_problem(cell)
+        if problem:
+            raise BaselineError(f"the baseline {path}: cell {number} is not a baseline cell ({problem})",
+                                "rewrite it from a trusted store with --update-baseline")
     return baseline
+
+
+def _cell_problem(cell: Any) -> str | None:
+    """What makes `cell` unusable as a baseline cell (a hand-edited or damaged file), or None."""
+    if not isinstance(cell, dict):
+        return f"a {type(cell).__name__}, not an object"
+    if not isinstance(cell.get("metrics"), dict) or not all(isinstance(v, dict) for v in cell["metrics"].values()):
+        return "its metrics are not an object of objects"
+    for name in ("params", "budget", "settings", "answers"):
+        if cell.get(name) is not None and not isinstance(cell[name], dict):
+            return f"its {name} is not an object"
+    for task, entry in (cell.get("answers") or {}).items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("docs"), list) \
+                or not isinstance(entry.get("correct"), str) or not isinstance(entry.get("loglik"), list) \
+                or not len(entry["docs"]) == len(entry["correct"]) == len(entry["loglik"]) \
+                or not all(isinstance(ll, list) and all(isinstance(x, int | float) for x in ll)
+                           for ll in entry["loglik"]):
+            return f"its answers of {task} are not docs, correct and loglik of one length"
+    return None
 
 
 # ---------------------------------------------------------------------------------------- comparing

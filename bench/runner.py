@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.cells import Cell, device_and_dtype, expand, may_train
 from bench.config import RunSpec
-from bench.errors import BenchError, BudgetError
+from bench.errors import BenchError
 from bench.observer import Observer
 from bench.record import failure
 from bench.session import ModelSession
@@ -32,7 +32,7 @@ def validate(spec: RunSpec) -> None:
     """Check every name, budget and path against the registries and the disk before anything is loaded or
     written."""
     import methods
-    from bench import zoo
+    from bench import precheck
     from bench.data import tasks
 
     check_location(spec.store)
@@ -48,14 +48,13 @@ def validate(spec: RunSpec) -> None:
     if spec.eval.perplexity:
         for corpus in spec.eval.perplexity.corpora:
             check_perplexity_corpus(corpus)
-    for model in spec.models:
-        entry = zoo.resolve(model.name)
-        for n in spec.layers:
-            if entry.layers is not None and n >= entry.layers:
-                raise BudgetError(f"removing {n} layers leaves no layer of {model.name} ({entry.layers} layers)",
-                                  f"remove at most {entry.layers - 1} layers")
+    needs_calibration = any(p.needs_calibration for p in pruners)
+    for model in spec.models:  # budgets and windows against the model's own files, before it loads
+        precheck.check_budgets(model.name, spec.ratios, spec.layers)
+        if needs_calibration:
+            precheck.check_seq_len(model.name, spec.calib.seq_len, "calib.seq_len")
     device_and_dtype(spec)  # an unknown device or dtype, or CUDA asked for but absent
-    check_paths(spec, needs_calibration=any(p.needs_calibration for p in pruners),
+    check_paths(spec, needs_calibration=needs_calibration,
                 trains=any(may_train(m.name) for m in spec.methods))
     if spec.executor in ("slurm", "submitit-local"):
         from bench.slurm import check_reachable
@@ -87,7 +86,8 @@ def check_paths(spec: RunSpec, needs_calibration: bool, trains: bool) -> None:
 
     writable_folder(spec.store, "--store")
     if needs_calibration:
-        source_documents_or_builtin(spec.calib.source, "calibration text", "--calib")
+        source_documents_or_builtin(spec.calib.source, "calibration text", "--calib",
+                                    windows=(spec.calib.n_samples, spec.calib.seq_len))
     if trains:
         source_documents_or_builtin(spec.train.source, "training text", "train.source")
     if not all(zoo.is_cached(m.name) for m in spec.models):

@@ -20,7 +20,8 @@ A record (schema 1: bench.record.CellRecord as JSON, its parts typed by their ev
 a part that does not apply is null, an evaluation the run does not ask for leaves its key out):
 
     key, schema, status ("ok" | "failed"), error {type, message, stage, user_error, traceback},
-    started_at, finished_at, files
+    started_at, finished_at, files, artifacts {<file>: {size, sha256}} (each cell file as written: a cell
+    whose file was truncated or edited since reads as failed, DamagedArtifact, and is computed again)
     cell        {kind "dense"|"pruned", model, method, params (resolved), budget {layers, ratio}, seed, label}
     model       {name, source (zoo provenance: kind, sha256, wheels, licence), n_layers, params_total}
     pruning     {method, params, budget, n_layers, layers_after, layers_removed, removed_layers (dense
@@ -62,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.atomic import write_bytes, write_json, write_text
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,23 @@ INDEX = "results.jsonl"
 VIEW = "results.parquet"
 
 
+class DamagedArtifact(BenchError, ValueError):
+    """A cell's file that cannot be read as what the store wrote (truncated, garbled, hand-edited)."""
+
+
+def _is_index_line(line: str) -> bool:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and isinstance(row.get("key"), str) and "record" in row
+
+
 def check_location(root: str | os.PathLike) -> Path:
-    """The store folder, checked without creating anything: it must not be a file."""
+    """The store folder, checked without creating anything: it must not be a file, and an existing folder
+    must be laid out as a store (`cells` and `locks` folders, `results.*` and `.lock` files) and must not
+    hold a `results.jsonl` or `results.parquet` of someone else's (the store rewrites both: without a
+    `cells` folder, an index whose first line is not an index line is the user's own file)."""
     path = Path(root).expanduser()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"store path {path} is a file, not a folder", "give --store a folder (new or existing)")
@@ -82,6 +98,31 @@ def check_location(root: str | os.PathLike) -> Path:
             if not parent.is_dir():
                 raise ConfigError(f"store path {path} lies under the file {parent}", "give --store a folder")
             break
+    if not path.is_dir():
+        return path
+    for name, folder in (("cells", True), ("locks", True), (INDEX, False), (VIEW, False), (".lock", False)):
+        item = path / name
+        if os.path.lexists(item) and (item.is_symlink() or item.is_dir() != folder):
+            raise ConfigError(f"store path {path} is not laid out as a result store: {name} is "
+                              f"{'a link' if item.is_symlink() else 'a file' if folder else 'a folder'}",
+                              "give --store a new folder or an existing store (see `bench run --help`)")
+    if not (path / "cells").is_dir():
+        foreign = []
+        index = path / INDEX
+        if index.is_file():
+            try:
+                with open(index, encoding="utf-8") as fh:
+                    first = next((line for line in fh if line.strip()), None)
+            except (OSError, ValueError):
+                first = "not text"
+            if first is not None and not _is_index_line(first):
+                foreign.append(INDEX)
+        if (path / VIEW).is_file() and (foreign or not index.is_file()):
+            foreign.append(VIEW)
+        if foreign:
+            raise ConfigError(f"store path {path} holds {' and '.join(foreign)} that no result store wrote (it has "
+                              "no cells folder); the store would replace them", f"give --store a new folder, or "
+                              f"move {' and '.join(foreign)} out of {path}")
     return path
 
 
@@ -125,12 +166,61 @@ class Store:
         if not isinstance(record, dict) or record.get("key") != key or not record.get("status"):
             log.warning("%s is not a record of cell %s; ignoring it (`bench run` computes the cell again)", path, key)
             return None
+        from bench.metrics import load_record
+
+        try:
+            load_record(record)  # every part's types (a record typed once here never fails a reader later)
+        except ValueError as exc:
+            log.warning("%s cannot be read (%s); ignoring it (`bench run` computes the cell again)", path, exc)
+            return None
+        damage = self._damage(key, record, thorough=False)
+        if damage and record.get("status") == "ok":  # said in the record itself: not ok, and why
+            record = {**record, "status": "failed", "error": {
+                "type": "DamagedArtifact", "message": damage, "stage": "store", "user_error": False}}
+            log.warning("cell %s: %s; it counts as not computed (`bench run` computes it again)", key, damage)
         return record
 
+    def _damage(self, key: str, record: dict[str, Any], thorough: bool) -> str | None:
+        """Why the cell's files are not the ones its record was written with, or None. The record lists each
+        file's size and sha256 (`artifacts`, written by `put`): sizes are always compared, contents with
+        `thorough`. A record written before that lists only names (`files`): they must exist and, with
+        `thorough`, parse."""
+        folder = self.cell_dir(key)
+        digests = record.get("artifacts")
+        if isinstance(digests, dict):
+            for name, want in sorted(digests.items()):
+                path = folder / name
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    return f"{name} is missing"
+                if isinstance(want, dict) and size != want.get("size"):
+                    return f"{name} has {size} bytes, not the {want.get('size')} it was written with"
+                if thorough and isinstance(want, dict) and _sha256(path) != want.get("sha256"):
+                    return f"{name} changed since it was written (its sha256 differs)"
+            return None
+        for name in record.get("files") or []:
+            if name == RECORD or not isinstance(name, str):
+                continue
+            if not (folder / name).is_file():
+                return f"{name} is missing"
+            if thorough:
+                try:
+                    self.read_artifact(key, name)
+                except DamagedArtifact as exc:
+                    return exc.message
+        return None
+
     def is_done(self, key: str) -> bool:
-        """True when the cell has a successful record (failed cells are retried on the next run)."""
+        """True when the cell has a successful record whose files are intact (failed cells, and cells with a
+        truncated or edited file, are computed again on the next run)."""
         record = self.get(key)
-        return record is not None and record.get("status") == "ok"
+        if record is None or record.get("status") != "ok":
+            return False
+        damage = self._damage(key, record, thorough=True)
+        if damage:
+            log.warning("cell %s: %s; computing it again", key, damage)
+        return damage is None
 
     def records(self) -> list[dict[str, Any]]:
         """Every record in the store (one per cell folder), ordered by completion time."""
@@ -170,12 +260,33 @@ class Store:
         return [index_line(record) for record in self.records()]
 
     def read_artifact(self, key: str, name: str) -> Any:
+        """A cell's JSON or JSONL file (None when absent); one that does not parse is a DamagedArtifact,
+        said in one line (which file, which line), never a JSONDecodeError."""
         path = self.cell_dir(key) / name
         if not path.exists():
             return None
+        hint = f"run `bench run --store {self.root}` again: it computes the cell anew"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DamagedArtifact(f"{path} is damaged: it is not UTF-8 text", hint) from None
         if name.endswith(".jsonl"):
-            return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        return json.loads(path.read_text(encoding="utf-8"))
+            rows = []
+            for number, line in enumerate(text.splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    row = None
+                if not isinstance(row, dict):
+                    raise DamagedArtifact(f"{path} is damaged: line {number} is not a JSON object", hint)
+                rows.append(row)
+            return rows
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise DamagedArtifact(f"{path} is damaged: not valid JSON ({exc})", hint) from None
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -193,6 +304,9 @@ class Store:
                 write_text(path, content)
             else:
                 write_json(path, content)
+        # each file's size and sha256 in the record, so that a truncated or edited file is found (`_damage`)
+        record["artifacts"] = {name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
+                               for name in sorted(artifacts or {})}
         write_json(folder / RECORD, record)
         with self.lock():
             self._write_index(self._merged_index([record]))
@@ -230,9 +344,33 @@ class Store:
             if df.empty:
                 return None
             buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
+            _parquet_safe(df).to_parquet(buf, index=False)
             write_bytes(self.root / VIEW, buf.getvalue())
         return self.root / VIEW
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _parquet_safe(df):
+    """`df` with every column parquet can store: a column holding an integer beyond 64 bits (a seed of a
+    record written before seeds were range-checked) or values of mixed kinds is written as text."""
+    out = df.copy()
+    for column in out.columns:
+        if out[column].dtype != object:
+            continue
+        kinds = {type(v) for v in out[column] if v is not None and v == v}
+        big = any(isinstance(v, int) and not -2**63 <= v < 2**63 for v in out[column])
+        if big or len(kinds - {bool}) > 1 and not kinds <= {int, float}:
+            out[column] = [None if v is None else str(v) for v in out[column]]
+    return out
 
 
 # ------------------------------------------------------------------------------------------ flattening

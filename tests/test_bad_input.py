@@ -30,7 +30,7 @@ def test_the_table_is_big_enough():
 
     from bench.export_target import MARKER
 
-    assert len(CASES) >= 60 and len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) >= 200 and len({c[0] for c in CASES}) == len(CASES)
     assert EXPORT_MARKER == MARKER
 
 

@@ -58,6 +58,13 @@ def _copy_with(store: Path, tmp_path: Path, which, change=None, change_samples=N
         rows = [json.loads(line) for line in (folder / "samples.jsonl").read_text().splitlines()]
         change_samples(rows)
         (folder / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        record = json.loads((folder / "record.json").read_text())
+        if "artifacts" in record:  # as a run that wrote these samples would list them (else: a damaged file)
+            import hashlib
+
+            data = (folder / "samples.jsonl").read_bytes()
+            record["artifacts"]["samples.jsonl"] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            (folder / "record.json").write_text(json.dumps(record))
     return copy
 
 

@@ -175,7 +175,7 @@ def _compare(plain: dict, engine: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--out", required=True)
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--ratio", type=float, default=0.25)

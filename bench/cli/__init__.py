@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(error_line(exc.message, exc.hint), file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # `bench ls models | head`: the reader left; nothing to say
+        try:  # and nothing more to flush into the closed pipe at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 0
     except OSError as exc:  # a full disk, a folder that became read-only: said in words, with what was kept
         logging.getLogger("bench").debug("the OSError behind the message below", exc_info=True)
         print(os_error_line(exc, getattr(args, "kept", None)), file=sys.stderr)

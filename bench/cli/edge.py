@@ -13,20 +13,30 @@ import sys
 from bench.pathcheck import os_reason
 
 EXIT_USER_ERROR = 2
+MAX_MESSAGE = 400  # characters of a message (and of a hint) on the error line; the rest is cut with "…"
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` on one line (line breaks and runs of blanks become one space), at most `limit` characters:
+    a library's multi-line message (transformers' six-line load error) or a huge echoed value (a YAML
+    alias bomb) must not turn the error line into a page."""
+    flat = " ".join(str(text)[: 4 * limit].split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def error_line(message: str, hint: str | None) -> str:
-    """The one line every user error is printed as."""
-    return f"error: {message} (hint: {hint})" if hint else f"error: {message}"
+    """The one line every user error is printed as (one line whatever the message holds, length capped)."""
+    message = one_line(message)
+    return f"error: {message} (hint: {one_line(hint)})" if hint else f"error: {message}"
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line with a hint, not a usage block, and that takes no
-    abbreviation of an option (`--ratio` is not `--ratios` by prefix; the harness declares the aliases it
-    accepts)."""
+    """An ArgumentParser whose errors are one line with a hint, not a usage block, and which takes options
+    only as written: no prefix matching (`--ratio 0.1` must not be taken as `--ratios`); its subparsers
+    are of this class too."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)
+        kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
 
     def error(self, message: str, prog: str | None = None):  # argparse's hook

@@ -159,15 +159,20 @@ def _prune(args) -> int:
 
     budget = Budget(layers=args.layers, ratio=args.ratio)
     entry = zoo.resolve(model_name)  # an unknown name or a missing folder fails here
-    if args.layers is not None and entry.layers is not None and args.layers >= entry.layers:
-        from bench.errors import BudgetError
-
-        raise BudgetError(f"removing {args.layers} layers leaves no layer of {model_name} ({entry.layers} layers)",
-                          f"remove at most {entry.layers - 1} layers")
+    from bench import precheck
+    from bench.calib import CalibSpec
+    from bench.config import check_seed
     from bench.textfile import source_documents_or_builtin
 
+    check_seed(args.seed, "--seed")
+    precheck.check_budgets(model_name, (args.ratio,) if args.ratio is not None else (),
+                           (args.layers,) if args.layers is not None else ())
     if pruner.needs_calibration:
-        source_documents_or_builtin(spec.calib.source, "calibration text", "--calib")
+        c = spec.calib
+        CalibSpec(source=c.source, n_samples=c.n_samples, seq_len=c.seq_len, seed=args.seed,
+                  batch_size=c.batch_size)  # sizes below 1
+        precheck.check_seq_len(model_name, c.seq_len, "--calib-seq-len")
+        source_documents_or_builtin(c.source, "calibration text", "--calib", windows=(c.n_samples, c.seq_len))
     if pruner.trains:
         source_documents_or_builtin(spec.train.source, "training text", "--train-data")
     protect = _check_out(args, model_name, entry)

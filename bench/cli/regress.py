@@ -26,19 +26,36 @@ def register(subparsers) -> None:
     p.add_argument("--baseline", default="reports/baseline.json", help="baseline JSON (default reports/baseline.json)")
     p.add_argument("--store", default="store", help="result store folder (default ./store)")
     p.add_argument("--update-baseline", action="store_true", help="write the baseline from the store and exit 0")
-    p.add_argument("--loglik", type=float, default=0.01, help="per-choice log-likelihood drift allowed, nats (0.01)")
-    p.add_argument("--acc-points", type=float, default=1.0,
+    p.add_argument("--loglik", type=tolerance, default=0.01, help="per-choice log-likelihood drift allowed, nats (0.01)")
+    p.add_argument("--acc-points", type=tolerance, default=1.0,
                    help="accuracy change allowed for cells without per-sample records, points (default 1)")
-    p.add_argument("--nll", type=float, default=0.01, help="perplexity NLL change allowed, nats/token (0.01)")
-    p.add_argument("--bpb", type=float, default=0.005, help="bits-per-byte change allowed (0.005)")
-    p.add_argument("--kl", type=float, default=0.005, help="KL-to-dense change allowed, nats/token (0.005)")
-    p.add_argument("--latency-pct", type=float, default=15.0,
+    p.add_argument("--nll", type=tolerance, default=0.01, help="perplexity NLL change allowed, nats/token (0.01)")
+    p.add_argument("--bpb", type=tolerance, default=0.005, help="bits-per-byte change allowed (0.005)")
+    p.add_argument("--kl", type=tolerance, default=0.005, help="KL-to-dense change allowed, nats/token (0.005)")
+    p.add_argument("--latency-pct", type=tolerance, default=15.0,
                    help="speed-up change allowed where there are no intervals, %% (default 15)")
     p.add_argument("--skip", action="append", default=[], metavar="KIND",
                    help="leave a kind of metric out (repeatable), e.g. latency on shared runners; kinds: the "
                         "declared metrics' groups (accuracy, perplexity, latency, ...)")
     p.add_argument("--allow-missing", action="store_true", help="baseline cells absent from the store are not errors")
+    p.add_argument("--force", action="store_true",
+                   help="with --update-baseline: also replace a --baseline file that is not a baseline (by default "
+                        "only a baseline is replaced)")
     p.set_defaults(func=run, kept="the store is untouched; the baseline file is unchanged")
+
+
+def tolerance(text: str) -> float:
+    """A tolerance: a finite number >= 0 (NaN would switch a check off: every comparison with it is false)."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a tolerance: give a finite number >= 0, e.g. 0.01")
+    return value
 
 
 def _value(name: str, x: float | None) -> str:
@@ -58,11 +75,14 @@ def run(args) -> int:
 
     from bench import regress
     from bench.pathcheck import readable_folder, writable_file
+    from bench.store import check_location
 
     if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
         readable_folder(args.store, "--store", "result store")
+        check_location(args.store)  # laid out as a store
     if args.update_baseline:
         writable_file(args.baseline, "--baseline")
+        regress.check_replaceable(args.baseline, force=args.force)
     console = Console() if sys.stdout.isatty() else Console(width=180)
     if args.update_baseline:
         baseline = regress.write_baseline(args.store, args.baseline)

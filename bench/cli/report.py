@@ -16,17 +16,23 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output folder (default: <store>/reports, beside the records; the committed "
                                  "pages: --store reports/store --out reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
+    p.add_argument("--force", action="store_true",
+                   help="replace leaderboard.md, paper-tables.md or figures/ in --out even when `bench report` did "
+                        "not write them (by default only its own pages are replaced)")
     p.set_defaults(func=run, kept="the store is untouched; pages already rewritten are complete, the others unchanged")
 
 
 def run(args) -> int:
     from bench import report
     from bench.pathcheck import no_empty_leftovers, readable_folder, writable_folder
+    from bench.store import check_location
 
     if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
         readable_folder(args.store, "--store", "result store")
+        check_location(args.store)  # laid out as a store
     out = args.out or report.default_out(args.store)
     writable_folder(out, "--out")
+    report.check_out(out, force=args.force)
     with no_empty_leftovers(out):
         written = report.render(args.store, out, figures=not args.no_figures)
     pages = [p for p in written if p.suffix == ".md"]

@@ -60,6 +60,10 @@ def run(args) -> int:
         from bench.pathcheck import writable_folder
 
         writable_folder(args.report_dir, "--reports")
+    if not args.no_report and importlib.util.find_spec("bench.report") is not None:
+        from bench import report
+
+        report.check_out(args.report_dir or report.default_out(spec.store), option="--reports")
     os.environ.setdefault("TQDM_DISABLE", "1")  # third-party bars would tear ours; progress is ours
     if not args.verbose:  # lm-eval warns on every model-object evaluation; that is our normal path
         import logging

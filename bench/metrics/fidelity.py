@@ -56,9 +56,12 @@ def _text(ctx: EvalContext, corpus: str):
     from bench.evaluate.fidelity import prepare_text
 
     spec = ctx.spec.eval.fidelity
+    from bench.textfile import is_text_file, read_text
+
     path = Path(corpus).expanduser()
-    if path.is_file():
-        docs, label = [d for d in path.read_text(encoding="utf-8").split("\n\n") if d.strip()], path.name
+    if is_text_file(path):  # a file, or a pipe read before (its text is kept)
+        text = read_text(path, "fidelity corpus", "eval.fidelity.corpora")
+        docs, label = [d for d in text.split("\n\n") if d.strip()], path.name
     else:
         # the corpus's documents in order from its start: the text perplexity scores, and the head of the
         # evaluation range bench.data.splits (branch fid) reserves; calibration and training come later

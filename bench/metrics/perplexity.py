@@ -47,9 +47,11 @@ def corpus_perplexity(model, tokenizer, corpus: str, spec) -> CorpusPerplexity:
 
     windows = {"window": spec.window, "batch_size": spec.batch_size, "max_windows": spec.max_windows,
                "add_bos": spec.add_bos}
+    from bench.textfile import is_text_file, read_text
+
     path = Path(corpus).expanduser()
-    if path.is_file():
-        r = text_perplexity(model, tokenizer, path.read_text(encoding="utf-8"), label=path.name,
+    if is_text_file(path):  # a file, or a pipe the early checks read (its text is kept)
+        r = text_perplexity(model, tokenizer, read_text(path, "perplexity corpus", "--ppl"), label=path.name,
                             source=f"file:{path.resolve()}", documents=1, **windows)
     else:
         r = evaluate_perplexity(model, tokenizer, corpus, **windows)

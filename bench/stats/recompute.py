@@ -60,7 +60,8 @@ def recompute_stability(root: str | Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bench.stats.recompute", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.stats.recompute", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     parser.add_argument("store", help="the result store whose pruned records get their stability recomputed")
     store = parser.parse_args(argv).store  # a wrong call: argparse's usage line and exit 2
     log.info("stability recomputed for %d record(s) in %s", recompute_stability(store), store)
