@@ -11,7 +11,12 @@ fetched into a scratch folder and run there (scripts/official_parity/ holds the 
 Where the harness deviates on purpose, the official behaviour is one parameter away and both settings are
 tested: the raw last boundary (the official code compares HF's final-normed last hidden state:
 `CalibSpec(last_boundary="final_norm")`), PruneMe's exclusion of blocks starting at layer 0
-(`angular min_start=1`).
+(`angular min_start=1`), ReplaceMe's distance averaged per sample (`replaceme averaging=per_sample`), the
+"+" heuristic of Shortened-LLaMA (`keep_first=0 keep_last=0` is `--no_plus_heuristic`), LaCo's merge rule
+and its budget stop without threshold relaxation (`relax_step=0`).
+
+Calibration: 32 windows of 128 tokens (the `quick` preset's spec) for the one-pass criteria; 4 windows of
+64 tokens for SLEB, PPL and LaCo, whose searches run the model once per candidate.
 """
 
 from __future__ import annotations
