@@ -172,18 +172,19 @@ def test_taylor_matches_official_shortened_llm(smollm2, calibration):
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_ppl_matches_official_shortened_llm(smollm2, calibration):
+def test_ppl_matches_official_shortened_llm(smollm2, calibration, record_property):
     fx = fixture("ppl")
     p = plan(smollm2, calibration(fx), "ppl", "0.25")
     check_plus_orders(p, fx, "perplexity_without_block")
     official = torch.tensor(fx["perplexity_without_block"], dtype=torch.float64)
     rel = (torch.tensor(p.scores["perplexity_without_block"], dtype=torch.float64) - official).abs() / official
+    record_property("largest_relative_difference", float(rel.max()))
     assert float(rel.max()) < 1e-4
 
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_sleb_matches_official(smollm2, calibration):
+def test_sleb_matches_official(smollm2, calibration, record_property):
     """One greedy run at the larger budget: the 12.5 % plan is its first rounds (the search is greedy and one
     round does not depend on the budget)."""
     fx = fixture("sleb")
@@ -192,6 +193,9 @@ def test_sleb_matches_official(smollm2, calibration):
     assert p.scores["order"] == fx["budgets"]["0.25"]["order"]
     assert p.scores["order"][:5] == fx["budgets"]["0.125"]["order"]
     scale = calib.spec.n_samples * calib.spec.seq_len  # get_loss: mean NLL x seqlen, summed over windows
+    record_property("largest_loss_difference", max(abs(ours["mean_nll"][str(c)] * scale - loss)
+                                                   for ours, official in zip(p.scores["rounds"], fx["rounds"])
+                                                   for c, loss in official["loss"].items()))
     for ours, official in zip(p.scores["rounds"], fx["rounds"], strict=True):
         assert ours["removed"] == official["removed"]
         assert sorted(int(c) for c in ours["mean_nll"]) == sorted(int(c) for c in official["loss"])
@@ -203,7 +207,7 @@ def test_sleb_matches_official(smollm2, calibration):
 @pytest.mark.slow
 @pytest.mark.parametrize("merge", ["official", "paper"])
 @pytest.mark.parametrize("ratio", BUDGETS)
-def test_laco_search_matches_the_official_notebook(smollm2, calibration, ratio, merge):
+def test_laco_search_matches_the_official_notebook(smollm2, calibration, ratio, merge, record_property):
     """The official search has no budget (its ratio follows from the threshold); the harness stops at the
     budget, so its trials are the official trials up to the budget's last merge (with two layers per merge,
     one layer per accepted merge). `relax_step=0`: no threshold relaxation, which the official code lacks.
@@ -221,7 +225,9 @@ def test_laco_search_matches_the_official_notebook(smollm2, calibration, ratio, 
     expected = official["trials"][: accepted[k - 1] + 1]
     ours = p.scores["trials"]
     assert [(t["layer"], t["accepted"]) for t in ours] == [(t["layer"], t["accepted"]) for t in expected]
-    assert max(abs(a["similarity"] - b["similarity"]) for a, b in zip(ours, expected, strict=True)) < 1e-4
+    largest = max(abs(a["similarity"] - b["similarity"]) for a, b in zip(ours, expected, strict=True))
+    record_property("largest_similarity_difference", largest)
+    assert largest < 1e-4
     assert [(op["base"], op["others"], op["rule"]) for op in p.ops] == \
         [(t["layer"], [t["layer"] + 1], merge) for t in expected if t["accepted"]]
     assert p.layers_removed == k
@@ -231,7 +237,7 @@ def test_laco_search_matches_the_official_notebook(smollm2, calibration, ratio, 
 @pytest.mark.slow
 @pytest.mark.parametrize("averaging", ["per_sample", "mean_cosine"])
 @pytest.mark.parametrize("ratio", BUDGETS)
-def test_replaceme_matches_official(smollm2, calibration, ratio, averaging):
+def test_replaceme_matches_official(smollm2, calibration, ratio, averaging, record_property):
     """The block from the official distance profile and the official least-squares transform T. The
     official distance averages the per-sample distance (`averaging=per_sample`); the harness's default, the
     arccos of the mean cosine, selects the same block here. T is compared through its diagonal, its first row
@@ -245,9 +251,11 @@ def test_replaceme_matches_official(smollm2, calibration, ratio, averaging):
     if averaging == "per_sample":  # the official distance i is the harness's start i + 1
         diff = (torch.tensor(p.scores["angular_distance"][1:-1], dtype=torch.float64)
                 - torch.tensor(budget["average_distance"][:-1], dtype=torch.float64)).abs()
+        record_property("largest_distance_difference", float(diff.max()))
         assert float(diff.max()) < COS_TOL
     t = pruner._transforms[p.ops[0]["transform"]]
     assert float(t.norm()) == pytest.approx(budget["transform_fro_norm"], rel=1e-4)
     for ours, official in ((t.diagonal(), budget["transform_diagonal"]), (t[0], budget["transform_row0"])):
         official = torch.tensor(official, dtype=torch.float64)
+        record_property("largest_transform_difference", float((ours - official).abs().max() / official.abs().max()))
         assert float((ours - official).abs().max() / official.abs().max()) < 1e-4

@@ -177,7 +177,8 @@ if "ppl" in which:
                                 "--num_calib_data 4 --max_seq_len 64 --output_dir ppl_out; then python block_prune.py "
                                 "--base_model <same> --device cpu --num_pruned_blocks <k> --block_order_csv "
                                 "ppl_out/block_order.csv --skip_validation (with and without --no_plus_heuristic): its "
-                                "' ** excluded blocks' line is the selection"},
+                                "' ** excluded blocks' line is the selection (run for k = 9; the k = 5 selection is the first 5 of "
+                                "the same filtered order, which is what block_prune.py takes for k = 5)"},
         "calibration": calib("s4"),
         "score": "ppl_bookcorpus[b]: exp(mean token NLL over the calibration windows) of the model rebuilt without "
                  "block b (from_config + weight copy); ascending = pruning order; block_prune.py drops blocks 0-3 and "
