@@ -250,10 +250,12 @@ def merge_layers(model: nn.Module, base: int, others: Sequence[int], combine: Co
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Parameters with shared (tied) tensors counted once."""
+    """Parameters with shared (tied) tensors counted once. Tensors without storage (the meta device: weights
+    offloaded to disk, or a model built from its config alone) are told apart by identity, since they all
+    report the same null address."""
     seen, total = set(), 0
     for p in module.parameters():
-        key = (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
+        key = id(p) if p.is_meta else (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
         if key not in seen:
             seen.add(key)
             total += p.numel()
@@ -267,4 +269,8 @@ def layer_parameter_counts(model: nn.Module) -> list[int]:
 def embeddings_tied(model: nn.Module) -> bool:
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     inp = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    return out is not None and inp is not None and out.weight.data_ptr() == inp.weight.data_ptr()
+    if out is None or inp is None:
+        return False
+    if out.weight.is_meta or inp.weight.is_meta:  # no storage to compare (every address is null)
+        return out.weight is inp.weight
+    return out.weight.data_ptr() == inp.weight.data_ptr()

@@ -9,6 +9,11 @@ and clamped to [-1, 1] before arccos.
 sequence, averaged. `averaging="mean_cosine"` (this harness's earlier rule, kept for comparison): the
 arccos of the mean cosine, a different statistic (arccos is not linear) that can rank blocks differently
 when the per-sample cosines spread.
+
+`min_start` (default 0: every block, as the paper and sramshetty/ShortGPT's angular mode): the lowest
+layer a block may start at. PruneMe (arcee-ai/PruneMe `layer_similarity.py`) drops the embedding output
+from the hidden states, so its blocks start at layer 1 or later: `min_start=1` is its behaviour
+(tests/test_official_parity.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from bench.errors import BudgetError
 from methods import register
 from methods.base import Budget, Pruner
 from methods.windows import angular, best_start, window_scores
@@ -33,10 +39,13 @@ class Angular(Pruner):
     @dataclass(frozen=True)
     class Params:
         averaging: Literal["per_sample", "mean_cosine"] = "per_sample"
+        min_start: int = 0  # lowest block start (PruneMe: 1, no block starts at the embedding output)
 
         def __post_init__(self):
             if self.averaging not in ("per_sample", "mean_cosine"):
                 raise ValueError("averaging must be per_sample or mean_cosine")
+            if self.min_start < 0:
+                raise ValueError("min_start must be >= 0")
 
     def plan(self, model, calib, budget: Budget):
         from bench import arch
@@ -50,7 +59,10 @@ class Angular(Pruner):
         else:
             distance = [angular(c) for c in window_scores(stats.cos_last, n)]
             per_layer = [angular(c) for c in window_scores(stats.cos_last, 1)]
-        start = best_start(distance, highest=False)
+        if self.params.min_start > len(distance) - 1:
+            raise BudgetError(f"no block of {n} layers starts at layer {self.params.min_start} or later",
+                              "lower the budget or min_start")
+        start = self.params.min_start + best_start(distance[self.params.min_start:], highest=False)
         return self.removal_plan(model, budget, list(range(start, start + n)),
                                  {"angular_distance": distance, "window": n, "per_layer": per_layer}, calib,
                                  {"capture_seconds": stats.seconds, "select_seconds": time.perf_counter() - t0})

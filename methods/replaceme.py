@@ -14,7 +14,8 @@ pruned model is a stock checkpoint of the same family (no new module). Official 
 
 Deviations, all stated:
 - Calibration: the run's calibration windows (bench.calib; no padding) instead of SlimOrca; the distance is
-  the arccos of the mean last-token cosine (the official code averages the per-sample distance).
+  the arccos of the mean last-token cosine (`averaging=mean_cosine`, the default); `averaging=per_sample`
+  averages the per-sample distance, as the official `distance.py` does (tests/test_official_parity.py).
 - Y_e is the raw residual stream; when the block ends at the last layer the official code regresses onto
   HF's final-normed hidden state instead (research/methods.md §0).
 - Families whose MLP output passes through a post-feed-forward norm before the residual (Gemma 2/3): a full
@@ -29,6 +30,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -164,10 +166,13 @@ class ReplaceMe(Pruner):
     class Params:
         alpha: float = 0.0  # ridge regularisation of the least squares (official default 0)
         diag: bool = False  # force a diagonal T (the official `diag` option)
+        averaging: Literal["mean_cosine", "per_sample"] = "mean_cosine"  # per_sample: the official distance.py
 
         def __post_init__(self):
             if self.alpha < 0:
                 raise ValueError("alpha must be >= 0")
+            if self.averaging not in ("mean_cosine", "per_sample"):
+                raise ValueError("averaging must be mean_cosine or per_sample")
 
     def __init__(self, params=None):
         super().__init__(params)
@@ -184,7 +189,10 @@ class ReplaceMe(Pruner):
         diag = p.diag or post_norm is not None
         with CostMeter(next(model.parameters()).device) as meter:
             t0 = time.perf_counter()
-            distance = [angular(c) for c in window_scores(calib.stats.cos_last, k)]
+            if p.averaging == "per_sample":
+                distance = window_scores(calib.stats.angle_last, k)
+            else:
+                distance = [angular(c) for c in window_scores(calib.stats.cos_last, k)]
             start = 1 + best_start(distance[1:], highest=False)
             mtm, mtb, btb, tokens = normal_equations(model, calib.batches(), start, start + k, into)
             t = solve(mtm, mtb, p.alpha, diag)

@@ -98,6 +98,22 @@ def test_count_parameters_counts_tied_once():
     assert len(per_layer) == 4 and len(set(per_layer)) == 1
 
 
+def test_count_parameters_on_the_meta_device_counts_every_tensor_and_tied_once():
+    """Weights offloaded to disk, or a model built from its config alone, live on the meta device, where every
+    tensor reports the same null address: counting by address would merge all same-shaped tensors."""
+    model, _ = tiny_model("llama")
+    with torch.device("meta"):
+        meta = type(model)(model.config)
+    assert next(meta.parameters()).is_meta and arch.embeddings_tied(meta)
+    assert arch.count_parameters(meta) == arch.count_parameters(model)
+    assert arch.layer_parameter_counts(meta) == arch.layer_parameter_counts(model)
+    model.config.tie_word_embeddings = False
+    with torch.device("meta"):
+        untied = type(model)(model.config)
+    assert not arch.embeddings_tied(untied)
+    assert arch.count_parameters(untied) == arch.count_parameters(model) + model.get_input_embeddings().weight.numel()
+
+
 def test_generic_fallback_finds_layers():
     model, _ = tiny_model("llama")
     model.config.model_type = "somethingnew"

@@ -234,3 +234,32 @@ def test_angular_averaging_option_changes_the_statistic():
     assert per_sample.removed_original == [2] and mean_cos.removed_original == [1]
     with pytest.raises(ConfigError):
         methods.create("angular", {"averaging": "median"})
+
+
+def test_angular_min_start_is_prunemes_rule():
+    """PruneMe drops the embedding output, so no block starts at layer 0 (`min_start=1`); hand-built statistics
+    where that matters. ReplaceMe's `averaging` is checked against the official code in test_official_parity."""
+    from bench.calib import BoundaryStats
+
+    n = 3
+    cos_last = torch.full((n + 1, n + 1), 0.5)
+    angle_last = torch.full((n + 1, n + 1), 0.4)
+    cos_last[0, 1], angle_last[0, 1] = 0.99, 0.05  # block 0 is the closest by both rules
+    cos_last[1, 2], angle_last[1, 2] = 0.6, 0.3  # mean cosine prefers block 1 among starts >= 1 ...
+    cos_last[2, 3], angle_last[2, 3] = 0.55, 0.2  # ... the per-sample distance block 2
+    stats = BoundaryStats(torch.eye(n + 1), cos_last, angle_last, 8, 2, "raw", 0.0)
+
+    class Calib:
+        spec = CalibSpec()
+
+    calib = Calib()
+    calib.stats = stats
+    model, _ = tiny_model("llama", n_layers=n)
+    assert methods.create("angular").plan(model, calib, Budget(layers=1)).removed_original == [0]
+    assert methods.create("angular", {"min_start": 1}).plan(model, calib, Budget(layers=1)).removed_original == [2]
+    with pytest.raises(BudgetError):
+        methods.create("angular", {"min_start": 3}).plan(model, calib, Budget(layers=1))
+    with pytest.raises(ConfigError):
+        methods.create("angular", {"min_start": -1})
+    with pytest.raises(ConfigError):
+        methods.create("replaceme", {"averaging": "median"})

@@ -393,3 +393,33 @@ def test_a_head_that_is_not_a_copy_is_not_tied(tmp_path):
 def test_qwen_coder_0_5b_is_registered_tied_with_the_upstream_parameter_count():
     entry = zoo.resolve("qwen2.5-coder-0.5b")
     assert entry.tie_embeddings and entry.parameters == 494_032_768  # Qwen2.5-0.5B, tied (upstream)
+
+
+UPSTREAM = json.loads((Path(__file__).parent / "fixtures" / "upstream_models.json").read_text())["models"]
+
+
+def test_every_zoo_model_has_an_upstream_record():
+    assert set(UPSTREAM) == set(zoo.list_models())
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM))
+def test_zoo_parameter_count_is_the_upstream_count_with_tied_weights_once(name):
+    """The zoo's `parameters` (what `bench ls models` shows and what budgets and ratios are taken against)
+    equals the upstream model's count, built from its config.json fields on the meta device (no weights):
+    a tied head is counted once (`parameters()` yields the shared tensor once), as `bench.arch` counts."""
+    from transformers import AutoConfig
+
+    fields = dict(UPSTREAM[name]["config"])
+    config = AutoConfig.for_model(fields.pop("model_type"), **fields)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    entry = zoo.resolve(name)
+    assert entry.parameters == sum(p.numel() for p in model.parameters())
+    assert entry.layers == config.num_hidden_layers and entry.architecture == config.model_type
+    assert (model.get_output_embeddings().weight is model.get_input_embeddings().weight) == config.tie_word_embeddings
+
+
+def test_qwen_coder_1_5b_is_registered_tied_with_the_upstream_parameter_count():
+    entry = zoo.resolve("qwen2.5-coder-1.5b")
+    assert entry.tie_embeddings and entry.parameters == 1_543_714_304  # Qwen2.5-1.5B, tied (upstream): 1.54 B
+    assert zoo.model_rows()[zoo.list_models().index("qwen2.5-coder-1.5b")]["parameters"] == "1.5G"
