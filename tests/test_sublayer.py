@@ -181,3 +181,25 @@ def test_budget_converts_to_units_the_same_way_for_every_order():
     assert Budget.prefix_length([10, 30, 10], 1) == 1
     assert Budget(layers=2).target_parameters([4, 6], 100) == 10
     assert Budget(ratio=0.25).target_parameters([4, 6], 100) == 25
+
+
+def test_save_pruned_writes_an_exact_stock_checkpoint_and_says_it_is_not_faster(tmp_path):
+    from bench.export import save_pruned
+    from methods.base import Pruner
+
+    class Toy(Pruner):
+        name, title, paper = "toy-sublayer", "toy", ""
+
+        def plan(self, model, calib, budget):
+            return self.sublayer_plan(model, budget, [0, 3], [1, 3], {})
+
+    dense, tok = tiny_model("qwen2", n_layers=4)
+    plan = Toy().plan(dense, None, Budget(layers=1))
+    model = apply_ops(copy.deepcopy(dense), plan.ops)
+    out = save_pruned(model, tok, plan, tmp_path / "out", base_model="tiny-qwen2")
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    assert arch.num_layers(reloaded) == 3
+    with torch.no_grad():
+        assert torch.equal(reloaded(_ids()).logits, model(_ids()).logits)
+    card = (out / "README.md").read_text()
+    assert "exact but not faster" in card and "MLP sublayers dropped alone: 1" in card
