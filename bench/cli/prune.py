@@ -94,6 +94,10 @@ def run(args) -> int:
     plan = result.plan
     print(f"{args.method}: removed dense layers {plan.removed_original} ({plan.layers_removed} of {plan.n_layers} "
           f"layers, {100 * plan.param_ratio:.2f} % of parameters) in {result.seconds:.1f} s")
+    units = plan.units()
+    if units["attn"] or units["mlp"]:
+        print(f"dropped attention sublayers of dense layers {units['attn']} and MLP sublayers of {units['mlp']} "
+              f"(skipped with their norms; the checkpoint stores them as zeros: exact but not faster)")
     training = plan.cost.get("training")
     if training:
         print(f"trained {training['steps']} steps on {training['tokens']:,} tokens of {args.train_data} in "
