@@ -303,6 +303,8 @@ def _cache_layer_types(stack: nn.Module, config) -> list[tuple[str, dict]] | Non
     if len(types) != len(decoder):
         return None
     alive = [i for i, layer in enumerate(decoder) if not getattr(layer, "attention_dropped", False)]
+    if not alive:  # no attention left: nothing reads the cache (positions only feed attention)
+        return None
     wanted = [(types[i], kwargs[i]) for i in alive] + [("dummy", {})] * (len(decoder) - len(alive))
     return None if [t for t, _ in wanted[:len(alive)]] == types[:len(alive)] else wanted
 

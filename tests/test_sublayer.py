@@ -203,3 +203,15 @@ def test_save_pruned_writes_an_exact_stock_checkpoint_and_says_it_is_not_faster(
         assert torch.equal(reloaded(_ids()).logits, model(_ids()).logits)
     card = (out / "README.md").read_text()
     assert "exact but not faster" in card and "MLP sublayers dropped alone: 1" in card
+
+
+def test_a_model_without_any_attention_still_generates_like_its_full_forward():
+    model, _ = tiny_model("gemma3", n_layers=4)
+    sublayer.drop_sublayers(model, attn=[0, 1, 2, 3], mlp=[])
+    assert sublayer.kv_cache_layers(model) == 0
+    ids = _ids(n=8, batch=1)
+    with torch.no_grad():
+        gen = model.generate(ids, max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0,
+                             output_logits=True, return_dict_in_generate=True)
+        full = model(gen.sequences).logits[0, ids.shape[1] - 1:-1]
+    assert torch.allclose(torch.stack(gen.logits)[:, 0], full, atol=1e-4)
