@@ -85,3 +85,25 @@ def test_blockpruner_matches_the_official_search(smollm2, ratio):
 @pytest.mark.parametrize("ratio", [0.125, 0.25])
 def test_finercut_matches_the_official_search(smollm2, ratio):
     _greedy_parity(smollm2, "finercut", ratio, rel=1e-4, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["blockpruner", "finercut"])
+def test_greedy_search_matches_every_official_round_recorded(smollm2, name):
+    """Every round the official run completed (also where it stopped short of a budget, CPU time): the harness,
+    with a budget of exactly those units' parameters, removes the same units in the same order with the same
+    per-candidate scores."""
+    fix = _fixture(name)
+    model, _ = smollm2
+    from bench import arch, sublayer
+
+    units = sublayer.unit_parameters(model)
+    sizes = [units["attn" if u.startswith("attn") else "mlp"][int(u.lstrip("atnmlp"))] for u in fix["order"]]
+    n = len(fix["order"])
+    ratio = sum(sizes) / arch.count_parameters(model)
+    plan = methods.create(name).plan(model, _calib(smollm2, fix["calib"]), Budget(ratio=ratio))
+    assert plan.scores["order"] == fix["order"][:n]
+    tol = {"blockpruner": dict(rel=1e-4, abs=0.0), "finercut": dict(rel=1e-4, abs=1e-9)}[name]
+    for got, official in zip(plan.scores["rounds"], fix["rounds"], strict=True):
+        assert set(got["scores"]) == set(official["scores"])
+        for unit, value in official["scores"].items():
+            assert got["scores"][unit] == pytest.approx(value, **tol)
