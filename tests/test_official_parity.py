@@ -5,9 +5,12 @@ commit named in it, run from a checkout outside the project, how in `how_run`) s
 harness's own calibration windows (the fixture's `calib` spec). The harness must select the same sublayers
 at 12.5 % and 25 % of the parameters, with scores equal within the stated tolerances:
 - LLM-Drop similarities: 1e-6 absolute (the same fp32 operations; measured difference 0.0);
-- BlockPruner perplexities: 1e-4 relative (per-sequence means summed in another order);
-- FinerCut divergences: 1e-4 relative (one sum over all positions instead of the evaluator's mean over the
-  concatenated logits) or 1e-9 absolute (divergences near 1e-7).
+- BlockPruner perplexities: 1e-4 relative (per-sequence means summed in another order; measured: bitwise equal
+  over all 1200 candidate perplexities of the 25 rounds);
+- FinerCut divergences: 1e-4 relative (per-sequence sums instead of the evaluator's mean over the concatenated
+  logits; measured: 4.2e-6 at most over the 700 candidate divergences of the 13 rounds) or 1e-9 absolute.
+The official FinerCut run reached 12.5 % only (CPU time: 45 minutes for 13 rounds on the shared machine); its
+25 % test skips, and the every-round test covers the 13 rounds recorded.
 """
 
 from __future__ import annotations
