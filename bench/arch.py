@@ -182,11 +182,15 @@ def layers_swapped(model: nn.Module, layers: list[nn.Module], per_layer: dict[st
 
 
 def renumber_layers(model: nn.Module) -> None:
-    """Set every `layer_idx` inside layer i to i (attention modules index the KV cache with it)."""
-    for i, layer in enumerate(decoder_layers(model)):
+    """Set every `layer_idx` inside layer i to i (attention modules index the KV cache with it). Layers whose
+    attention sublayer was dropped (`attention_dropped`, bench.sublayer) take no cache index: the surviving
+    attentions are numbered 0..A-1, so cache layer 0 (whose length the model reads) always exists."""
+    cache_idx = 0
+    for layer in decoder_layers(model):
         for module in layer.modules():
             if hasattr(module, "layer_idx"):
-                module.layer_idx = i
+                module.layer_idx = cache_idx
+        cache_idx += not getattr(layer, "attention_dropped", False)
 
 
 def _check_indices(indices: Sequence[int], n: int, what: str) -> list[int]:

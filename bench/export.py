@@ -58,9 +58,38 @@ def model_card(base_model: str, plan, extra: dict[str, Any] | None = None) -> st
         "",
         "The full plan, with the scores behind the choice, is in `plan.json`.",
     ]
+    body += sublayer_card_section(plan)
     for note in plan.notes + list(extra.get("notes", [])):
         body += ["", f"Note: {note}"]
     return "\n".join(front + body) + "\n"
+
+
+def sublayer_card_section(plan) -> list[str]:
+    """The card's words for a plan that drops attention or MLP sublayers alone: what the checkpoint holds
+    (stock layers, the dropped sublayers' weights zero: exact logits, not faster) and why no faster format."""
+    units = plan.units() if hasattr(plan, "units") else {"attn": [], "mlp": []}
+    if not units["attn"] and not units["mlp"]:
+        return []
+    return [
+        "",
+        "## Dropped sublayers",
+        "",
+        f"Attention sublayers dropped alone (dense layer indices): {', '.join(map(str, units['attn'])) or 'none'}; "
+        f"MLP sublayers dropped alone: {', '.join(map(str, units['mlp'])) or 'none'}; whole blocks removed: "
+        f"{', '.join(map(str, units['blocks'])) or 'none'}.",
+        "",
+        "**This checkpoint is exact but not faster.** It is a stock architecture: each dropped sublayer is "
+        "stored with all of its projection weights (and biases) set to zero, so it adds exactly zero to the "
+        "residual stream and the logits equal the pruned model's in the harness, but stock `transformers` still "
+        "computes those zero sublayers (and keeps a KV cache for zeroed attentions). In the harness the dropped "
+        "sublayers are skipped with their norms and allocate no KV cache; the speed-up and memory measured there "
+        "are the pruned model's, not this checkpoint's.",
+        "",
+        "No faster format exists that stock tools load without remote code: transformers 5.x configs carry "
+        "per-layer overrides (`per_layer_config`) only for the models written to read them, and no supported "
+        "family (Llama, Mistral, Qwen2/3, Gemma 2/3, Phi, Phi-3, GPT-2, OPT, GPT-NeoX) has a per-layer switch "
+        "that removes its attention or MLP sublayer. (LLM-Drop's own checkpoints need `trust_remote_code`.)",
+    ]
 
 
 def save_pruned(model, tokenizer, plan, out_dir: str | os.PathLike, base_model: str,

@@ -52,6 +52,28 @@ class Budget:
                               f"remove at most {n - 1} layers")
         return k
 
+    def target_parameters(self, layer_params: list[int], total_params: int) -> float:
+        """The budget in parameters: `ratio * total_parameters`, or `layers` mean-sized decoder layers."""
+        if self.layers is not None:
+            return self.layers * sum(layer_params) / len(layer_params)
+        return self.ratio * total_params
+
+    @staticmethod
+    def take_next(removed: int, size: int, target: float) -> bool:
+        """Sub-layer budgets (every method alike): units are removed in the method's order while the next one
+        brings the removed parameters closer to `target` (a tie stops), and at least one is removed."""
+        return removed == 0 or abs(removed + size - target) < abs(removed - target)
+
+    @classmethod
+    def prefix_length(cls, sizes: list[int], target: float) -> int:
+        """How many units of an ordered list `take_next` removes (the nearest cumulative count to `target`)."""
+        removed, k = 0, 0
+        for size in sizes:
+            if not cls.take_next(removed, size, target):
+                break
+            removed, k = removed + size, k + 1
+        return k
+
     def describe(self) -> str:
         return f"{self.layers} layers" if self.layers is not None else f"ratio {self.ratio:g}"
 
@@ -107,6 +129,18 @@ class PrunePlan:
     @classmethod
     def from_json(cls, text: str) -> PrunePlan:
         return cls.from_dict(json.loads(text))
+
+    def units(self) -> dict[str, list[int]]:
+        """Dense layer indices of what the plan drops: `attn` and `mlp` sublayers dropped alone, and `blocks`
+        (whole layers removed, merged or replaced: `removed_original`). Whole-layer plans have no sublayers."""
+        attn: set[int] = set()
+        mlp: set[int] = set()
+        for op in self.ops:
+            if op.get("op") == "drop_sublayers":  # sub-layer plans hold this one op, in dense indices
+                both = set(op["attn"]) & set(op["mlp"])
+                attn |= set(op["attn"]) - both
+                mlp |= set(op["mlp"]) - both
+        return {"attn": sorted(attn), "mlp": sorted(mlp), "blocks": sorted(self.removed_original)}
 
     def structure_hash(self) -> str:
         """Hash of what the plan does to the model (not of timings): equal plans prune equally."""
@@ -200,6 +234,27 @@ class Pruner(ABC):
 
             out.update(as_params(self.lora))
         return out
+
+    def sublayer_plan(self, model, budget: Budget, attn: list[int], mlp: list[int], scores: dict[str, Any],
+                      calib=None, cost: dict[str, Any] | None = None) -> PrunePlan:
+        """A plan that drops the attention sublayers of dense layers `attn` and the MLP sublayers of `mlp`
+        (a layer in both is removed as a whole block): one `drop_sublayers` op in dense indices."""
+        from bench import arch, sublayer
+        from methods import ops
+
+        per_layer = arch.layer_parameter_counts(model)
+        units = sublayer.unit_parameters(model)
+        attn, mlp = sorted(int(i) for i in attn), sorted(int(i) for i in mlp)
+        blocks = sorted(set(attn) & set(mlp))
+        removed_params = sum(per_layer[i] for i in blocks)
+        removed_params += sum(units["attn"][i] for i in attn if i not in blocks)
+        removed_params += sum(units["mlp"][i] for i in mlp if i not in blocks)
+        return PrunePlan(
+            method=self.name, n_layers=len(per_layer), ops=[ops.to_dict(ops.DropSublayers(attn, mlp))],
+            removed_original=blocks, budget=budget.to_dict(), layers_removed=len(blocks),
+            params_total=arch.count_parameters(model), params_removed=removed_params, scores=scores,
+            params=self.params_dict(), calib=calib_provenance(calib), cost=dict(cost or {}),
+        )
 
     def removal_plan(self, model, budget: Budget, removed: list[int], scores: dict[str, Any],
                      calib=None, cost: dict[str, Any] | None = None) -> PrunePlan:

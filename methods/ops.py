@@ -1,4 +1,4 @@
-"""A plan's layer operations, typed: `Remove`, `Merge`, `Replace`. A `PrunePlan` stores them as plain JSON
+"""A plan's layer operations, typed: `Remove`, `Merge`, `Replace`, `DropSublayers`. A `PrunePlan` stores them as plain JSON
 (`to_dict()`, the same shape as before: {"op": "remove", "layers": [...]}, ...); `parse` reads one back and
 rejects unknown operations or keys. Indices are in the model's index space when the operation runs."""
 
@@ -39,8 +39,18 @@ class Replace:
     op: ClassVar[str] = "replace"
 
 
-Op = Remove | Merge | Replace
-KINDS: dict[str, type] = {cls.op: cls for cls in (Remove, Merge, Replace)}
+@dataclass(frozen=True)
+class DropSublayers:
+    """Drop the attention sublayers of layers `attn` and the MLP sublayers of layers `mlp`, each with its
+    norm (bench.sublayer); a layer in both lists is removed as a whole block."""
+
+    attn: list[int]
+    mlp: list[int]
+    op: ClassVar[str] = "drop_sublayers"
+
+
+Op = Remove | Merge | Replace | DropSublayers
+KINDS: dict[str, type] = {cls.op: cls for cls in (Remove, Merge, Replace, DropSublayers)}
 
 
 def to_dict(op: Op) -> dict[str, Any]:

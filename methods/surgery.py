@@ -9,7 +9,7 @@ import torch
 
 from bench import arch
 from bench.errors import SurgeryError
-from methods.ops import Merge, Op, Remove, parse
+from methods.ops import DropSublayers, Merge, Op, Remove, parse
 
 
 def mergeable_names(layer: torch.nn.Module) -> set[str]:
@@ -56,6 +56,10 @@ def apply_ops(model, ops: list[Op | dict[str, Any]], modules: dict[str, torch.nn
     for op in map(parse, ops):
         if isinstance(op, Remove):
             arch.remove_layers(model, op.layers)
+        elif isinstance(op, DropSublayers):
+            from bench.sublayer import drop_sublayers
+
+            drop_sublayers(model, op.attn, op.mlp)
         elif isinstance(op, Merge):
             base = arch.decoder_layers(model)[op.base]
             arch.merge_layers(model, op.base, op.others, merge_rule(op.rule, mergeable_names(base)))

@@ -98,3 +98,17 @@ def test_kv_cache_bytes_by_hand_and_against_a_real_cache():
     assert real == expected
     r = measure_latency(model, batch_size=2, prompt_tokens=6, new_tokens=3, warmup=0, repeats=1)
     assert r.kv_cache_bytes == kv_cache_bytes(model, 9, 2)
+
+
+@pytest.mark.parametrize("fam", ["llama", "gemma3", "gpt2"])
+def test_kv_cache_bytes_count_only_layers_that_keep_their_attention(fam):
+    """A layer whose attention sublayer was dropped stores no keys or values: config count and real cache."""
+    from bench import sublayer
+    from bench.evaluate.latency import kv_cache_bytes, measured_kv_cache_bytes
+
+    model, _ = tiny_model(fam)
+    dense = kv_cache_bytes(model, tokens=10, batch=2)
+    assert measured_kv_cache_bytes(model, tokens=10, batch=2) == dense
+    sublayer.drop_sublayers(model, attn=[0, 2], mlp=[])
+    assert kv_cache_bytes(model, tokens=10, batch=2) == dense // 2
+    assert measured_kv_cache_bytes(model, tokens=10, batch=2) == dense // 2

@@ -19,8 +19,10 @@ from methods.base import Budget
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 # CPU-sized: LaCo merges pairs of layers over 4 calibration sentences (as the quick preset does)
-PARAMS = {"laco": {"layers_per_merge": 2, "n_sentences": 4}}
-SMALL_CALIB = {"sleb": 2, "ppl": 2}
+# the sub-layer searches run the model once per candidate and round: MLP sublayers only (30 candidates)
+PARAMS = {"laco": {"layers_per_merge": 2, "n_sentences": 4}, "blockpruner": {"block_type": "mlp"},
+          "finercut": {"prune_level": "m"}}
+SMALL_CALIB = {"sleb": 2, "ppl": 2, "blockpruner": 1, "finercut": 1}
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +40,15 @@ def test_method_prunes_real_smollm2_and_the_export_reloads(name, smollm2, tmp_pa
     if name in SMALL_CALIB:  # the searches run the model once per candidate (and round): 2 windows of 64
         calib = Calibration(CalibSpec(source="wikipedia", n_samples=SMALL_CALIB[name], seq_len=64), dense, tok)
     plan = pruner.plan(model, calib if pruner.needs_calibration else None, Budget(layers=4))
-    assert plan.layers_removed == 4 and 0 < plan.param_ratio < 0.2
+    units = plan.units()  # sub-layer methods: a budget of 4 mean layers in sublayers, whole blocks where both go
+    assert (plan.layers_removed == 4 or units["attn"] or units["mlp"]) and 0 < plan.param_ratio < 0.2
     pruner.apply(model, plan)
-    assert arch.num_layers(model) == model.config.num_hidden_layers == 26
+    n_after = 30 - plan.layers_removed
+    assert arch.num_layers(model) == model.config.num_hidden_layers == n_after
     out = save_pruned(model, tok, plan, tmp_path / "out", base_model=zoo.DEFAULT_MODEL)
     dtype = next(model.parameters()).dtype
     reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=dtype).eval()
-    assert reloaded.config.num_hidden_layers == 26
+    assert reloaded.config.num_hidden_layers == n_after
     ids = tok(["The Eiffel Tower is a wrought-iron lattice tower in Paris."], return_tensors="pt").input_ids
     with torch.inference_mode():
         torch.testing.assert_close(reloaded(ids).logits, model(ids).logits)

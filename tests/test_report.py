@@ -214,3 +214,25 @@ def test_speedups_carry_their_paired_interval(rendered):
     col = [c.strip() for c in header.split("|")].index("Decode × [95 % CI]")
     for row in rows:
         assert re.fullmatch(r"\d\.\d\d× \[\d\.\d\d, \d\.\d\d\]", [c.strip() for c in row.split("|")][col]), row
+
+
+def test_sublayer_cells_get_a_units_column_and_a_figure(store, tmp_path):
+    """A cell whose plan drops attention / MLP sublayers alone: the group's table counts its units and a
+    figure marks which sublayers each cell dropped; groups without such cells are unchanged (golden)."""
+
+    def to_sublayers(record):
+        n = record["pruning"]["n_layers"]
+        record["pruning"]["ops"] = [{"op": "drop_sublayers", "attn": [n - 3, n - 2, 5], "mlp": [n - 2, 7]}]
+        record["pruning"]["removed_layers"] = [n - 2]
+        record["pruning"]["layers_removed"] = 1
+
+    edited = _edit(store, tmp_path, lambda r: r["cell"]["model"] == "smollm2-135m" and r["cell"]["method"] == "shortgpt"
+                   and (r["cell"]["budget"] or {}).get("ratio") == 0.25, to_sublayers)
+    out = tmp_path / "reports"
+    written = render(edited, out)
+    page = (out / LEADERBOARD).read_text()
+    assert page.count("Units removed (attn / MLP / blocks)") >= 2  # the smollm2 table's header and its note
+    assert "| 2 / 1 / 1 |" in page.replace("  ", " ")
+    figures = [p for p in written if p.name.endswith("-sublayers.png")]
+    assert len(figures) == 1 and "smollm2" in figures[0].name
+    assert "sublayers each cell dropped" in page

@@ -199,6 +199,10 @@ def _prune(args) -> int:
     plan = result.plan
     print(f"{method}: removed dense layers {plan.removed_original} ({plan.layers_removed} of {plan.n_layers} "
           f"layers, {100 * plan.param_ratio:.2f} % of parameters) in {result.seconds:.1f} s ({device}, {dtype})")
+    units = plan.units()
+    if units["attn"] or units["mlp"]:
+        print(f"dropped attention sublayers of dense layers {units['attn']} and MLP sublayers of {units['mlp']} "
+              f"(skipped with their norms; the checkpoint stores them as zeros: exact but not faster)")
     training = plan.cost.get("training")
     if training:
         print(f"trained {training['steps']} steps on {training['tokens']:,} tokens of {spec.train.source} in "

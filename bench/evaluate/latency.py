@@ -93,8 +93,36 @@ def kv_cache_bytes(model, tokens: int, batch: int) -> int | None:
                                                   else None)
     if not (layers and kv_heads and head_dim):
         return None
+    layers -= _attention_dropped_layers(model)
     element = next(model.parameters()).element_size()
     return int(2 * layers * kv_heads * head_dim * tokens * batch * element)
+
+
+def _attention_dropped_layers(model) -> int:
+    """Decoder layers whose attention sublayer was dropped (bench.sublayer marks them): they hold no KV cache."""
+    from bench import arch
+
+    try:
+        return sum(1 for layer in arch.decoder_layers(model) if getattr(layer, "attention_dropped", False))
+    except Exception:  # no recognisable layer list: count every layer, as the config says
+        return 0
+
+
+def measured_kv_cache_bytes(model, tokens: int, batch: int = 1, seed: int = 0) -> int:
+    """Bytes the model's KV cache actually holds after a prefill of `batch` x `tokens` seeded token ids
+    (the keys and values of every cache layer; dropped attentions store none)."""
+    device = next(model.parameters()).device
+    vocab = model.get_input_embeddings().weight.shape[0]
+    ids = torch.randint(0, vocab, (batch, tokens), generator=torch.Generator().manual_seed(seed)).to(device)
+    with torch.inference_mode():
+        out = model(input_ids=ids, use_cache=True)
+    cache = getattr(out, "cache", None) or out.past_key_values
+    total = 0
+    for layer in cache.layers:
+        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
 
 
 def _peak_rss_bytes() -> int:

@@ -175,6 +175,40 @@ def importance(group: Group, path: Path) -> Figure | None:
                         "(Streamline)")
 
 
+def sublayers(group: Group, path: Path) -> Figure | None:
+    """Which sublayers each cell dropped, per dense layer: attention alone, MLP alone, or the whole block
+    (drawn only when some cell of the group dropped sublayers)."""
+    rows = [r for r in group.rows if not r.dense and r.record.pruning is not None
+            and (r.units is not None or isinstance(r.record.pruning.removed_layers, list))]
+    if not any(r.units is not None for r in rows):
+        return None
+    fig, ax = _new_figure()
+    fig.set_size_inches(SIZE[0], max(SIZE[1], 0.28 * len(rows) + 1.2))
+    kinds = (("attn", "^", PALETTE[0], "attention"), ("mlp", "v", PALETTE[1], "MLP"),
+             ("blocks", "s", PALETTE[3], "whole block"))
+    names, seen = [], set()
+    for y, row in enumerate(rows):
+        units = row.units or {"attn": [], "mlp": [], "blocks": list(row.record.pruning.removed_layers)}
+        for key, marker, color, label in kinds:
+            if units[key]:
+                ax.scatter(units[key], [y] * len(units[key]), marker=marker, s=26, color=color,
+                           label=None if key in seen else label)
+                seen.add(key)
+        names.append(f"{row.label} {budget_label(row.budget)}")
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("layer index (dense model)")
+    ax.grid(alpha=0.3)
+    n = rows[0].n_layers if rows[0].n_layers else None
+    if n:
+        ax.set_xlim(-0.5, n - 0.5)
+    ax.legend(fontsize=7, loc="lower right")
+    _title(ax, group, "sublayers dropped per cell")
+    _save(fig, path)
+    return Figure(path, f"{group.title}: the sublayers each cell dropped, per dense layer: attention alone (▲), MLP "
+                        "alone (▼), or the whole block (■)")
+
+
 def _scatter(group: Group, path: Path, x_of, xlabel: str, dense_x: float, title: str, caption: str,
              ev=None, xerr_of=None, log_x: bool = False) -> Figure | None:
     points: dict[str, list[tuple[float, float, Row]]] = {}
@@ -318,9 +352,10 @@ def render(group: Group, folder: Path, ev=None) -> list[Figure]:
     out = []
     with matplotlib.style.context("default"):
         for kind, draw in (("importance", importance), ("accuracy-vs-layers", accuracy_vs_layers),
-                           ("accuracy-vs-speedup", accuracy_vs_speedup), ("fidelity-vs-layers", fidelity_vs_layers)):
+                           ("accuracy-vs-speedup", accuracy_vs_speedup), ("fidelity-vs-layers", fidelity_vs_layers),
+                           ("sublayers", sublayers)):
             path = folder / f"{group.slug}-{kind}.png"
-            fig = draw(group, path) if draw is importance else draw(group, path, ev)
+            fig = draw(group, path) if draw in (importance, sublayers) else draw(group, path, ev)
             if fig is not None:
                 out.append(fig)
     log.debug("%d figures for %s", len(out), group.title)

@@ -112,8 +112,10 @@ def _row_cells(group: Group, row: Row, seeds: bool, columns: list[Column]) -> li
     cells = ["**dense**" if row.dense else f"`{row.label}`", "-" if row.dense else budget_label(row.budget)]
     if seeds:
         cells.append(md.DASH if row.seed is None else str(row.seed))
-    cells += [layers, md.num(layer_pct), md.count(row.params_after),
-              md.num(None if row.param_ratio is None else 100 * row.param_ratio)]
+    cells += [layers, md.num(layer_pct)]
+    if _has_sublayers(group):
+        cells.append(_units_cell(row))
+    cells += [md.count(row.params_after), md.num(None if row.param_ratio is None else 100 * row.param_ratio)]
     return cells + [show(col, group, row) for col in columns]
 
 
@@ -188,14 +190,36 @@ def headline_table(ev: GroupEvidence) -> str:
         "\nIn brackets: the 95 % interval (the full table's; its notes say how each is computed).\n"
 
 
+def _has_sublayers(group: Group) -> bool:
+    """Whether some cell of the group dropped attention or MLP sublayers alone (then the table says so)."""
+    return any(r.units is not None for r in group.all_rows)
+
+
+def _units_cell(row: Row) -> str:
+    """Attention / MLP sublayers dropped alone / whole blocks removed (whole-layer plans: blocks only)."""
+    if row.dense:
+        return "-"
+    units = row.units
+    if units is None:
+        return md.DASH if row.layers_removed is None else f"0 / 0 / {row.layers_removed}"
+    return f"{len(units['attn'])} / {len(units['mlp'])} / {len(units['blocks'])}"
+
+
 def group_table(ev: GroupEvidence) -> str:
     group = ev.group
     seeds = len(group.seeds) > 1
     columns = metric_columns(group)
-    header = ["Method", "Budget", *(["Seed"] if seeds else []), "Layers removed", "Layers removed %", "Params",
+    header = ["Method", "Budget", *(["Seed"] if seeds else []), "Layers removed", "Layers removed %",
+              *(["Units removed (attn / MLP / blocks)"] if _has_sublayers(group) else []), "Params",
               "Params removed % (total)", *[c.header for c in columns]]
     right = [False, False, *([True] if seeds else []), *[True] * (len(header) - 2 - seeds)]
-    return md.table(header, [_row_cells(group, r, seeds, columns) for r in group.all_rows], right)
+    table = md.table(header, [_row_cells(group, r, seeds, columns) for r in group.all_rows], right)
+    if _has_sublayers(group):
+        table += ("\n\n**Units removed (attn / MLP / blocks)**: attention sublayers dropped alone, MLP sublayers "
+                  "dropped alone, whole decoder layers removed (a layer losing both counts as a block; whole-layer "
+                  "methods remove blocks only). A dropped sublayer is skipped with its norm and its attention keeps "
+                  "no KV cache; \"Layers removed\" counts whole blocks only, \"Params removed\" every unit.")
+    return table
 
 
 _METRIC_TITLES = {"accuracy": "Avg accuracy", "bits_per_byte": "bits per byte", "kl_to_dense": "KL to dense"}

@@ -166,6 +166,15 @@ class Row:
         return 0 if self.dense else (self.record.pruning.layers_removed if self.record.pruning else None)
 
     @property
+    def units(self) -> dict[str, list[int]] | None:
+        """Dense layer indices of what the cell dropped: `attn` and `mlp` sublayers dropped alone, `blocks`
+        (whole layers); None for whole-layer plans (no `drop_sublayers` op) and the dense model."""
+        pruning = self.record.pruning
+        if self.dense or pruning is None:
+            return None
+        return sublayer_units(pruning.ops or [], pruning.removed_layers or [])
+
+    @property
     def params_after(self) -> int | None:
         if self.dense:
             return self.record.model.params_total if self.record.model else None
@@ -237,3 +246,17 @@ class Row:
     def prune_s(self) -> float | None:
         """Calibration capture + plan + surgery (the pipeline's seconds without training)."""
         return None if self.dense or self.record.pruning is None else self.record.pruning.prune_s
+
+
+def sublayer_units(ops: list[dict], removed: list[int]) -> dict[str, list[int]] | None:
+    """What a plan's `drop_sublayers` op dropped (as methods.base.PrunePlan.units, without importing it):
+    None when the plan has no such op."""
+    subs = [op for op in ops if isinstance(op, dict) and op.get("op") == "drop_sublayers"]
+    if not subs:
+        return None
+    attn, mlp = set(), set()
+    for op in subs:
+        both = set(op.get("attn", [])) & set(op.get("mlp", []))
+        attn |= set(op.get("attn", [])) - both
+        mlp |= set(op.get("mlp", [])) - both
+    return {"attn": sorted(attn), "mlp": sorted(mlp), "blocks": sorted(int(i) for i in removed)}
