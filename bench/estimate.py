@@ -11,8 +11,9 @@ Every cell of the matrix is one of:
 The time estimate comes from the store's own measurements on this machine, when it holds finished cells
 of the same model: per task, seconds per evaluated document (dense and pruned cells apart: a pruned cell
 starts from the dense model's stored layer states); the other stages (perplexity, fidelity, latency) in
-seconds per cell; pruning in seconds per method. Without such cells, from `REFERENCE`: rates measured here
-for SmolLM2-135M (fp32, 2 cores), scaled by the model's parameter count, and marked as such.
+seconds per cell; pruning in seconds per method. Without such cells, from `REFERENCE` (derived from the
+project's recorded measurements, stated where it is defined), scaled by the model's parameter count, and
+marked as such.
 """
 
 from __future__ import annotations
@@ -25,19 +26,24 @@ from typing import Any
 from bench.cells import Cell, expand, needs_calibration
 from bench.config import RunSpec
 
-# Seconds per document per task, and per cell for the other stages, measured with the `standard` preset on
-# SmolLM2-135M (fp32, 2 cores without bf16 units, the evidence run's dense and first pruned cells) and used
-# for a model without finished cells in the store, scaled by its parameter count over REFERENCE_PARAMS.
+# For a model without finished cells in the store: rates derived from this project's own recorded
+# measurements, scaled by the model's parameter count over SmolLM2-135M's, and marked [reference] in the plan:
+# - accuracy: 0.054 s per document for pruned SmolLM2-135M cells on full PIQA + ARC-Easy (4,214 documents in
+#   221-235 s, the prefix engine, 2 cores with bf16 units; reports/streamline-study.md's session), doubled for
+#   a CPU without bf16 units (about 2x slower) and for the dense cell (no stored layer states to start from,
+#   and the context scores stability needs). Tasks with long contexts (BoolQ's passages, HellaSwag's endings)
+#   cost more per document than PIQA and ARC-Easy, so the reference underestimates them;
+# - the other stages: 30 s per 64 KiB of fidelity text (bf16, the quick preset's measurement), for the
+#   standard preset's 64 documents (146 KB) and 64 perplexity windows of 512 tokens on two corpora, doubled
+#   for fp32, plus about a minute of latency probes: 300 s a cell;
+# - pruning: 60 s (a one-pass criterion on 64 x 128 calibration tokens); greedy searches (SLEB, BlockPruner,
+#   FinerCut, LaCo) take far longer, which only the store's own measurements show.
+# After the first finished cells of a model, the store's measurements replace all of these.
 REFERENCE_PARAMS = 134_515_008
 REFERENCE = {
-    "dense": {"accuracy_per_doc": {"boolq": 0.62, "piqa": 0.24, "hellaswag": 0.62, "winogrande": 0.10,
-                                   "arc_easy": 0.20, "arc_challenge": 0.22, "openbookqa": 0.14},
-              "other_s": 420.0},
-    "pruned": {"accuracy_per_doc": {"boolq": 0.40, "piqa": 0.16, "hellaswag": 0.44, "winogrande": 0.07,
-                                    "arc_easy": 0.14, "arc_challenge": 0.15, "openbookqa": 0.10},
-               "other_s": 300.0, "prune_s": 60.0},
+    "dense": {"accuracy_per_doc": {}, "accuracy_default": 0.22, "other_s": 300.0},
+    "pruned": {"accuracy_per_doc": {}, "accuracy_default": 0.11, "other_s": 300.0, "prune_s": 60.0},
 }
-ACCURACY_DEFAULT_PER_DOC = 0.3   # a task missing from REFERENCE
 
 
 @dataclass
@@ -218,7 +224,7 @@ def _cell_seconds(rates: Rates, kind: str, cell: Cell, docs: dict[str, int], zoo
             seconds += measured[task] * n
             bases.add("measured")
         else:
-            seconds += ref["accuracy_per_doc"].get(task, ACCURACY_DEFAULT_PER_DOC) * scale * n
+            seconds += ref["accuracy_per_doc"].get(task, ref["accuracy_default"]) * scale * n
             bases.add("reference")
     if kind in rates.other_s:
         seconds += rates.other_s[kind]
