@@ -18,6 +18,10 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--dtype", default="auto", help="auto, bfloat16, float32 or float16")
     p.add_argument("--batch-size", type=int, default=8, help="calibration batch size")
+    p.add_argument("--max-memory", help="load through accelerate's dispatch under these caps, offloading the rest "
+                                        "to disk: cpu=2GiB, or 0=70GiB,1=70GiB (GPU indices)")
+    p.add_argument("--offload-dir", help="where --max-memory offloads weights it must copy (default: the cache's "
+                                         "offload/)")
     p.add_argument("--train-data", default="c4",
                    help="training text for methods that train: c4, wikipedia (their training splits, disjoint from "
                         "the perplexity-evaluation head) or a .txt/.jsonl path (default c4)")
@@ -74,6 +78,9 @@ def run(args) -> int:
     from bench import device
 
     device.resolve_dtype(args.dtype, device.resolve_device(args.device))  # an unknown device or dtype
+    from bench.offload import parse_max_memory
+
+    parse_max_memory(args.max_memory)  # a malformed cap
 
     from bench.calib import Calibration, CalibSpec
     from bench.export import save_pruned
@@ -81,7 +88,8 @@ def run(args) -> int:
 
     spec = CalibSpec(source=args.calib, n_samples=args.calib_samples, seq_len=args.calib_seq_len, seed=args.seed,
                      batch_size=args.batch_size)
-    model, tokenizer = zoo.load(args.model, device=args.device, dtype=args.dtype)
+    model, tokenizer = zoo.load(args.model, device=args.device, dtype=args.dtype, max_memory=args.max_memory,
+                                offload_folder=args.offload_dir)
     calib = Calibration(spec, model, tokenizer) if pruner.needs_calibration else None
     heal_data = None
     if pruner.trains:
