@@ -103,17 +103,26 @@ def default_offload_folder() -> Path:
 # ------------------------------------------------------------------------------------------- loading
 
 
+def check_devices(max_memory: str | dict[int | str, int] | None) -> dict[int | str, int] | None:
+    """Parse (if text) and check the caps against this machine: a GPU index it does not have is a ConfigError."""
+    import torch
+
+    caps = parse_max_memory(max_memory) if isinstance(max_memory, str | None) else max_memory
+    count = torch.cuda.device_count()
+    missing = [g for g in (caps or {}) if isinstance(g, int) and g >= count]
+    if missing:
+        raise ConfigError(f"--max-memory names GPU {missing[0]} but this machine has {count} GPU(s)",
+                          "name only the GPUs it has, or cpu=SIZE")
+    return caps
+
+
 def load_kwargs(max_memory: dict[int | str, int], offload_folder: str | Path | None = None) -> dict[str, Any]:
     """`from_pretrained` keyword arguments that dispatch the model under `max_memory` (checked against the
     machine: a GPU index that does not exist is a ConfigError)."""
     import torch
 
-    gpus = [k for k in max_memory if isinstance(k, int)]
+    check_devices(max_memory)
     count = torch.cuda.device_count()
-    missing = [g for g in gpus if g >= count]
-    if missing:
-        raise ConfigError(f"--max-memory names GPU {missing[0]} but this machine has {count} GPU(s)",
-                          "name only the GPUs it has, or cpu=SIZE")
     folder = Path(offload_folder).expanduser() if offload_folder else default_offload_folder()
     folder.mkdir(parents=True, exist_ok=True)
     _SCRATCH.base = _SCRATCH.base or folder

@@ -55,6 +55,10 @@ def validate(spec: RunSpec) -> None:
                 raise BudgetError(f"removing {n} layers leaves no layer of {model.name} ({entry.layers} layers)",
                                   f"remove at most {entry.layers - 1} layers")
     device_and_dtype(spec)  # an unknown device or dtype, or CUDA asked for but absent
+    if spec.executor == "local":  # a Slurm job checks its own machine's GPUs
+        from bench.offload import check_devices
+
+        check_devices(spec.max_memory)  # --max-memory naming a GPU this machine lacks
     check_paths(spec, needs_calibration=any(p.needs_calibration for p in pruners),
                 trains=any(may_train(m.name) for m in spec.methods))
     if spec.executor in ("slurm", "submitit-local"):

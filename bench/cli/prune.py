@@ -78,9 +78,9 @@ def run(args) -> int:
     from bench import device
 
     device.resolve_dtype(args.dtype, device.resolve_device(args.device))  # an unknown device or dtype
-    from bench.offload import parse_max_memory
+    from bench.offload import check_devices
 
-    parse_max_memory(args.max_memory)  # a malformed cap
+    check_devices(args.max_memory)  # a malformed cap, or a GPU this machine lacks
 
     from bench.calib import Calibration, CalibSpec
     from bench.export import save_pruned
