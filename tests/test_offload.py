@@ -162,3 +162,29 @@ def test_a_gpu_the_machine_lacks_is_a_config_error(tmp_path):
 def test_a_cap_below_the_embedding_is_a_config_error(folder, tmp_path):
     with pytest.raises(ConfigError, match="embedding"):
         _load(folder, tmp_path, "cpu=1KiB")
+
+
+def test_bench_prune_under_a_memory_cap_writes_the_in_memory_checkpoint(folder, tmp_path, capsys):
+    """`bench prune --max-memory`: the same plan and the same weights as without the cap (LaCo: a merge)."""
+    from safetensors.torch import load_file
+
+    from bench.cli import main
+
+    common = ["prune", "--model", str(folder), "--method", "laco", "--layers", "1", "--calib", str(folder / "text.txt"),
+              "--calib-samples", "4", "--calib-seq-len", "16", "--device", "cpu", "--dtype", "float32",
+              "--param", "layers_per_merge=2", "--param", "n_sentences=2", "--param", "threshold=0"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--max-memory", _cap(folder),
+                 "--offload-dir", str(tmp_path / "off"), "--out", str(tmp_path / "capped")]) == 0
+    plain, capped = (load_file(tmp_path / d / "model.safetensors") for d in ("plain", "capped"))
+    assert plain.keys() == capped.keys()
+    assert all(torch.equal(plain[k], capped[k]) for k in plain)
+    plan = [(tmp_path / d / "plan.json").read_text() for d in ("plain", "capped")]
+    assert json_ops(plan[0]) == json_ops(plan[1])
+
+
+def json_ops(text: str):
+    import json
+
+    data = json.loads(text)
+    return data["ops"], data["removed_original"]
