@@ -74,4 +74,14 @@ def cell_provenance(spec, cell, model, *, executor: str, job_id: str | None, loa
         "calibration": dataclasses.asdict(calib_spec(spec, cell.seed)) if needs_calib else None,
         "preset": spec.preset, "executor": executor, "slurm_job_id": job_id or os.environ.get("SLURM_JOB_ID"),
         "model_load_s": load_seconds, "peak_rss_mb": peak_rss_mb(), "date": dt.datetime.now(dt.UTC).isoformat(),
+        **({"dispatch": _dispatch(spec, model)} if getattr(spec, "max_memory", None) else {}),
     }
+
+
+def _dispatch(spec, model) -> dict[str, Any] | None:
+    """Where --max-memory put the dense model's weights (bytes per device, `disk` for offloaded ones)."""
+    if model is None:
+        return None
+    from bench.offload import describe
+
+    return {"max_memory": spec.max_memory, **describe(model)}

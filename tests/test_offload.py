@@ -5,9 +5,12 @@ log-likelihoods equal to the in-memory run's; plus --max-memory's parsing."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from test_engine import TASKS, toy_data  # noqa: F401 (a fixture: synthetic PIQA, ARC-Easy, Winogrande)
+from test_runner_fixtures import tiny_env  # noqa: F401 (a fixture: a tiny model folder, a corpus, a run YAML)
 from tiny import tiny_config, tiny_tokenizer
 from transformers import AutoModelForCausalLM
 
@@ -188,3 +191,29 @@ def json_ops(text: str):
 
     data = json.loads(text)
     return data["ops"], data["removed_original"]
+
+
+def test_bench_run_under_a_memory_cap_records_the_in_memory_numbers(tiny_env, tmp_path):  # noqa: F811
+    """`bench run --max-memory`: every cell (dense, ShortGPT, LaCo) records the in-memory run's perplexity and
+    stability, and the cell keys do not depend on the cap."""
+    from bench.cli import main
+
+    cfg = tiny_env.config(tmp_path / "run.yaml", methods=["shortgpt", "laco"],
+                          method_params={"laco": {"layers_per_merge": 2, "n_sentences": 2, "threshold": 0.0}})
+    per_layer = 4 * sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_env.model).model.layers[0]
+                        .parameters())
+    embed = 4 * 512 * 64
+    records = {}
+    for name, extra in (("plain", []), ("capped", ["--max-memory", f"cpu={embed + per_layer}B",
+                                                   "--offload-dir", str(tmp_path / "off")])):
+        assert main(["run", "--config", str(cfg), "--store", str(tmp_path / name), "--plain", "--no-report",
+                     *extra]) == 0
+        records[name] = {r["key"]: r for r in map(json.loads, (tmp_path / name / "results.jsonl").read_text()
+                                                  .splitlines())}
+    assert records["plain"].keys() == records["capped"].keys() and len(records["plain"]) == 3
+    for key, plain in records["plain"].items():
+        a = json.loads((tmp_path / "plain" / plain["record"]).read_text())
+        b = json.loads((tmp_path / "capped" / records["capped"][key]["record"]).read_text())
+        assert b["provenance"]["dispatch"]["bytes_by_device"].get("disk"), "the capped run offloads to disk"
+        assert [p["nll"] for p in a["perplexity"]] == pytest.approx([p["nll"] for p in b["perplexity"]], abs=1e-6)
+        assert (a.get("pruning") or {}).get("removed_original") == (b.get("pruning") or {}).get("removed_original")

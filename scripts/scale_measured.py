@@ -1,0 +1,90 @@
+"""Compare two `bench run` stores of the same spec, one in memory and one under --max-memory, cell by cell:
+accuracy, every per-choice log-likelihood, perplexity, fidelity, stability, the stage timings, and (from
+`/usr/bin/time -v` logs) wall time and peak RSS. Writes reports/scale-measured.json (read by scale_plan.py).
+
+    PYTHONPATH=. python scripts/scale_measured.py STORE_MEM TIME_LOG_MEM STORE_CAP TIME_LOG_CAP --cap cpu=2GiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _time_log(path: Path) -> dict:
+    text = path.read_text(errors="replace")
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    seconds = None
+    if wall:
+        parts = [float(x) for x in wall.group(1).split(":")]
+        seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    return {"wall_s": seconds, "peak_rss_bytes": int(rss.group(1)) * 1024 if rss else None,
+            "finished": "Exit status: 0" in text}
+
+
+def _cells(store: Path) -> dict[str, dict]:
+    out = {}
+    for rec_path in sorted(store.glob("cells/*/record.json")):
+        rec = json.loads(rec_path.read_text())
+        if rec.get("status") != "ok":
+            continue
+        label = rec["cell"]["label"].split(" · ", 1)[1]
+        samples = rec_path.parent / "samples.jsonl"
+        lls = [ll for line in samples.read_text().splitlines() for ll in json.loads(line)["loglik"]] \
+            if samples.exists() else []
+        acc = rec.get("accuracy") or {}
+        out[label] = {
+            "accuracy": {t: v["score"] for t, v in (acc.get("tasks") or {}).items()},
+            "logliks": lls,
+            "perplexity": [p["perplexity"] for p in rec.get("perplexity") or []],
+            "fidelity": rec.get("fidelity") and [{k: f.get(k) for k in ("bits_per_byte", "kl_to_dense", "top1_agreement")}
+                                                 for f in (rec["fidelity"] if isinstance(rec["fidelity"], list)
+                                                           else [rec["fidelity"]])],
+            "stability": (rec.get("stability") or {}).get("mean"),
+            "removed": (rec.get("pruning") or {}).get("removed_original"),
+            "timings": rec.get("timings"),
+        }
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("store_mem", type=Path)
+    p.add_argument("log_mem", type=Path)
+    p.add_argument("store_cap", type=Path)
+    p.add_argument("log_cap", type=Path)
+    p.add_argument("--cap", required=True)
+    p.add_argument("--model", default="qwen2.5-coder-1.5b")
+    args = p.parse_args()
+    mem, cap = _cells(args.store_mem), _cells(args.store_cap)
+    both = [c for c in mem if c in cap]
+    rows = {}
+    for cell in both:
+        a, b = mem[cell], cap[cell]
+        diff = max((abs(x - y) for x, y in zip(a["logliks"], b["logliks"], strict=True)), default=None)
+        rows[cell] = {"in_memory": {k: v for k, v in a.items() if k != "logliks"},
+                      "capped": {k: v for k, v in b.items() if k != "logliks"},
+                      "logliks": len(a["logliks"]), "max_abs_loglik_diff": diff,
+                      "same": a["accuracy"] == b["accuracy"] and a["removed"] == b["removed"] and diff is not None
+                      and diff <= 1e-4}
+    out = {"model": args.model, "cap": args.cap, "in_memory_run": _time_log(args.log_mem),
+           "capped_run": _time_log(args.log_cap), "cells": rows,
+           "only_in_memory": [c for c in mem if c not in cap], "only_capped": [c for c in cap if c not in mem]}
+    im, cp = out["in_memory_run"], out["capped_run"]
+    out["summary"] = (f"{args.model} in memory: wall {im['wall_s']:.0f} s, peak RSS {im['peak_rss_bytes'] / 2**30:.2f} GiB; "
+                      f"under --max-memory {args.cap}: wall {cp['wall_s']:.0f} s, peak RSS "
+                      f"{cp['peak_rss_bytes'] / 2**30:.2f} GiB; {len(rows)} cells in both, "
+                      f"{sum(r['same'] for r in rows.values())} with equal scores and log-likelihoods."
+                      if im["wall_s"] and cp["wall_s"] else "incomplete")
+    (ROOT / "reports/scale-measured.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(out["summary"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
