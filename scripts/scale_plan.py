@@ -277,7 +277,17 @@ def measured_section() -> list[str]:
         diff = f"{r['max_abs_loglik_diff']:.1e}" if r["max_abs_loglik_diff"] is not None else "-"
         out.append(f"| {cell} | {' | '.join(accs)} | {ppl} | {stab} | {r['logliks']} | {diff} | "
                    f"{a['removed'] or '-'} |")
-    out += ["", "(one number where both runs agree to the digits shown; `in memory / capped` where they do not)", ""]
+    out += ["", "(one number where both runs agree to the digits shown; `in memory / capped` where they do not)", "",
+            "What streaming costs here, per stage (seconds, in memory / capped; the capped run re-reads every "
+            "offloaded weight from the page cache and converts it from bf16 on each forward pass):", "",
+            "| cell | stage | in memory | capped | ratio |", "|---|---|---:|---:|---:|"]
+    for cell, r in m["cells"].items():
+        a, b = r["in_memory"]["timings"] or {}, r["capped"]["timings"] or {}
+        for stage in a:
+            if stage in b and a[stage]:
+                out.append(f"| {cell} | {stage.removesuffix('_s')} | {a[stage]:.0f} | {b[stage]:.0f} | "
+                           f"{b[stage] / a[stage]:.1f}x |")
+    out.append("")
     return out
 
 

@@ -179,10 +179,9 @@ class _Probe:
         self.decode_runs: list[float] = []
 
     def warm(self) -> None:
-        if self.kv_measured is None:  # the untimed warm-up prefill also measures the KV cache it allocates
+        self.prefill()
+        if self.kv_measured is None:  # untimed, after a first forward (its one-time workspaces are allocated)
             self.kv_measured = measured_kv_cache(self.model, self.ids)
-        else:
-            self.prefill()
         self.generate(self.new_tokens)()
 
     def repeat(self) -> None:
