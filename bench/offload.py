@@ -28,6 +28,10 @@ What each stage does on a dispatched model (and what it costs beyond the in-memo
   resident part is duplicated.
 - export (`save_pretrained`): reads offloaded weights shard by shard (`EXPORT_SHARD`), so the peak is one
   shard.
+Scratch files live until the process ends: a LaCo search writes one layer per trial merge (accepted or not).
+Several GPUs (`0=70GiB,1=70GiB`) go through the same accelerate path, but no multi-GPU machine has run it:
+captures that gather per-layer states (calibration) move them to the input's device first; others are
+unverified there.
 """
 
 from __future__ import annotations
