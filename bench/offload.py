@@ -107,11 +107,17 @@ def default_offload_folder() -> Path:
 # ------------------------------------------------------------------------------------------- loading
 
 
-def check_devices(max_memory: str | dict[int | str, int] | None) -> dict[int | str, int] | None:
-    """Parse (if text) and check the caps against this machine: a GPU index it does not have is a ConfigError."""
+def check_devices(max_memory: str | dict[int | str, int] | None,
+                  offload_folder: str | Path | None = None) -> dict[int | str, int] | None:
+    """Parse (if text) and check the caps against this machine (a GPU index it does not have is a
+    ConfigError) and, with caps, that the offload folder can be written (a PathError)."""
     import torch
 
     caps = parse_max_memory(max_memory) if isinstance(max_memory, str | None) else max_memory
+    if caps:
+        from bench.pathcheck import writable_folder
+
+        writable_folder(offload_folder or default_offload_folder(), "--offload-dir")
     count = torch.cuda.device_count()
     missing = [g for g in (caps or {}) if isinstance(g, int) and g >= count]
     if missing:

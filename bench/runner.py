@@ -58,7 +58,7 @@ def validate(spec: RunSpec) -> None:
     if spec.executor == "local":  # a Slurm job checks its own machine's GPUs
         from bench.offload import check_devices
 
-        check_devices(spec.max_memory)  # --max-memory naming a GPU this machine lacks
+        check_devices(spec.max_memory, spec.offload_folder)  # a GPU this machine lacks, an unwritable --offload-dir
     check_paths(spec, needs_calibration=any(p.needs_calibration for p in pruners),
                 trains=any(may_train(m.name) for m in spec.methods))
     if spec.executor in ("slurm", "submitit-local"):

@@ -61,6 +61,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("run-max-memory-bad-size", [*RUN, "--max-memory", "cpu=lots"], "--max-memory size 'lots' for cpu is not a size"),
     ("run-max-memory-unknown-device", [*RUN, "--max-memory", "tpu=2GiB"], "--max-memory names an unknown device"),
     ("run-max-memory-absent-gpu", [*RUN, "--max-memory", "7=70GiB"], "--max-memory names GPU 7 but this machine"),
+    ("run-offload-dir-is-a-file", [*RUN, "--max-memory", "cpu=1GiB", "--offload-dir", "{file}"],
+     "(hint: give --offload-dir a folder"),
     ("run-malformed-yaml", ["run", "--config", "bad.yaml", "--store", "store"], "is not valid YAML at line"),
     ("run-unknown-key", ["run", "--config", "unknown-key.yaml", "--store", "store"],
      "unknown key 'evaluation' (hint: did you mean eval"),

@@ -80,7 +80,7 @@ def run(args) -> int:
     device.resolve_dtype(args.dtype, device.resolve_device(args.device))  # an unknown device or dtype
     from bench.offload import check_devices
 
-    check_devices(args.max_memory)  # a malformed cap, or a GPU this machine lacks
+    check_devices(args.max_memory, args.offload_dir)  # a malformed cap, a GPU this machine lacks, a bad folder
 
     from bench.calib import Calibration, CalibSpec
     from bench.export import save_pruned
