@@ -3,6 +3,9 @@ accuracy, every per-choice log-likelihood, perplexity, fidelity, stability, the 
 `/usr/bin/time -v` logs) wall time and peak RSS. Writes reports/scale-measured.json (read by scale_plan.py).
 
     PYTHONPATH=. python scripts/scale_measured.py STORE_MEM TIME_LOG_MEM STORE_CAP TIME_LOG_CAP --cap cpu=2GiB
+
+A run that did not finish (killed, say) still gives its time log and whatever cells it stored; `--note` says
+what happened, in words, on the page.
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ def _time_log(path: Path) -> dict:
     if wall:
         parts = [float(x) for x in wall.group(1).split(":")]
         seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    killed = re.search(r"Command terminated by signal (\d+)", text)
     return {"wall_s": seconds, "peak_rss_bytes": int(rss.group(1)) * 1024 if rss else None,
-            "finished": "Exit status: 0" in text}
+            "finished": "Exit status: 0" in text and not killed,
+            "killed_by_signal": int(killed.group(1)) if killed else None}
 
 
 def _cells(store: Path) -> dict[str, dict]:
     out = {}
-    for rec_path in sorted(store.glob("cells/*/record.json")):
+    for rec_path in sorted(store.glob("cells/*/record.json")) if store.exists() else []:
         rec = json.loads(rec_path.read_text())
         if rec.get("status") != "ok":
             continue
@@ -60,6 +65,7 @@ def main() -> int:
     p.add_argument("log_cap", type=Path)
     p.add_argument("--cap", required=True)
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
+    p.add_argument("--note", default="", help="what happened to the runs, in words, for the page")
     args = p.parse_args()
     mem, cap = _cells(args.store_mem), _cells(args.store_cap)
     both = [c for c in mem if c in cap]
@@ -73,14 +79,17 @@ def main() -> int:
                       "same": a["accuracy"] == b["accuracy"] and a["removed"] == b["removed"] and diff is not None
                       and diff <= 1e-4}
     out = {"model": args.model, "cap": args.cap, "in_memory_run": _time_log(args.log_mem),
-           "capped_run": _time_log(args.log_cap), "cells": rows,
-           "only_in_memory": [c for c in mem if c not in cap], "only_capped": [c for c in cap if c not in mem]}
+           "capped_run": _time_log(args.log_cap), "cells": rows, "note": args.note,
+           "only_in_memory": {c: mem[c] | {"logliks": len(mem[c]["logliks"])} for c in mem if c not in cap},
+           "only_capped": {c: cap[c] | {"logliks": len(cap[c]["logliks"])} for c in cap if c not in mem}}
     im, cp = out["in_memory_run"], out["capped_run"]
-    out["summary"] = (f"{args.model} in memory: wall {im['wall_s']:.0f} s, peak RSS {im['peak_rss_bytes'] / 2**30:.2f} GiB; "
-                      f"under --max-memory {args.cap}: wall {cp['wall_s']:.0f} s, peak RSS "
-                      f"{cp['peak_rss_bytes'] / 2**30:.2f} GiB; {len(rows)} cells in both, "
-                      f"{sum(r['same'] for r in rows.values())} with equal scores and log-likelihoods."
-                      if im["wall_s"] and cp["wall_s"] else "incomplete")
+    def run(r):
+        state = "finished" if r["finished"] else f"killed (signal {r['killed_by_signal']})"
+        return f"wall {r['wall_s']:.0f} s, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB, {state}"
+
+    out["summary"] = (f"{args.model} in memory: {run(im)}; under --max-memory {args.cap}: {run(cp)}; "
+                      f"{len(rows)} cells in both, {sum(r['same'] for r in rows.values())} with equal scores and "
+                      f"log-likelihoods. {args.note}".strip())
     (ROOT / "reports/scale-measured.json").write_text(json.dumps(out, indent=1) + "\n")
     print(out["summary"])
     return 0

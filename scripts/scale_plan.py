@@ -260,7 +260,8 @@ def measured_section() -> list[str]:
         r = m[key]
         wall = f"{r['wall_s']:.0f} s" if r["wall_s"] else "-"
         rss = f"{r['peak_rss_bytes'] / 2**30:.2f} GiB" if r["peak_rss_bytes"] else "-"
-        out.append(f"| {label} | {wall} | {rss} | {'yes' if r['finished'] else 'no'} |")
+        state = "yes" if r["finished"] else f"no: killed (signal {r.get('killed_by_signal')})"
+        out.append(f"| {label} | {wall} | {rss} | {state} |")
     out += ["", "| cell | piqa | arc_easy | winogrande | perplexity (C4) | stability | log-likelihoods compared | "
             "max abs difference | removed layers |", "|---|---|---|---|---|---|---:|---:|---|"]
     for cell, r in m["cells"].items():
@@ -277,10 +278,20 @@ def measured_section() -> list[str]:
         diff = f"{r['max_abs_loglik_diff']:.1e}" if r["max_abs_loglik_diff"] is not None else "-"
         out.append(f"| {cell} | {' | '.join(accs)} | {ppl} | {stab} | {r['logliks']} | {diff} | "
                    f"{a['removed'] or '-'} |")
+    for cell, r in m.get("only_capped", {}).items():
+        accs = [f"{r['accuracy'].get(t):.3f}" if r["accuracy"].get(t) is not None else "-"
+                for t in ("piqa", "arc_easy", "winogrande")]
+        ppl = f"{r['perplexity'][0]:.4f}" if r["perplexity"] else "-"
+        stab = f"{r['stability']:.4f}" if r["stability"] is not None else "-"
+        out.append(f"| {cell} (capped run only) | {' | '.join(accs)} | {ppl} | {stab} | {r['logliks']} | - | "
+                   f"{r['removed'] or '-'} |")
     out += ["", "(one number where both runs agree to the digits shown; `in memory / capped` where they do not)", "",
             "What streaming costs here, per stage (seconds, in memory / capped; the capped run re-reads every "
             "offloaded weight from the page cache and converts it from bf16 on each forward pass):", "",
             "| cell | stage | in memory | capped | ratio |", "|---|---|---:|---:|---:|"]
+    for cell, r in m.get("only_capped", {}).items():
+        for stage, secs in (r["timings"] or {}).items():
+            out.append(f"| {cell} | {stage.removesuffix('_s')} | - | {secs:.0f} | - |")
     for cell, r in m["cells"].items():
         a, b = r["in_memory"]["timings"] or {}, r["capped"]["timings"] or {}
         for stage in a:
