@@ -179,11 +179,20 @@ def offloaded_modules(roots: Iterable) -> list:
 
 
 def describe(model) -> dict[str, Any]:
-    """Where the model's parameters live (for provenance): bytes per device, `disk` for offloaded ones."""
+    """Where the model's parameters live (for provenance): bytes per device; offloaded ones as `cpu-offload`
+    (held in RAM, computed on a GPU) or `disk` (read from a file on each forward)."""
     where: dict[str, int] = {}
-    for p in model.parameters():
-        key = "disk" if p.is_meta else str(p.device)
-        where[key] = where.get(key, 0) + p.numel() * p.element_size()
+    for module in model.modules():
+        hooks = offload_hooks(module)
+        for name, p in module.named_parameters(recurse=False):
+            key = str(p.device)
+            if p.is_meta:
+                key = "disk"
+                wm = hooks[0].weights_map if hooks else None
+                loader, prefix = getattr(wm, "dataset", None), getattr(wm, "prefix", "")
+                if wm is not None and (loader is None or prefix + name in loader.state_dict):
+                    key = "cpu-offload"
+            where[key] = where.get(key, 0) + p.numel() * p.element_size()
     return {"bytes_by_device": where, "device_map": dict(getattr(model, "hf_device_map", {}) or {})}
 
 

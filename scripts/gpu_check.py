@@ -181,7 +181,8 @@ def run_dispatched(folder: Path, device: str) -> dict:
         ids = tok(["Entry 3: the ferry by the river ground"], return_tensors="pt").input_ids.to(device)
         with torch.no_grad():
             diff = float((disp(ids).logits - plain(ids).logits).abs().max())
-        return {"max_memory": cap, "where": offload.describe(disp)["bytes_by_device"], "max_abs_logit_diff": diff}
+        return {"max_memory": cap, "where": offload.describe(disp)["bytes_by_device"],
+                "placed": sorted(map(str, set(disp.hf_device_map.values()))), "max_abs_logit_diff": diff}
 
 
 # --------------------------------------------------------------------------------------- comparison
@@ -230,7 +231,8 @@ def compare(cpu: dict, gpu: dict, half: dict[str, dict], disp: dict | None) -> l
         check(f"{dtype} on cuda: perplexity within 3 % of fp32", r < 0.03, f"{res['dense']['ppl']:.4f} ({r:.2%})")
     if disp is not None:
         check("dispatched across GPU, CPU and disk = GPU memory", disp["max_abs_logit_diff"] < 1e-4
-              and {"disk", "cpu"} <= set(disp["where"]), f"max |diff| {disp['max_abs_logit_diff']:.2e}, {disp['where']}")
+              and {"disk", "cpu"} <= set(disp["placed"]) and len(disp["placed"]) == 3,
+              f"max |diff| {disp['max_abs_logit_diff']:.2e}, {disp['placed']}, bytes {disp['where']}")
     return checks
 
 
