@@ -21,6 +21,9 @@ What each stage does on a dispatched model (and what it costs beyond the in-memo
   Cost: the touched modules' weights in memory while they change, and one write of them.
 - training a replacement module (LLM-Streamline): `pinned` loads the module for good (one layer in memory)
   and removes its offloading, so the optimizer updates real parameters; the frozen layers around it stream.
+- gradients of offloaded weights (Taylor+'s importance): read from the loaded copy each forward used
+  (`weights_seen`); like LoRA below, a backward pass holds every weight it used.
+- training offloaded layers in place (LAST's healing of the last layers): they are `pinned` first.
 - LoRA healing: the adapters live in memory; the frozen base layers stream on the forward pass, but
   autograd keeps each base weight it used until the backward pass, so a training step holds the whole
   model's weights at its peak (as it does in memory).
@@ -146,8 +149,10 @@ def check_inputs_resident(model) -> None:
     a real device, not disk."""
     first = next(model.parameters())
     if first.is_meta:
-        raise ConfigError("--max-memory leaves no room for the input embedding on any device, so it went to disk",
-                          "give the first device (cpu or GPU 0) at least the embedding's size")
+        size = first.numel() * first.element_size() / 2**30
+        raise ConfigError(f"--max-memory leaves no room for the input embedding ({size:.2f} GiB) on any device, so "
+                          "it went to disk", "give the first device (cpu or GPU 0) about twice the embedding's size "
+                          "or more: accelerate also keeps room there for the largest layer it streams")
 
 
 # ------------------------------------------------------------------------------------------- queries
@@ -287,6 +292,32 @@ def materialized(roots: Iterable, write_back: bool = True) -> Iterator[None]:
                 set_module_tensor_to_device(module, name, "meta")
     if modules:
         log.debug("materialized %d offloaded modules%s", len(modules), " (written back)" if write_back else "")
+
+
+@contextlib.contextmanager
+def weights_seen(roots: Iterable) -> Iterator[list[tuple[Any, dict[str, Any]]]]:
+    """Within the block, every forward of an offloaded module inside `roots` appends (module, {name: the real
+    parameter it computed with}) to the yielded list, before the parameters go back to `meta`: what a caller
+    needs to read the gradients of offloaded weights after a backward pass (the entries keep those weights
+    alive until the caller drops them)."""
+    modules = offloaded_modules(roots)
+    seen: list[tuple[Any, dict[str, Any]]] = []
+    originals = []
+    for module in modules:
+        hook = offload_hooks(module)[0]
+        original = hook.post_forward
+
+        def post_forward(mod, output, _original=original):
+            seen.append((mod, dict(mod.named_parameters(recurse=False))))
+            return _original(mod, output)
+
+        hook.post_forward = post_forward
+        originals.append((hook, original))
+    try:
+        yield seen
+    finally:
+        for hook, original in originals:
+            hook.post_forward = original
 
 
 def pinned(root):

@@ -28,10 +28,14 @@ from methods.base import Budget
 N_LAYERS = 6
 TEXT = "\n\n".join(f"Entry {i}: the mill by the river ground {i % 9} sacks of wheat each morning before the market "
                    f"opened in the square of {'PQRSTU'[i % 6]}ford." for i in range(100))
-# cells: a removal with LoRA healing, LaCo's in-place merge, a trained Streamline replacement layer
+# cells: a removal with LoRA healing, LaCo's in-place merge, a trained Streamline replacement layer, Taylor+
+# (gradients of offloaded weights), LAST with healing (offloaded layers trained)
 CELLS = [("shortgpt", {"heal": "lora", "lora_samples": 8, "lora_seq_len": 16, "lora_batch": 4, "lora_lr": 3e-3}, 2),
          ("laco", {"layers_per_merge": 2, "n_sentences": 2, "threshold": 0.0}, 1),
-         ("streamline", {"train_samples": 8, "train_seq_len": 16, "train_batch": 4}, 2)]
+         ("streamline", {"train_samples": 8, "train_seq_len": 16, "train_batch": 4}, 2),
+         ("taylor", {"keep_first": 1, "keep_last": 1}, 2),  # weight gradients of offloaded layers
+         ("last", {"heal": True, "heal_layers": 2, "heal_epochs": 1, "train_samples": 8, "train_seq_len": 16,
+                   "train_batch": 4, "lr": 1e-3}, 1)]  # training the last (offloaded) layers
 
 
 @pytest.fixture(autouse=True, scope="module")
