@@ -34,6 +34,8 @@ CELLS = [("shortgpt", {"heal": "lora", "lora_samples": 8, "lora_seq_len": 16, "l
          ("laco", {"layers_per_merge": 2, "n_sentences": 2, "threshold": 0.0}, 1),
          ("streamline", {"train_samples": 8, "train_seq_len": 16, "train_batch": 4}, 2),
          ("taylor", {"keep_first": 1, "keep_last": 1}, 2),  # weight gradients of offloaded layers
+         ("replaceme", {}, 2),  # a linear map folded into an offloaded layer's weights
+         ("sleb", {}, 1),  # a search of forward passes over trial removals
          ("last", {"heal": True, "heal_layers": 2, "heal_epochs": 1, "train_samples": 8, "train_seq_len": 16,
                    "train_batch": 4, "lr": 1e-3}, 1)]  # training the last (offloaded) layers
 
