@@ -29,6 +29,8 @@ What each stage does on a dispatched model (and what it costs beyond the in-memo
   model's weights at its peak (as it does in memory).
 - copying the dense model before pruning (`copy.deepcopy`): the copy shares the offloaded files; only the
   resident part is duplicated.
+- the output head: kept resident (`keep_head_resident`) where the cap left it offloaded, since perplexity,
+  fidelity and the engine call it per chunk of positions; its size comes on top of the cap.
 - export (`save_pretrained`): reads offloaded weights shard by shard (`EXPORT_SHARD`), so the peak is one
   shard.
 Scratch files live until the process ends: a LaCo search writes one layer per trial merge (accepted or not).
@@ -149,8 +151,9 @@ def check_inputs_resident(model) -> None:
     a real device, not disk."""
     first = next(model.parameters())
     if first.is_meta:
-        size = first.numel() * first.element_size() / 2**30
-        raise ConfigError(f"--max-memory leaves no room for the input embedding ({size:.2f} GiB) on any device, so "
+        size = first.numel() * first.element_size()
+        size_text = f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+        raise ConfigError(f"--max-memory leaves no room for the input embedding ({size_text}) on any device, so "
                           "it went to disk", "give the first device (cpu or GPU 0) about twice the embedding's size "
                           "or more: accelerate also keeps room there for the largest layer it streams")
 
@@ -318,6 +321,17 @@ def weights_seen(roots: Iterable) -> Iterator[list[tuple[Any, dict[str, Any]]]]:
     finally:
         for hook, original in originals:
             hook.post_forward = original
+
+
+def keep_head_resident(model) -> None:
+    """Load an offloaded output head into memory for good: perplexity, fidelity and the evaluation engine call
+    the head on chunks of positions outside the model's forward, and each call of an offloaded head would
+    read all of it again (Qwen2.5-1.5B: 0.9 GB per chunk in fp32). Costs the head's size beyond the cap."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and offloaded_modules([head]):
+        pinned(head)
+        log.info("kept the output head in memory (%.2f GiB): it is called per chunk of positions",
+                 sum(p.numel() * p.element_size() for p in head.parameters()) / 2**30)
 
 
 def pinned(root):

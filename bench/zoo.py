@@ -256,6 +256,7 @@ def load(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", t
         from bench import offload
 
         offload.check_inputs_resident(model)
+        offload.keep_head_resident(model)
         log.info("dispatched %s under --max-memory %s: %s", name, max_memory, offload.describe(model)["bytes_by_device"])
     log.info("loaded %s (%s, %s) in %.1f s", name, dev, str(dt).removeprefix("torch."), time.perf_counter() - start)
     return model, tokenizer

@@ -223,3 +223,22 @@ def test_bench_run_under_a_memory_cap_records_the_in_memory_numbers(tiny_env, tm
         assert b["provenance"]["dispatch"]["bytes_by_device"].get("disk"), "the capped run offloads to disk"
         assert [p["nll"] for p in a["perplexity"]] == pytest.approx([p["nll"] for p in b["perplexity"]], abs=1e-6)
         assert (a.get("pruning") or {}).get("removed_original") == (b.get("pruning") or {}).get("removed_original")
+
+
+def test_an_offloaded_head_is_kept_in_memory_and_scores_alike(tmp_path):
+    """An untied head the cap left on disk is loaded for good (it is called per chunk); logits unchanged."""
+    config = tiny_config("llama", N_LAYERS)
+    config.tie_word_embeddings = False
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(tmp_path / "untied")
+    tiny_tokenizer().save_pretrained(tmp_path / "untied")
+    plain, tok = zoo.load(str(tmp_path / "untied"), device="cpu", dtype="float32")
+    embed = plain.get_input_embeddings().weight.numel() * 4
+    per_layer = arch.layer_parameter_counts(plain)[0] * 4  # the cap: the embedding, room for the head, 2 layers
+    disp, _ = zoo.load(str(tmp_path / "untied"), device="cpu", dtype="float32",
+                       max_memory=f"cpu={2 * embed + 2 * per_layer}B",
+                       offload_folder=str(tmp_path / "off"))
+    assert disp.hf_device_map["lm_head"] == "disk" and offload.is_dispatched(disp)
+    assert not disp.get_output_embeddings().weight.is_meta
+    with torch.no_grad():
+        torch.testing.assert_close(disp(_ids(tok)).logits, plain(_ids(tok)).logits, rtol=0, atol=1e-6)
