@@ -32,6 +32,28 @@ def _time_log(path: Path) -> dict:
             "killed_by_signal": int(killed.group(1)) if killed else None}
 
 
+_ACC = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.accuracy: accuracy on (\w+) in ([\d.]+) s: \w+ (\w+) ([\d.]+)")
+_PPL = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.perplexity: (\S+) perplexity ([\d.]+) over (\d+) tokens.* in "
+                  r"([\d.]+) s")
+_LOAD = re.compile(r"INFO bench.zoo: loaded \S+ \(.*\) in ([\d.]+) s")
+
+
+def _stages(log: Path) -> dict[str, dict]:
+    """What a run's log says it finished, stage by stage (scores as logged, seconds): the dense cell's stages
+    of a run that was stopped before its record was written."""
+    out = {}
+    for line in log.read_text(errors="replace").splitlines():
+        if m := _LOAD.search(line):
+            out["load"] = {"seconds": float(m.group(1))}
+        elif m := _ACC.search(line):
+            out[f"accuracy {m.group(2)}"] = {"seconds": float(m.group(3)), "metric": m.group(4),
+                                             "value": float(m.group(5))}
+        elif m := _PPL.search(line):
+            out[f"perplexity {m.group(2)}"] = {"seconds": float(m.group(5)), "metric": "perplexity",
+                                               "value": float(m.group(3)), "tokens": int(m.group(4))}
+    return out
+
+
 def _cells(store: Path) -> dict[str, dict]:
     out = {}
     for rec_path in sorted(store.glob("cells/*/record.json")) if store.exists() else []:
@@ -80,11 +102,14 @@ def main() -> int:
                       and diff <= 1e-4}
     out = {"model": args.model, "cap": args.cap, "in_memory_run": _time_log(args.log_mem),
            "capped_run": _time_log(args.log_cap), "cells": rows, "note": args.note,
+           "stages": {"in_memory": _stages(args.log_mem), "capped": _stages(args.log_cap)},
            "only_in_memory": {c: mem[c] | {"logliks": len(mem[c]["logliks"])} for c in mem if c not in cap},
            "only_capped": {c: cap[c] | {"logliks": len(cap[c]["logliks"])} for c in cap if c not in mem}}
     im, cp = out["in_memory_run"], out["capped_run"]
     def run(r):
-        state = "finished" if r["finished"] else f"killed (signal {r['killed_by_signal']})"
+        if r["wall_s"] is None or r["peak_rss_bytes"] is None:
+            return "no time log (still running?)"
+        state = "finished" if r["finished"] else f"stopped (signal {r['killed_by_signal']})"
         return f"wall {r['wall_s']:.0f} s, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB, {state}"
 
     out["summary"] = (f"{args.model} in memory: {run(im)}; under --max-memory {args.cap}: {run(cp)}; "

@@ -260,7 +260,7 @@ def measured_section() -> list[str]:
         r = m[key]
         wall = f"{r['wall_s']:.0f} s" if r["wall_s"] else "-"
         rss = f"{r['peak_rss_bytes'] / 2**30:.2f} GiB" if r["peak_rss_bytes"] else "-"
-        state = "yes" if r["finished"] else f"no: killed (signal {r.get('killed_by_signal')})"
+        state = "yes" if r["finished"] else f"no: stopped (signal {r.get('killed_by_signal')})"
         out.append(f"| {label} | {wall} | {rss} | {state} |")
     out += ["", "| cell | piqa | arc_easy | winogrande | perplexity (C4) | stability | log-likelihoods compared | "
             "max abs difference | removed layers |", "|---|---|---|---|---|---|---:|---:|---|"]
@@ -285,6 +285,20 @@ def measured_section() -> list[str]:
         stab = f"{r['stability']:.4f}" if r["stability"] is not None else "-"
         out.append(f"| {cell} (capped run only) | {' | '.join(accs)} | {ppl} | {stab} | {r['logliks']} | - | "
                    f"{r['removed'] or '-'} |")
+    stages = m.get("stages") or {}
+    if stages.get("in_memory") or stages.get("capped"):
+        out += ["", "The dense cell's stages as each run logged them (score as logged, seconds):", "",
+                "| stage | in memory | capped | seconds in memory | seconds capped |", "|---|---|---|---:|---:|"]
+        a, b = stages.get("in_memory", {}), stages.get("capped", {})
+        for stage in dict.fromkeys([*b, *a]):
+            x, y = a.get(stage), b.get(stage)
+
+            def val(r):
+                return f"{r['metric']} {r['value']:g}" if r and "value" in r else ("-" if r is None else "")
+
+            out.append(f"| {stage} | {val(x)} | {val(y)} | {x['seconds']:.0f} | {y['seconds']:.0f} |" if x and y else
+                       f"| {stage} | {val(x)} | {val(y)} | {x['seconds'] if x else '-'} | "
+                       f"{y['seconds'] if y else '-'} |")
     out += ["", "(one number where both runs agree to the digits shown; `in memory / capped` where they do not)", "",
             "What streaming costs here, per stage (seconds, in memory / capped; the capped run re-reads every "
             "offloaded weight from the page cache and converts it from bf16 on each forward pass):", "",
