@@ -35,6 +35,8 @@ def _time_log(path: Path) -> dict:
 _ACC = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.accuracy: accuracy on (\w+) in ([\d.]+) s: \w+ (\w+) ([\d.]+)")
 _PPL = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.perplexity: (\S+) perplexity ([\d.]+) over (\d+) tokens.* in "
                   r"([\d.]+) s")
+_FID = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.fidelity: (\w+): ([\d.]+) bits/byte over \d+ documents "
+                  r"\((\d+) tokens.* in ([\d.]+) s")
 _LOAD = re.compile(r"INFO bench.zoo: loaded \S+ \(.*\) in ([\d.]+) s")
 
 
@@ -48,6 +50,9 @@ def _stages(log: Path) -> dict[str, dict]:
         elif m := _ACC.search(line):
             out[f"accuracy {m.group(2)}"] = {"seconds": float(m.group(3)), "metric": m.group(4),
                                              "value": float(m.group(5))}
+        elif m := _FID.search(line):
+            out[f"fidelity {m.group(2)}"] = {"seconds": float(m.group(5)), "metric": "bits/byte",
+                                             "value": float(m.group(3)), "tokens": int(m.group(4))}
         elif m := _PPL.search(line):
             out[f"perplexity {m.group(2)}"] = {"seconds": float(m.group(5)), "metric": "perplexity",
                                                "value": float(m.group(3)), "tokens": int(m.group(4))}
