@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -146,6 +147,7 @@ class LayerSnapshot:
     layers: list[nn.Module]
     config: dict[str, Any]
     states: dict[int, dict[str, torch.Tensor]]
+    offloaded: list[tuple[Any, Any]] = dataclasses.field(default_factory=list)  # (hook, weights map) pairs
 
 
 def snapshot_layers(model: nn.Module, modified: Sequence[int] = ()) -> LayerSnapshot:
@@ -154,7 +156,8 @@ def snapshot_layers(model: nn.Module, modified: Sequence[int] = ()) -> LayerSnap
     keys = [k for k in dict.fromkeys(("num_hidden_layers", *fam.count_keys, *fam.per_layer_keys)) if hasattr(cfg, k)]
     layers = list(decoder_layers(model))
     return LayerSnapshot(layers, {k: copy.copy(getattr(cfg, k)) for k in keys},
-                         {i: {k: v.detach().clone() for k, v in layers[i].state_dict().items()} for i in modified})
+                         {i: {k: v.detach().clone() for k, v in layers[i].state_dict().items() if not v.is_meta}
+                          for i in modified}, _offload_maps([layers[i] for i in modified]))
 
 
 def restore_layers(model: nn.Module, snap: LayerSnapshot) -> None:
@@ -164,7 +167,9 @@ def restore_layers(model: nn.Module, snap: LayerSnapshot) -> None:
         setattr(model.config, key, value)
     set_layers(model, snap.layers, list(range(len(snap.layers))))
     for i, state in snap.states.items():
-        snap.layers[i].load_state_dict(state)
+        snap.layers[i].load_state_dict(state, strict=not snap.offloaded)
+    for hook, weights_map in snap.offloaded:  # offloaded weights: the hooks read where they read before
+        hook.weights_map = weights_map
 
 
 @contextlib.contextmanager
@@ -242,12 +247,43 @@ def merge_layers(model: nn.Module, base: int, others: Sequence[int], combine: Co
     layers = decoder_layers(model)
     idx = _check_indices([base, *others], len(layers), "merge_layers")
     del idx
-    base_layer = layers[base]
-    other_params = [dict(layers[i].named_parameters()) for i in others]
-    for name, param in base_layer.named_parameters():
-        new = combine(name, param.detach().clone(), [p[name].detach() for p in other_params])
-        param.copy_(new.to(param.dtype))
+    with offloaded_weights_writable(layers[base], [layers[i] for i in others]):
+        base_layer = layers[base]
+        other_params = [dict(layers[i].named_parameters()) for i in others]
+        for name, param in base_layer.named_parameters():
+            new = combine(name, param.detach().clone(), [p[name].detach() for p in other_params])
+            param.copy_(new.to(param.dtype))
     return remove_layers(model, others)
+
+
+# ------------------------------------------------------------------------------- dispatched (offloaded) models
+
+
+def offloaded_weights_writable(written: nn.Module, read: Sequence[nn.Module] = ()):
+    """A context in which the offloaded weights (accelerate disk/CPU offload, bench.offload) of `written` may
+    be changed in place and those of `read` read; the new weights of `written` are kept on exit. A module
+    with nothing offloaded passes through unchanged."""
+    from bench import offload
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(offload.materialized([written], write_back=True))
+    stack.enter_context(offload.materialized(read, write_back=False))
+    return stack
+
+
+def _offload_maps(modules: Sequence[nn.Module]) -> list[tuple[Any, Any]]:
+    """(hook, weights map) of every offloaded module inside `modules`: where its weights are read from, which
+    a write-back (`offloaded_weights_writable`) changes and a snapshot restores."""
+    from bench import offload
+
+    return [(h, h.weights_map) for m in offload.offloaded_modules(modules) for h in offload.offload_hooks(m)]
+
+
+def _tensor_key(p: torch.Tensor) -> tuple:
+    """What identifies a parameter's storage; an offloaded (meta) parameter has none, so its identity."""
+    if p.is_meta:
+        return ("meta", id(p))
+    return (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
 
 
 # ----------------------------------------------------------------------------------------------- counting
@@ -259,7 +295,7 @@ def count_parameters(module: nn.Module) -> int:
     report the same null address."""
     seen, total = set(), 0
     for p in module.parameters():
-        key = id(p) if p.is_meta else (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
+        key = _tensor_key(p)
         if key not in seen:
             seen.add(key)
             total += p.numel()
@@ -273,8 +309,4 @@ def layer_parameter_counts(model: nn.Module) -> list[int]:
 def embeddings_tied(model: nn.Module) -> bool:
     out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     inp = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if out is None or inp is None:
-        return False
-    if out.weight.is_meta or inp.weight.is_meta:  # no storage to compare (every address is null)
-        return out.weight is inp.weight
-    return out.weight.data_ptr() == inp.weight.data_ptr()
+    return out is not None and inp is not None and _tensor_key(out.weight) == _tensor_key(inp.weight)

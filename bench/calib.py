@@ -180,6 +180,7 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
 def _grams(states: list[torch.Tensor], mask: torch.Tensor, chunk: int = 4096):
     """Sums over tokens of cos(h_i, h_j) for all boundary pairs, and over last non-pad tokens the sums of
     cos(h_i, h_j) and of the per-sequence angular distance arccos(cos)/pi (cosine clamped to [-1, 1])."""
+    states = [s.to(mask.device) for s in states]  # a model dispatched over devices leaves them where computed
     keep = mask.reshape(-1).bool()
     flat = [s.reshape(-1, s.shape[-1])[keep] for s in states]  # (N, d) per boundary
     n_tok = flat[0].shape[0]

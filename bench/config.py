@@ -262,6 +262,12 @@ class RunSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     device: str = option("auto", flag="--device", help="auto, cpu, cuda or cuda:N")
     dtype: str = option("auto", flag="--dtype", help="auto, bfloat16, float32 or float16")
+    max_memory: str | None = option(None, flag="--max-memory",
+                                    help="load each model through accelerate's dispatch under these caps, offloading "
+                                         "the rest to disk: cpu=2GiB, or 0=70GiB,1=70GiB (GPU indices), or none")
+    offload_folder: str | None = option(None, flag="--offload-dir",
+                                        help="where --max-memory offloads weights it must copy (default: the "
+                                             "cache's offload/)")
     executor: str = option("local", flag="--executor", choices=EXECUTORS,
                            help="in-process (default) or one Slurm job per cell")
     store: str = option("store", flag="--store", help="result store folder (default ./store)")
@@ -304,6 +310,9 @@ class RunSpec:
                               "split it into several runs over one store")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r}", f"use {', '.join(EXECUTORS)}")
+        from bench.offload import parse_max_memory
+
+        parse_max_memory(self.max_memory)  # a malformed cap fails here, before anything loads
         names = [m.name for m in self.methods]
         dupes = {(m.name, m.params) for m in self.methods}
         if len(dupes) != len(names):

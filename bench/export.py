@@ -165,8 +165,11 @@ def remove_stale_temporaries(out: Path) -> list[Path]:
 
 def _save_pretrained(model, folder: Path) -> None:
     """save_pretrained with safetensors; safetensors' own I/O errors become the OSError they are."""
+    from bench import offload
+
+    shard = {"max_shard_size": offload.EXPORT_SHARD} if offload.is_dispatched(model) else {}
     try:
-        model.save_pretrained(folder, safe_serialization=True)
+        model.save_pretrained(folder, safe_serialization=True, **shard)
     except Exception as exc:
         found = re.search(r"\(os error (\d+)\)", str(exc))
         if found is None or isinstance(exc, OSError):

@@ -76,6 +76,7 @@ def cell_provenance(spec, cell, model, *, executor: str, job_id: str | None, loa
         "model_load_s": load_seconds, "peak_rss_mb": peak_rss_mb(), "date": dt.datetime.now(dt.UTC).isoformat(),
         "cpu_model": _host()["cpu_model"], "cpus": _host()["cpus"], "load_1m": _load(),
         **({"plugins": p} if (p := plugin_provenance(cell.method, spec.eval.tasks)) else {}),
+        **({"dispatch": _dispatch(spec, model)} if getattr(spec, "max_memory", None) else {}),
     }
 
 
@@ -97,3 +98,12 @@ def plugin_provenance(method: str, tasks) -> dict[str, Any] | None:
     from bench import plugins
 
     return plugins.provenance(method, tasks)
+
+
+def _dispatch(spec, model) -> dict[str, Any] | None:
+    """Where --max-memory put the dense model's weights (bytes per device, `disk` for offloaded ones)."""
+    if model is None:
+        return None
+    from bench.offload import describe
+
+    return {"max_memory": spec.max_memory, **describe(model)}

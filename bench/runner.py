@@ -54,8 +54,12 @@ def validate(spec: RunSpec) -> None:
         if needs_calibration:
             precheck.check_seq_len(model.name, spec.calib.seq_len, "calib.seq_len")
     device_and_dtype(spec)  # an unknown device or dtype, or CUDA asked for but absent
+    if spec.executor == "local":  # a Slurm job checks its own machine's GPUs
+        from bench.offload import check_devices
+
+        check_devices(spec.max_memory, spec.offload_folder)  # a GPU this machine lacks, an unwritable --offload-dir
     check_paths(spec, needs_calibration=needs_calibration,
-                trains=any(may_train(m.name) for m in spec.methods))
+                trains=any(may_train(m.name, m.with_defaults(spec.method_params).params_dict()) for m in spec.methods))
     if spec.executor in ("slurm", "submitit-local"):
         from bench.slurm import check_reachable
 

@@ -71,7 +71,9 @@ class ModelSession:
             start = time.perf_counter()
             try:
                 with self.observer.stage("load"):
-                    self.model, self.tokenizer = zoo.load(self.name, device=self.spec.device, dtype=self.spec.dtype)
+                    self.model, self.tokenizer = zoo.load(self.name, device=self.spec.device, dtype=self.spec.dtype,
+                                                         max_memory=self.spec.max_memory,
+                                                         offload_folder=self.spec.offload_folder)
             except Exception as exc:  # recorded in every cell of this model
                 self.load_error = exc
             self.load_seconds = time.perf_counter() - start

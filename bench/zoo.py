@@ -233,8 +233,10 @@ def ensure_local(name: str = DEFAULT_MODEL, verify: bool = False) -> Path:
 
 
 def load(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False,
-         verify: bool = False):
-    """(model, tokenizer) for `name`: the model in eval mode on the resolved device and dtype."""
+         verify: bool = False, max_memory: str | None = None, offload_folder: str | None = None):
+    """(model, tokenizer) for `name`: the model in eval mode on the resolved device and dtype; with
+    `max_memory` (`cpu=2GiB`, `0=70GiB,1=70GiB`) dispatched across devices and disk by accelerate
+    (bench.offload), `device` then naming only the dtype's device."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from bench.device import resolve_device, resolve_dtype
@@ -242,15 +244,26 @@ def load(name: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", t
     folder = ensure_local(name, verify=verify)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    placement = {"device_map": str(dev)}
+    if max_memory:
+        from bench import offload
+
+        placement = offload.load_kwargs(offload.parse_max_memory(max_memory), offload_folder)
     start = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dt, device_map=str(dev),
-                                                     trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dt, trust_remote_code=trust_remote_code,
+                                                     **placement)
     except (ValueError, OSError) as exc:  # an unknown architecture, remote code needed, no weight files
         raise BenchError(f"transformers cannot load {name} as a causal language model: {exc}",
                          "check the model type; pass trust_remote_code=True only for code you trust") from exc
     model.eval()
+    if max_memory:
+        from bench import offload
+
+        offload.check_inputs_resident(model)
+        offload.keep_head_resident(model)
+        log.info("dispatched %s under --max-memory %s: %s", name, max_memory, offload.describe(model)["bytes_by_device"])
     log.info("loaded %s (%s, %s) in %.1f s", name, dev, str(dt).removeprefix("torch."), time.perf_counter() - start)
     return model, tokenizer
 

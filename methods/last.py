@@ -104,11 +104,14 @@ class LastLayers(Pruner):
         layers = arch.decoder_layers(model)
         n = len(layers)
         k = min(p.heal_layers, n)
-        trained = list(layers[n - k:])
+        from bench.offload import pinned
+
+        # a dispatched model: what trains is loaded into memory for good (k layers, the norm, the head)
+        trained = [pinned(m) for m in layers[n - k:]]
         norm = arch.final_norm(model)
         if norm is not None:
-            trained.append(norm)
-        head = model.get_output_embeddings()
+            trained.append(pinned(norm))
+        head = pinned(model.get_output_embeddings())
         tied = arch.embeddings_tied(model)
         hooks = []
         if not tied or p.tied_head != "freeze":

@@ -130,6 +130,7 @@ def heal_lora(model: nn.Module, recipe: LoraHeal, data) -> dict[str, Any]:
                                            if n in set(targets)))
     torch.manual_seed(recipe.lora_seed)  # the adapters' A matrices are randomly initialised
     peft_model = get_peft_model(model, config)
+    _adapters_off_meta(peft_model, recipe.lora_seed)
     adapters = [p for n, p in peft_model.named_parameters() if "lora_" in n]
     dropouts = [m for n, m in peft_model.named_modules() if n.rsplit(".", 2)[-2:-1] == ["lora_dropout"]]
     cfg = recipe.train_params()
@@ -143,7 +144,59 @@ def heal_lora(model: nn.Module, recipe: LoraHeal, data) -> dict[str, Any]:
     finally:
         for m in dropouts:
             m.eval()
-        peft_model.merge_and_unload()
+        _merge_and_unload(peft_model)
     cost.update({"objective": "lm", "method": "lora", "targets": len(targets), "data": data.describe(),
                  "lora": dataclasses.asdict(recipe)})
     return cost
+
+
+# --------------------------------------------------------------------------- dispatched models (bench.offload)
+
+
+def _lora_layers(peft_model) -> list[nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
+
+
+def _adapters_off_meta(peft_model, seed: int) -> None:
+    """PEFT puts each adapter on its base layer's device, which is `meta` where the base weights are offloaded:
+    there, create every adapter on the base layer's execution device and initialise them all again, replaying
+    `get_peft_model`'s random draws (per layer: nn.Linear's init of A, then of B, then LoRA's init of A) from
+    the same seed, so a dispatched model gets the in-memory model's adapters."""
+    from bench import offload
+
+    layers = _lora_layers(peft_model)
+    if not any(p.is_meta for m in layers for n, p in m.named_parameters() if "lora_" in n):
+        return
+    torch.manual_seed(seed)
+    for layer in layers:
+        hooks = offload.offload_hooks(layer.get_base_layer())
+        device = hooks[0].execution_device if hooks else next(layer.get_base_layer().parameters()).device
+        for adapter in layer.lora_A:
+            a, b = layer.lora_A[adapter], layer.lora_B[adapter]
+            nn.Linear(a.in_features, a.out_features, bias=a.bias is not None)  # the draws update_layer made
+            nn.Linear(b.in_features, b.out_features, bias=b.bias is not None)
+            a.to_empty(device=device)
+            b.to_empty(device=device)
+            layer.reset_lora_parameters(adapter, True)
+
+
+def _merge_and_unload(peft_model) -> None:
+    """PEFT's merge_and_unload, one layer at a time with its base weights loaded and written back where they
+    are offloaded (a model with nothing offloaded: PEFT's own call). PEFT's own offload path keeps every merged
+    weight in memory (`onload_layer`), which a model larger than memory cannot afford."""
+    from peft.tuners.lora import LoraLayer
+
+    from bench import offload
+
+    if not offload.is_dispatched(peft_model):
+        peft_model.merge_and_unload()
+        return
+    for name, layer in list(peft_model.base_model.model.named_modules()):
+        if isinstance(layer, LoraLayer):
+            with offload.materialized([layer.get_base_layer()]):
+                layer.merge()
+            parent, _, attr = name.rpartition(".")
+            setattr(peft_model.base_model.model.get_submodule(parent), attr, layer.get_base_layer())
+    peft_model.unload()  # PEFT's own bookkeeping; no LoRA layer is left to unload

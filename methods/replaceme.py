@@ -238,5 +238,7 @@ class ReplaceMe(Pruner):
                 raise SurgeryError(f"the plan folds a ReplaceMe transform ({op['transform']}) this pruner did not "
                                    "estimate", "plan and apply with the same pruner, or load the saved checkpoint")
             _, post_norm = fold_paths(model)
-            fold(arch.decoder_layers(model)[op["layer"]], op["into"], t, into_norm=op["into"] == post_norm)
+            layer = arch.decoder_layers(model)[op["layer"]]
+            with arch.offloaded_weights_writable(layer):  # a dispatched model: load, fold, write back
+                fold(layer, op["into"], t, into_norm=op["into"] == post_norm)
         return apply_ops(model, rest)

@@ -207,7 +207,10 @@ class Streamline(Pruner):
             for mod in window:
                 mod.requires_grad_(False)
             self._teachers[model] = _Teacher(start, window, per_layer)
-        return apply_ops(model, plan.ops, {op["module"]: module})
+        from bench.offload import pinned
+
+        # a dispatched model: the trained module is loaded into memory for good (one layer); the rest streams
+        return apply_ops(model, plan.ops, {op["module"]: pinned(module)})
 
     # ------------------------------------------------------------------------------------------ heal
 

@@ -28,8 +28,10 @@ from methods.plus import prune_order
 
 def taylor_scores(model, batches) -> tuple[list[float], int]:
     """Per-layer sum of |W * sum_batches dL/dW| over the layer's `weight` tensors, and the tokens used."""
-    from bench import arch
+    from bench import arch, offload
 
+    if offload.is_dispatched(model):
+        return _dispatched_scores(model, batches)
     layers = arch.decoder_layers(model)
     weights = [[p for name, p in layer.named_parameters() if name.rsplit(".", 1)[-1] == "weight"]
                for layer in layers]
@@ -59,6 +61,59 @@ def taylor_scores(model, batches) -> tuple[list[float], int]:
             p.grad = None
     return [float(sum(s.abs().sum() for s in sal)) for sal in salience], tokens
 
+
+
+def _dispatched_scores(model, batches) -> tuple[list[float], int]:
+    """`taylor_scores` on a model whose weights are partly offloaded (bench.offload): an offloaded weight is a
+    fresh tensor on each forward, so its gradient is read from the tensor the forward used
+    (`offload.weights_seen`); the same sums, in the same order, as in memory."""
+    from bench import arch, offload
+
+    layers = arch.decoder_layers(model)
+    order = [[n for n, _ in layer.named_parameters() if n.rsplit(".", 1)[-1] == "weight"] for layer in layers]
+    where = {id(m): (i, name) for i, layer in enumerate(layers) for name, m in layer.named_modules()}
+    salience: list[dict[str, torch.Tensor]] = [{} for _ in layers]
+    flags = {p: p.requires_grad for p in model.parameters()}
+    tokens = 0
+
+    def add(i: int, name: str, w: torch.Tensor) -> None:
+        if w.grad is not None:
+            term = w.detach().float() * w.grad.float()
+            salience[i][name] = salience[i][name] + term if name in salience[i] else term
+            w.grad = None
+
+    try:
+        for p in flags:
+            p.requires_grad_(False)
+        for i, layer in enumerate(layers):
+            for name, p in layer.named_parameters():  # offloaded: the loaded copies inherit the flag
+                if name in order[i]:
+                    p.requires_grad_(True)
+                    p.grad = None
+        with offload.weights_seen(layers) as seen:
+            for ids, mask in batches:
+                seen.clear()
+                with torch.enable_grad():
+                    loss = model(input_ids=ids, attention_mask=mask, labels=ids, use_cache=False).loss
+                    loss.backward()
+                for module, params in seen:
+                    i, prefix = where[id(module)]
+                    for name, w in params.items():
+                        full = f"{prefix}.{name}" if prefix else name
+                        if full in order[i]:
+                            add(i, full, w)
+                seen.clear()
+                for i, layer in enumerate(layers):  # resident weights keep their own gradients
+                    for name, w in layer.named_parameters():
+                        if name in order[i] and not w.is_meta:
+                            add(i, name, w)
+                tokens += int(mask.sum())
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
+            p.grad = None
+    return [float(sum(sal[n].abs().sum() for n in names if n in sal)) for sal, names in zip(salience, order,
+                                                                                            strict=True)], tokens
 
 @register
 class Taylor(Pruner):

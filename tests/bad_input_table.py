@@ -369,6 +369,17 @@ SECTIONS.update({
         ("regress-store-cells-is-a-file", ["regress", "--store", "{cellsfile}"], "cells is a file"),
     ],
 })
+SECTIONS["--max-memory and --offload-dir (checked before a model loads)"] = [
+    ("run-max-memory-not-pairs", [*RUN, "--max-memory", "2GiB"], "--max-memory entry '2GiB' is not DEVICE=SIZE"),
+    ("run-max-memory-bad-size", [*RUN, "--max-memory", "cpu=lots"], "--max-memory size 'lots' for cpu is not a size"),
+    ("run-max-memory-unknown-device", [*RUN, "--max-memory", "tpu=2GiB"], "--max-memory names an unknown device"),
+    ("run-max-memory-absent-gpu", [*RUN, "--max-memory", "7=70GiB"], "--max-memory names GPU 7 but this machine"),
+    ("run-offload-dir-is-a-file", [*RUN, "--max-memory", "cpu=1GiB", "--offload-dir", "{file}"],
+     "(hint: give --offload-dir a folder"),
+    ("prune-max-memory-bad-size", [*SHORTGPT, "--max-memory", "cpu=0", "--out", "p"], "is not a size"),
+    ("prune-max-memory-absent-gpu", [*SHORTGPT, "--max-memory", "0=1GiB,3=1GiB", "--out", "p"],
+     "--max-memory names GPU"),
+]
 CASES: list[tuple[str, list[str], str]] = [case for cases in SECTIONS.values() for case in cases]
 
 

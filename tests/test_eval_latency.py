@@ -112,3 +112,13 @@ def test_kv_cache_bytes_count_only_layers_that_keep_their_attention(fam):
     sublayer.drop_sublayers(model, attn=[0, 2], mlp=[])
     assert kv_cache_bytes(model, tokens=10, batch=2) == dense // 2
     assert measured_kv_cache_bytes(model, tokens=10, batch=2) == dense // 2
+
+
+def test_measured_kv_cache_is_the_cache_the_prefill_returns():
+    """Read off the device (here: the returned cache's tensors; on CUDA the allocator, tests/test_gpu.py)."""
+    from bench.evaluate.latency import kv_cache_bytes
+
+    model, _ = tiny_model("llama")
+    r = measure_latency(model, batch_size=2, prompt_tokens=6, new_tokens=3, warmup=0, repeats=1)
+    assert r.kv_cache_measured_kind == "cache_tensors"
+    assert r.kv_cache_measured_bytes == kv_cache_bytes(model, 6, 2)   # the prompt's cache, by the config too

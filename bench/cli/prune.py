@@ -58,6 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--dtype", help="auto, bfloat16, float32 or float16 (default auto; --from-store: the cell's)")
     p.add_argument("--batch-size", type=int, help="calibration batch size (default: the preset's, 8)")
+    p.add_argument("--max-memory", help="load through accelerate's dispatch under these caps, offloading the rest "
+                                        "to disk: cpu=2GiB, or 0=70GiB,1=70GiB (GPU indices)")
+    p.add_argument("--offload-dir", help="where --max-memory offloads weights it must copy (default: the cache's "
+                                         "offload/)")
     p.add_argument("--train-data",
                    help="training text for methods that train: c4, wikipedia (their training splits, disjoint from "
                         "the perplexity-evaluation head) or a .txt/.jsonl path (default: the preset's, c4)")
@@ -182,11 +186,16 @@ def _prune(args) -> int:
     print(f"settings: the {args.preset} preset's cell `{model_name} · {method} · {budget.describe()} · seed "
           f"{args.seed}`" + (f"; differs in {'; '.join(differences)}" if differences else " (no differences)"))
 
+    from bench.offload import check_devices
+
+    check_devices(args.max_memory, args.offload_dir)  # a malformed cap, a GPU this machine lacks, a bad folder
+
     from bench.calib import Calibration
     from bench.export import save_pruned
     from bench.pipeline import prune
 
-    model, tokenizer = zoo.load(model_name, device=args.device or spec.device, dtype=dtype)
+    model, tokenizer = zoo.load(model_name, device=args.device or spec.device, dtype=dtype, max_memory=args.max_memory,
+                                offload_folder=args.offload_dir)
     calib = Calibration(cells.calib_spec(spec, args.seed), model, tokenizer) if pruner.needs_calibration else None
     heal_data = None
     if pruner.trains:

@@ -14,7 +14,9 @@ peak resident set (a lifetime high-water mark, so it includes whatever the proce
 Parameters count tied (shared) tensors once; checkpoint bytes are those parameters in their dtype (the
 weights' memory). The KV cache's bytes for the probe (batch x (prompt + new) tokens) are computed from the
 config: 2 (keys, values) x decoder layers x key/value heads x head dim x tokens x batch x element size, an
-upper bound where some layers use a sliding window shorter than the probe.
+upper bound where some layers use a sliding window shorter than the probe. The cache one prefill of the
+prompt really allocates is also measured: CUDA's allocator count (`torch.cuda.memory_allocated`) around it,
+elsewhere the bytes of the returned cache's tensors.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class LatencyResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
     kv_cache_bytes: int | None = None  # the probe's KV cache, from the config (None where it has no such fields)
+    # the KV cache one prefill of the prompt really allocates: CUDA's allocator count, elsewhere the cache's
+    # tensors (None where the model returns no cache it can read)
+    kv_cache_measured_bytes: int | None = None
+    kv_cache_measured_kind: str | None = None  # "cuda_memory_allocated" | "cache_tensors"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,8 +80,8 @@ def parameter_size(model: torch.nn.Module) -> tuple[int, int]:
     """(parameters, bytes) with tensors that share storage (tied embeddings) counted once."""
     seen, count, nbytes = set(), 0, 0
     for p in model.parameters():
-        key = (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
-        if key not in seen:
+        key = ("meta", id(p)) if p.is_meta else (p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape))
+        if key not in seen:  # an offloaded (meta) parameter has no storage: its identity
             seen.add(key)
             count += p.numel()
             nbytes += p.numel() * p.element_size()
@@ -125,6 +131,39 @@ def measured_kv_cache_bytes(model, tokens: int, batch: int = 1, seed: int = 0) -
     return total
 
 
+def _cache_tensors(cache) -> list[torch.Tensor]:
+    """The key and value tensors of a transformers cache object (DynamicCache's layers, or legacy tuples)."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [t for layer in layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
+                if isinstance(t, torch.Tensor)]
+    if isinstance(cache, tuple | list):
+        return [t for pair in cache for t in pair if isinstance(t, torch.Tensor)]
+    return []
+
+
+def measured_kv_cache(model, ids: torch.Tensor) -> tuple[int | None, str | None]:
+    """The KV cache one prefill of `ids` allocates, read off the device: on CUDA the allocator's bytes held
+    after the prefill with its cache kept, less those before and less the kept (last-position) logits; on other
+    devices the bytes of the cache's tensors."""
+    device = ids.device
+    cuda = is_cuda(device)
+    if cuda:
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+    kwargs = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **kwargs)
+    cache = out.get("cache", out.get("past_key_values"))  # transformers 5 names it `cache`
+    tensors = _cache_tensors(cache)
+    if cuda:
+        synchronize(device)
+        held = torch.cuda.memory_allocated(device) - before - out.logits.numel() * out.logits.element_size()
+        return int(held), "cuda_memory_allocated"
+    if not tensors:
+        return None, None
+    return int(sum(t.numel() * t.element_size() for t in tensors)), "cache_tensors"
+
+
 def _peak_rss_bytes() -> int:
     import resource
 
@@ -160,7 +199,8 @@ class _Probe:
         self.generate = lambda n: (lambda: model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n,
                                                           min_new_tokens=n, do_sample=False, use_cache=True,
                                                           pad_token_id=pad))
-        self.batch = ids.shape[0]
+        self.batch, self.ids = ids.shape[0], ids
+        self.kv_measured: tuple[int | None, str | None] | None = None
         self.prefill_runs: list[float] = []
         self.ttft_runs: list[float] = []
         self.gen_runs: list[float] = []
@@ -168,6 +208,8 @@ class _Probe:
 
     def warm(self) -> None:
         self.prefill()
+        if self.kv_measured is None:  # untimed, after a first forward (its one-time workspaces are allocated)
+            self.kv_measured = measured_kv_cache(self.model, self.ids)
         self.generate(self.new_tokens)()
 
     def repeat(self) -> None:
@@ -217,12 +259,13 @@ def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, 
     else:
         peak, kind = _peak_rss_bytes(), "process_peak_rss"
     labels = list(labels or [f"model {i + 1}" for i in range(len(probes))])
-    return [_result(p, prompt_tokens, warmup, repeats, seed, peak, kind, identity, label)
+    return [_result(p, prompt_tokens, warmup, repeats, seed, peak, kind, identity, label, p.kv_measured or
+                    measured_kv_cache(p.model, ids))   # no warm-up: one more prefill, after the peak
             for p, label in zip(probes, labels, strict=True)]
 
 
 def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, identity,
-            label: str = "model") -> LatencyResult:
+            label: str = "model", kv_measured=(None, None)) -> LatencyResult:
     from bench.evaluate._provenance import environment
 
     model = probe.model
@@ -238,7 +281,8 @@ def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, ide
         checkpoint_bytes=nbytes, device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),
         torch_threads=torch.get_num_threads(), seed=seed, provenance=environment(model),
         identity=dict(identity or {}), kv_cache_bytes=kv_cache_bytes(model, prompt_tokens + probe.new_tokens,
-                                                                      probe.batch))
+                                                                      probe.batch),
+        kv_cache_measured_bytes=kv_measured[0], kv_cache_measured_kind=kv_measured[1])
     log.info("latency of the %s model (batch %d, %d + %d tokens, median of %d): prefill %.1f ms, ttft %.1f ms, "
              "decode %.1f tok/s", label, probe.batch, prompt_tokens, probe.new_tokens, repeats, result.prefill_ms,
              result.ttft_ms, result.decode_tokens_per_s)

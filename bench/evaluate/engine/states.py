@@ -118,7 +118,15 @@ def _same_module(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     if sa.keys() != sb.keys():
         return False
-    return all(x.shape == sb[k].shape and x.dtype == sb[k].dtype and torch.equal(x, sb[k]) for k, x in sa.items())
+    offloaded = {k for k, x in sa.items() if x.is_meta or sb[k].is_meta}
+    if offloaded:  # a dispatched model (bench.offload): offloaded weights are compared by where they are read from
+        from bench.offload import weight_sources
+
+        sources = weight_sources(a)
+        if sources is None or sources != weight_sources(b) or set(sources) != offloaded:
+            return False
+    return all(x.shape == sb[k].shape and x.dtype == sb[k].dtype and torch.equal(x, sb[k])
+               for k, x in sa.items() if k not in offloaded)
 
 
 class _Passthrough(nn.Module):
