@@ -159,6 +159,7 @@ def check_plus_orders(p, fx, key: str, n_layers: int = 30):
     assert p.scores["order"] == fx["budgets"]["0.25"]["selection"]
 
 
+@pytest.mark.parity
 @pytest.mark.real
 @pytest.mark.slow
 def test_taylor_matches_official_shortened_llm(smollm2, calibration):
@@ -170,6 +171,7 @@ def test_taylor_matches_official_shortened_llm(smollm2, calibration):
     assert float(rel.max()) < 1e-4  # fp32 gradients summed in another order (measured 2e-7)
 
 
+@pytest.mark.parity
 @pytest.mark.real
 @pytest.mark.slow
 def test_ppl_matches_official_shortened_llm(smollm2, calibration, record_property):
@@ -182,6 +184,7 @@ def test_ppl_matches_official_shortened_llm(smollm2, calibration, record_propert
     assert float(rel.max()) < 1e-4
 
 
+@pytest.mark.parity
 @pytest.mark.real
 @pytest.mark.slow
 def test_sleb_matches_official(smollm2, calibration, record_property):
@@ -203,6 +206,7 @@ def test_sleb_matches_official(smollm2, calibration, record_property):
             assert ours["mean_nll"][str(c)] * scale == pytest.approx(loss, rel=1e-5, abs=1e-3)  # 3 decimals printed
 
 
+@pytest.mark.parity
 @pytest.mark.real
 @pytest.mark.slow
 @pytest.mark.parametrize("merge", ["official", "paper"])
@@ -233,6 +237,7 @@ def test_laco_search_matches_the_official_notebook(smollm2, calibration, ratio, 
     assert p.layers_removed == k
 
 
+@pytest.mark.parity
 @pytest.mark.real
 @pytest.mark.slow
 @pytest.mark.parametrize("averaging", ["per_sample", "mean_cosine"])

@@ -80,16 +80,19 @@ def _greedy_parity(smollm2, name: str, ratio: float, rel: float, abs_tol: float)
             assert got["scores"][unit] == pytest.approx(value, rel=rel, abs=abs_tol)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("ratio", [0.125, 0.25])
 def test_blockpruner_matches_the_official_search(smollm2, ratio):
     _greedy_parity(smollm2, "blockpruner", ratio, rel=1e-4, abs_tol=0.0)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("ratio", [0.125, 0.25])
 def test_finercut_matches_the_official_search(smollm2, ratio):
     _greedy_parity(smollm2, "finercut", ratio, rel=1e-4, abs_tol=1e-9)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("name", ["blockpruner", "finercut"])
 def test_greedy_search_matches_every_official_round_recorded(smollm2, name):
     """Every round the official run completed (also where it stopped short of a budget, CPU time): the harness,
