@@ -92,7 +92,10 @@ def trained_tensors(dense, pruned, plan: PrunePlan) -> dict[str, Any]:
             o = origin[int(index)] if index.isdigit() and int(index) < len(origin) else None
             source = None if o is None else f"{prefix}{o}.{rest}"
         ref = dense_params.get(source) if source else None
-        if ref is None or ref.shape != param.shape or ref.dtype != param.dtype or not torch.equal(ref, param):
+        if param.is_meta:   # offloaded by a dispatch: never trained here
+            continue
+        if ref is None or ref.is_meta or ref.shape != param.shape or ref.dtype != param.dtype \
+                or not torch.equal(ref, param):   # (a dense twin on disk cannot be compared: kept)
             out[name] = param.detach().to("cpu").contiguous().clone()
     return out
 

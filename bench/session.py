@@ -111,7 +111,7 @@ class ModelSession:
                 record.pruning, ctx.model = pruned.info, pruned.model
                 artifacts["plan.json"] = pruned.plan
                 record.pruning.model_identity = pruned_model_identity(pruned.plan)
-                twin = self._evaluated_twin(record.pruning.model_identity)
+                twin = self._evaluated_twin(record.pruning.model_identity, cell.key)
                 if pruned.trained is not None:
                     from bench.pipeline import TRAINED
 
@@ -159,7 +159,7 @@ class ModelSession:
 
     # ------------------------------------------------------------------------------ shared evaluations
 
-    def _evaluated_twin(self, identity: str | None) -> str | None:
+    def _evaluated_twin(self, identity: str | None, own_key: str = "") -> str | None:
         """The key of a finished cell of this run (same model, same evaluation spec) whose pruned model is
         identical to one with `identity` (bench.cells.pruned_model_identity), or None. With `--force` only
         cells computed by this session count."""
@@ -173,10 +173,10 @@ class ModelSession:
                         continue
                     raw = self.store.get(cell.key)
                     pruning = (raw or {}).get("pruning") or {}
-                    if raw and raw.get("status") == "ok" and pruning.get("model_identity"):
+                    if raw and pruning.get("model_identity") and self.store.is_done(cell.key):
                         self.twins.setdefault(pruning["model_identity"], pruning.get("evaluation_from") or cell.key)
         key = self.twins.get(identity)
-        if key is not None and (self.store.get(key) or {}).get("status") != "ok":
+        if key is None or key == own_key or not self.store.is_done(key):   # never itself, never a damaged cell
             return None
         return key
 

@@ -28,11 +28,11 @@ def test_skip_and_only():
 
 def test_limit_bounds_the_whole_cell():
     quick = _spec()
-    assert (quick.eval.limit, quick.eval.perplexity.max_windows, quick.eval.fidelity.max_documents) == (50, 4, 12)
+    assert (quick.eval.limit, quick.eval.perplexity.max_windows, quick.eval.fidelity.max_documents) == (50, 4, 16)
     spec = _spec("--limit", "3")
     assert (spec.eval.limit, spec.eval.perplexity.max_windows, spec.eval.fidelity.max_documents) == (3, 3, 3)
     spec = _spec("--limit", "100")  # never more than the preset asks for
-    assert (spec.eval.limit, spec.eval.perplexity.max_windows, spec.eval.fidelity.max_documents) == (100, 4, 12)
+    assert (spec.eval.limit, spec.eval.perplexity.max_windows, spec.eval.fidelity.max_documents) == (100, 4, 16)
 
 
 @pytest.mark.parametrize("argv, needle", [

@@ -14,6 +14,7 @@ from bench.record import Part, number
 
 @dataclass
 class StabilityPart(Part):
+    optional = ("span",)   # newer records
     per_task: dict[str, float] = field(default_factory=dict)
     mean: float | None = None
     metric: str | None = None
