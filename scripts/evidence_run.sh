@@ -3,7 +3,8 @@
 # background from a fixed commit in a separate worktree, resumable, its finished cells copied into the
 # checkout's evidence store and committed.
 #
-#   scripts/evidence_run.sh start [COMMIT]   worktree ../evidence at COMMIT (default HEAD), run in the background
+#   scripts/evidence_run.sh start [COMMIT]   worktree ../evidence at COMMIT (default HEAD), seeded with the cells
+#                                            already collected, run in the background (nice 10)
 #   scripts/evidence_run.sh status           the plan and its estimate (`bench run --dry-run`) against the run's store
 #   scripts/evidence_run.sh collect          copy the run's finished cells into reports/evidence-store and commit them
 #   scripts/evidence_run.sh stop             stop the run (the running cell is lost; `start` resumes)
@@ -24,9 +25,16 @@ PY=${PYTHON:-$REPO/.venv/bin/python}
 case "${1:-}" in
   start)
     commit=${2:-HEAD}
-    if [ ! -d "$WORKTREE" ]; then git worktree add --detach "$WORKTREE" "$commit"; fi
-    mkdir -p "$STORE"
-    (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" nohup "$PY" -m bench run --preset "$PRESET" --store "$STORE" \
+    if [ ! -d "$WORKTREE" ]; then git worktree add --detach "$WORKTREE" "$commit";
+    else git -C "$WORKTREE" checkout -q --detach "$(git rev-parse "$commit")"; fi
+    mkdir -p "$STORE/cells"
+    # resume on a fresh machine: cells already collected into the checkout are not computed again
+    for cell in "$DEST"/cells/*/; do
+      [ -d "$cell" ] || continue
+      key=$(basename "$cell")
+      [ -d "$STORE/cells/$key" ] || cp -r "$cell" "$STORE/cells/$key"
+    done
+    (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" nohup nice -n "${EVIDENCE_NICE:-10}" "$PY" -m bench run --preset "$PRESET" --store "$STORE" \
         --plain --no-report >> "$STORE/run.log" 2>&1 &)
     echo "evidence run started from $(git -C "$WORKTREE" rev-parse --short HEAD); log: $STORE/run.log"
     ;;
