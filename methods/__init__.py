@@ -11,7 +11,7 @@ How to add a method (one file, nothing else to edit): create `methods/<name>.py`
         name = "mine"                    # what --methods and the records call it
         title = "My method (what it scores)"
         paper = "2401.00000"             # arXiv id, or "" for a baseline without a paper
-        needs_calibration = True         # gets a bench.calib.Calibration in `plan`
+        needs_calibration = True         # gets a bench.data.calibration.Calibration in `plan`
         may_train = False                # some parameters make it train (override `trains` per instance)
         exportable = True                # its pruned model saves as a stock transformers checkpoint
         order = 100                      # place in `bench ls methods` and the report tables
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError, UnknownNameError
+from bench.core.errors import ConfigError, UnknownNameError
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.errors import BudgetError
+from bench.core.errors import BudgetError
 from methods import register
 from methods.base import Budget, Pruner
-from methods.windows import angular, best_start, window_scores
+from methods.selection import angular, best_start, window_scores
 
 
 @register
@@ -48,7 +48,7 @@ class Angular(Pruner):
                 raise ValueError("min_start must be >= 0")
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         n = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
         stats = self.require_calib(calib).stats

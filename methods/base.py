@@ -1,4 +1,4 @@
-"""The Pruner interface: `plan` (pure data) -> `apply` (surgery through bench.arch) -> optional `heal`.
+"""The Pruner interface: `plan` (pure data) -> `apply` (surgery through bench.models.arch) -> optional `heal`.
 
 A `PrunePlan` is plain JSON: the ordered layer operations, the scores that chose them and the budget in
 both units. Replaying `apply(model, plan)` on the dense model reproduces the pruned structure exactly.
@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from bench.errors import BudgetError, ConfigError
+from bench.core.errors import BudgetError, ConfigError
 
 # ------------------------------------------------------------------------------------------------ budget
 
@@ -171,7 +171,7 @@ class Pruner(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     paper: ClassVar[str]  # arXiv id, or "" for baselines without a paper
-    needs_calibration: ClassVar[bool] = True  # `plan` gets a bench.calib.Calibration
+    needs_calibration: ClassVar[bool] = True  # `plan` gets a bench.data.calibration.Calibration
     may_train: ClassVar[bool] = False  # some parameters make it train: the run's training data is in its keys
     exportable: bool = True  # the pruned model saves as a stock transformers checkpoint (likewise)
     order: ClassVar[int] = 100  # place in `bench ls methods` and the report tables
@@ -191,10 +191,10 @@ class Pruner(ABC):
 
     @abstractmethod
     def plan(self, model, calib, budget: Budget) -> PrunePlan:
-        """Decide what to prune. `calib` is a bench.calib.Calibration (None when not needed)."""
+        """Decide what to prune. `calib` is a bench.data.calibration.Calibration (None when not needed)."""
 
     def apply(self, model, plan: PrunePlan):
-        """Apply the plan's layer operations in place (generic surgery through bench.arch)."""
+        """Apply the plan's layer operations in place (generic surgery through bench.models.arch)."""
         from methods.surgery import apply_ops
 
         return apply_ops(model, plan.ops)
@@ -239,7 +239,7 @@ class Pruner(ABC):
                       calib=None, cost: dict[str, Any] | None = None) -> PrunePlan:
         """A plan that drops the attention sublayers of dense layers `attn` and the MLP sublayers of `mlp`
         (a layer in both is removed as a whole block): one `drop_sublayers` op in dense indices."""
-        from bench import arch, sublayer
+        from bench.models import arch, sublayer
         from methods import ops
 
         per_layer = arch.layer_parameter_counts(model)
@@ -259,7 +259,7 @@ class Pruner(ABC):
     def removal_plan(self, model, budget: Budget, removed: list[int], scores: dict[str, Any],
                      calib=None, cost: dict[str, Any] | None = None) -> PrunePlan:
         """A plan that deletes `removed` (dense indices) and nothing else."""
-        from bench import arch
+        from bench.models import arch
         from methods import ops
 
         per_layer = arch.layer_parameter_counts(model)

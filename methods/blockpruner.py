@@ -10,7 +10,7 @@ that order). Perplexity = exp(mean over sequences of each sequence's mean next-t
 `pad_token_id` ignored when it is set (`ignore_pad=true`, as `evaluate_ppl` does).
 
 Deviations, all stated and parameters where they are choices:
-- Calibration: the run's calibration windows (bench.calib; the same every method sees) instead of
+- Calibration: the run's calibration windows (bench.data.calibration; the same every method sees) instead of
   `--cal-nsamples` random Alpaca rows ("test" part of an 80/10/10 split, seed 42; code default 128, paper 256,
   scripts 32/64) joined with blank lines and cut into 2048-token sequences; CPU-sized.
 - Budget: the official search runs `--del-block-num` steps; here the run's parameter budget converts to
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.cost import CostMeter
+from bench.core.costmeter import CostMeter
 from methods import register
 from methods.base import Budget, Pruner
 from methods.sublayers import Metric, Unit, budget_target, greedy_search, to_lists, unit_name, unit_sizes
@@ -77,7 +77,7 @@ class BlockPruner(Pruner):
                 raise ValueError(f"block_type must be mix, mha or mlp, not {self.block_type!r}")
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         calib = self.require_calib(calib)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from bench import arch
+from bench.models import arch
 
 
 class _Stop(Exception):

@@ -14,7 +14,7 @@ F.kl_div(input, target) is KL(target || input), so this is 0.5 (KL(M||P) + KL(M|
 `-x/--exclude` (default 0.0): the first int(2L * x / 2) + 1 layers are left out of the candidates until
 int(2L * x) + 1 sublayers are pruned, then appended to the list (so with the default, layer 0 waits one step).
 
-Deviations, stated: calibration is the run's windows (bench.calib) instead of 10 x 256 WikiText-2 tokens
+Deviations, stated: calibration is the run's windows (bench.data.calibration) instead of 10 x 256 WikiText-2 tokens
 (`configs/_base_/datasets.yaml`); the budget converts to units as for every sub-layer method (the official
 script saves masks at int(2L * rate) units); prefix states are reused per round (`reuse=false`: the official
 full forwards; same logits). The dense logits are kept in fp32: n_samples x seq_len x vocab x 4 bytes
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.cost import CostMeter
+from bench.core.costmeter import CostMeter
 from methods import register
 from methods.base import Budget, Pruner
 from methods.sublayers import Metric, Unit, budget_target, greedy_search, to_lists, unit_name, unit_sizes
@@ -99,7 +99,7 @@ class FinerCut(Pruner):
                 raise ValueError(f"prune_level must be am, a or m, not {self.prune_level!r}")
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         calib = self.require_calib(calib)

@@ -62,7 +62,7 @@ class LaCo(Pruner):
                 raise ValueError("layers_per_merge >= 2, interval >= 1 and n_sentences >= 1 are required")
 
     def plan(self, model, calib, budget: Budget) -> PrunePlan:
-        from bench import arch
+        from bench.models import arch
         from methods.surgery import merge_rule, mergeable_names
 
         p = self.params

@@ -29,8 +29,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.cost import CostMeter
-from bench.errors import ConfigError
+from bench.core.costmeter import CostMeter
+from bench.core.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train, unique
 from methods import register
 from methods.base import Budget, Pruner
@@ -67,7 +67,7 @@ class LastLayers(Pruner):
         return self.params.heal or self.lora is not None
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         with CostMeter(next(model.parameters()).device) as meter:
@@ -93,7 +93,7 @@ class LastLayers(Pruner):
         return plan
 
     def heal(self, model, plan, data):
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         if not p.heal:
@@ -104,7 +104,7 @@ class LastLayers(Pruner):
         layers = arch.decoder_layers(model)
         n = len(layers)
         k = min(p.heal_layers, n)
-        from bench.offload import pinned
+        from bench.models.offload import pinned
 
         # a dispatched model: what trains is loaded into memory for good (k layers, the norm, the head)
         trained = [pinned(m) for m in layers[n - k:]]

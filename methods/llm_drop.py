@@ -11,10 +11,10 @@ the scripts' setting: x is the input of the sublayer's pre-norm); a block's is c
 Modes: `attn` (`--target_layer attn`, scripts/dropping/layer_drop.sh), `mlp`, `joint` (`--target_layer all`:
 attention and MLP similarities concatenated and sorted together, layer_drop_joint.sh), `block`
 (block_drop.sh, `--block_drop_method discrete`). A layer whose attention and MLP both go is a whole block.
-Here the residual contribution f is read from the family's record (bench.sublayer: Gemma's post-norm output,
+Here the residual contribution f is read from the family's record (bench.models.sublayer: Gemma's post-norm output,
 OPT's fc2), so every family is scored as Llama is in the official code.
 
-Deviations, stated: calibration is the run's windows (bench.calib) instead of 256 x 2048 tokens of C4
+Deviations, stated: calibration is the run's windows (bench.data.calibration) instead of 256 x 2048 tokens of C4
 validation (`c4_val`) in bf16; the budget converts to units as for every sub-layer method (official: a
 count `drop_n`); `joint` is the default mode because attention sublayers alone cannot reach a 25 % parameter
 budget on most models (`mode=attn` is the official script's default). Not implemented: the `iterative`
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from bench.cost import CostMeter
+from bench.core.costmeter import CostMeter
 from methods import register
 from methods.base import Budget, Pruner
 from methods.sublayers import budget_target, take_in_order, to_lists, unit_name, unit_sizes
@@ -45,7 +45,7 @@ def _first(x):
 def similarities(model, batches) -> dict[tuple[str, int], float]:
     """Mean over calibration tokens of cos(x, x + f) for every ("attn", i) and ("mlp", i), and of
     cos(layer input, layer output) for every ("block", i); one forward of the dense model per batch."""
-    from bench import arch, sublayer
+    from bench.models import arch, sublayer
 
     rec = sublayer.sublayers(model)
     layers = arch.decoder_layers(model)
@@ -113,7 +113,7 @@ class LLMDrop(Pruner):
                 raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         calib = self.require_calib(calib)
         n = arch.num_layers(model)

@@ -9,7 +9,7 @@ into the weights at the end (`--save_lora_merge`).
 Here: the same targets, rank, alpha, dropout (active while training; the rest of the model stays in eval
 mode) and learning rate, merged into the weights right after training (the evaluated model is the one
 that exports; `merge_and_unload` leaves stock modules). Deviations, stated: the training text is the run's
-plain-text training split (bench.traindata), not Alpaca instructions; CPU-sized data (`lora_samples`
+plain-text training split (bench.data.training_text), not Alpaca instructions; CPU-sized data (`lora_samples`
 windows of `lora_seq_len` tokens, micro-batch `lora_batch` x `lora_grad_accum`, `lora_epochs` passes
 over the same windows, reshuffled per epoch); the shared loop's optimizer (bench.train: AdamW betas
 0.9/0.95, cosine decay to `lora_min_lr`, warm-up as a share of the steps, gradient clipping at 1.0 as HF's
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def as_params(recipe: LoraHeal) -> dict[str, Any]:
 
 def target_modules(model: nn.Module) -> list[str]:
     """Full names of the linear maps inside the decoder layers (nn.Linear, or GPT-2's 2-D Conv1D)."""
-    from bench import arch
+    from bench.models import arch
 
     layers = set(map(id, arch.decoder_layers(model)))
     inside, names = set(), []
@@ -114,7 +114,7 @@ def heal_lora(model: nn.Module, recipe: LoraHeal, data) -> dict[str, Any]:
     """Train LoRA adapters on next-token loss, merge them into the weights; returns the measured cost."""
     from peft import LoraConfig, get_peft_model
 
-    from bench import arch
+    from bench.models import arch
     from bench.train import flops_per_token, lm_loss, matmul_params, train
 
     if data is None:
@@ -150,7 +150,7 @@ def heal_lora(model: nn.Module, recipe: LoraHeal, data) -> dict[str, Any]:
     return cost
 
 
-# --------------------------------------------------------------------------- dispatched models (bench.offload)
+# --------------------------------------------------------------------------- dispatched models (bench.models.offload)
 
 
 def _lora_layers(peft_model) -> list[nn.Module]:
@@ -164,7 +164,7 @@ def _adapters_off_meta(peft_model, seed: int) -> None:
     there, create every adapter on the base layer's execution device and initialise them all again, replaying
     `get_peft_model`'s random draws (per layer: nn.Linear's init of A, then of B, then LoRA's init of A) from
     the same seed, so a dispatched model gets the in-memory model's adapters."""
-    from bench import offload
+    from bench.models import offload
 
     layers = _lora_layers(peft_model)
     if not any(p.is_meta for m in layers for n, p in m.named_parameters() if "lora_" in n):
@@ -188,7 +188,7 @@ def _merge_and_unload(peft_model) -> None:
     weight in memory (`onload_layer`), which a model larger than memory cannot afford."""
     from peft.tuners.lora import LoraLayer
 
-    from bench import offload
+    from bench.models import offload
 
     if not offload.is_dispatched(peft_model):
         peft_model.merge_and_unload()

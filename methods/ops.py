@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from bench.errors import SurgeryError
+from bench.core.errors import SurgeryError
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Replace:
 @dataclass(frozen=True)
 class DropSublayers:
     """Drop the attention sublayers of layers `attn` and the MLP sublayers of layers `mlp`, each with its
-    norm (bench.sublayer); a layer in both lists is removed as a whole block."""
+    norm (bench.models.sublayer); a layer in both lists is removed as a whole block."""
 
     attn: list[int]
     mlp: list[int]

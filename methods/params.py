@@ -7,8 +7,8 @@ import types
 import typing
 from typing import Any, Literal, get_args, get_origin
 
-from bench import values
-from bench.errors import ConfigError, UnknownNameError
+from bench.core import values
+from bench.core.errors import ConfigError, UnknownNameError
 
 
 def parse_param_args(items: list[str] | None) -> dict[str, str]:

@@ -4,7 +4,7 @@ by default for every criterion unless `--no_plus_heuristic`)."""
 
 from __future__ import annotations
 
-from bench.errors import BudgetError
+from bench.core.errors import BudgetError
 
 
 def prune_order(scores: dict[int, float], n_layers: int, k: int, keep_first: int, keep_last: int,

@@ -6,7 +6,7 @@ every block is scored by exp(mean next-token NLL) over the calibration samples w
 the ascending order is the pruning order; the "+" heuristic (keep blocks 0-3 and the last two) is applied
 by default to every criterion (`keep_first=4`, `keep_last=2` here; 0 and 0 turn it off). Official
 calibration: 10 BookCorpus samples of 128 tokens (seed 1234), BOS at the start only.
-Deviations: the run's calibration spec (bench.calib) replaces the BookCorpus samples; every block is
+Deviations: the run's calibration spec (bench.data.calibration) replaces the BookCorpus samples; every block is
 scored from one prefix pass per batch with the suffixes re-run per candidate (methods.bypass; `reuse=false`
 runs the whole model per candidate, as the official code does; same losses).
 """
@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from bench.cost import CostMeter
+from bench.core.costmeter import CostMeter
 from methods import register
 from methods.base import Budget, Pruner
 from methods.bypass import bypass_losses
@@ -43,7 +43,7 @@ class PPL(Pruner):
                 raise ValueError("keep_first and keep_last must be >= 0")
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         calib = self.require_calib(calib)

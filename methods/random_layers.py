@@ -23,7 +23,7 @@ class RandomLayers(Pruner):
         seed: int = 0
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         n = arch.num_layers(model)
         k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))

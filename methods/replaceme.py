@@ -13,7 +13,7 @@ pruned model is a stock checkpoint of the same family (no new module). Official 
 (`num_A=1`), SlimOrca, max length 1024, `alpha=0`, `diag=false`.
 
 Deviations, all stated:
-- Calibration: the run's calibration windows (bench.calib; no padding) instead of SlimOrca; the distance is
+- Calibration: the run's calibration windows (bench.data.calibration; no padding) instead of SlimOrca; the distance is
   the arccos of the mean last-token cosine (`averaging=mean_cosine`, the default); `averaging=per_sample`
   averages the per-sample distance, as the official `distance.py` does (tests/test_official_parity.py).
 - Y_e is the raw residual stream; when the block ends at the last layer the official code regresses onto
@@ -34,24 +34,24 @@ from typing import Literal
 
 import torch
 
-from bench.cost import CostMeter
-from bench.errors import ConfigError, SurgeryError
+from bench.core.costmeter import CostMeter
+from bench.core.errors import ConfigError, SurgeryError
 from methods import register
 from methods.base import Budget, PrunePlan, Pruner
-from methods.windows import angular, best_start, window_scores
+from methods.selection import angular, best_start, window_scores
 
 log = logging.getLogger(__name__)
 
 
 def fold_paths(model) -> tuple[str, str | None]:
     """(the feed-forward output projection, the post-feed-forward norm or None), relative to a layer."""
-    from bench import arch
+    from bench.models import arch
 
     fam = arch.family(model)
     if fam.ffn_out is None:
         raise ConfigError(f"ReplaceMe does not know where the MLP output projection of "
                           f"{getattr(model.config, 'model_type', '?')!r} layers is",
-                          "add `ffn_out` to its bench.arch.FAMILIES record")
+                          "add `ffn_out` to its bench.models.arch.FAMILIES record")
     return fam.ffn_out, fam.ffn[2] if fam.ffn else None
 
 
@@ -59,7 +59,7 @@ def fold_paths(model) -> tuple[str, str | None]:
 def normal_equations(model, batches, start: int, stop: int, source: str):
     """Accumulate M^T M and M^T B, B = Y_e - Y_s + M, in fp64 (M: output of `source` in layer start-1), and the
     squared norm of the target. Returns (MtM, MtB, BtB, tokens)."""
-    from bench import arch
+    from bench.models import arch
 
     layers = arch.decoder_layers(model)
     prev, last = start - 1, stop - 1
@@ -179,7 +179,7 @@ class ReplaceMe(Pruner):
         self._transforms: dict[str, torch.Tensor] = {}  # digest -> T, from `plan` to `apply`
 
     def plan(self, model, calib, budget: Budget) -> PrunePlan:
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         calib = self.require_calib(calib)
@@ -225,7 +225,7 @@ class ReplaceMe(Pruner):
         return plan
 
     def apply(self, model, plan: PrunePlan):
-        from bench import arch
+        from bench.models import arch
         from methods.surgery import apply_ops
 
         rest = []

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from methods import register
 from methods.base import Budget, Pruner
-from methods.windows import block_influence, lowest_k
+from methods.selection import block_influence, lowest_k
 
 
 @register
@@ -27,7 +27,7 @@ class ShortGPT(Pruner):
         pass
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
         stats = self.require_calib(calib).stats

@@ -3,12 +3,12 @@
 Each round, every alive block except the first `early_barrier` and the last `latter_barrier` alive ones is
 bypassed in turn and the calibration next-token NLL (summed over tokens) of the resulting model is measured;
 the block whose bypass costs least is removed permanently; repeat until the budget is met. Removal then
-deletes the blocks (layer_idx renumbered, config updated, through bench.arch).
+deletes the blocks (layer_idx renumbered, config updated, through bench.models.arch).
 
 Official code (snu-mllab/SLEB, `sleb.py`, read via the project's notes in research/methods.md §6):
 `early_barrier=1`, `latter_barrier=1`, `num_remove_blocks=7` of 32 (the budget here), the loss summed over
 the calibration sequences. Deviations, all stated:
-- Calibration: the run's calibration spec (bench.calib: seeded windows of real text, default Wikipedia
+- Calibration: the run's calibration spec (bench.data.calibration: seeded windows of real text, default Wikipedia
   sample) instead of the official 128 shuffled WikiText-2 rows joined with blank lines and cut into a few
   2048-token sequences; the same windows every method sees.
 - Cost: with `reuse=true` (default) the states before each candidate are computed once per round and
@@ -22,8 +22,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from bench.cost import CostMeter
-from bench.errors import BudgetError
+from bench.core.costmeter import CostMeter
+from bench.core.errors import BudgetError
 from methods import register
 from methods.base import Budget, Pruner
 from methods.bypass import bypass_losses
@@ -50,7 +50,7 @@ class SLEB(Pruner):
                 raise ValueError("early_barrier and latter_barrier must be >= 0")
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         calib = self.require_calib(calib)

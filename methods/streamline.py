@@ -26,7 +26,7 @@ loss). Pass `objective=mse` for the paper's loss.
   h_{l+k+1} (the raw residual stream, not the final-normed one). Teacher states are computed batch by
   batch from the dense model (the kept window layers re-installed for one no-grad forward that stops
   after the window), never stored for the training set. The module is called with the exact mask /
-  rotary / position arguments the model passes to position l (`bench.layercall`), so it trains causally.
+  rotary / position arguments the model passes to position l (`bench.models.layercall`), so it trains causally.
   `mse_skip_first=n` leaves the first n positions of each window out of the loss: the raw residual stream
   carries massive activations at the attention-sink position (SmolLM2-135M, window 10..18: |h| up to
   2.6e4 vs a median of 2.9; position 0 holds 99.5 % of the MSE and five channels 99 %), so the official
@@ -61,13 +61,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.cost import CostMeter
-from bench.errors import ConfigError
+from bench.core.costmeter import CostMeter
+from bench.core.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train
 from methods import register
 from methods.base import Budget, PrunePlan, Pruner, calib_provenance
 from methods.ops import Replace, to_dict
-from methods.windows import best_start, block_influence, window_scores
+from methods.selection import best_start, block_influence, window_scores
 
 _NOTES = {
     "layer": "LLM-Streamline `layer`: the window is layers {l}..{last} ({w} layers); layer {l} is kept and trained "
@@ -134,7 +134,7 @@ class Streamline(Pruner):
     # ------------------------------------------------------------------------------------------ plan
 
     def plan(self, model, calib, budget: Budget) -> PrunePlan:
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         with CostMeter(next(model.parameters()).device) as meter:
@@ -163,8 +163,8 @@ class Streamline(Pruner):
             calib=calib_provenance(calib), cost=cost, notes=[note])
 
     def _module_params(self, model, start: int) -> int:
-        from bench import arch
-        from bench.layercall import hidden_size, mlp_path
+        from bench.models import arch
+        from bench.models.layercall import hidden_size, mlp_path
 
         layer = arch.decoder_layers(model)[start]
         if self.params.replacement == "layer":
@@ -177,8 +177,8 @@ class Streamline(Pruner):
     # ----------------------------------------------------------------------------------------- apply
 
     def apply(self, model, plan: PrunePlan):
-        from bench import arch
-        from bench.layercall import FFNBlock, MLPBlock, hidden_size, mlp_path
+        from bench.models import arch
+        from bench.models.layercall import FFNBlock, MLPBlock, hidden_size, mlp_path
         from methods.surgery import apply_ops
 
         replace = [op for op in plan.ops if op["op"] == "replace"]
@@ -207,7 +207,7 @@ class Streamline(Pruner):
             for mod in window:
                 mod.requires_grad_(False)
             self._teachers[model] = _Teacher(start, window, per_layer)
-        from bench.offload import pinned
+        from bench.models.offload import pinned
 
         # a dispatched model: the trained module is loaded into memory for good (one layer); the rest streams
         return apply_ops(model, plan.ops, {op["module"]: pinned(module)})
@@ -215,8 +215,8 @@ class Streamline(Pruner):
     # ------------------------------------------------------------------------------------------ heal
 
     def heal(self, model, plan: PrunePlan, data):
-        from bench import arch
-        from bench.layercall import capture
+        from bench.models import arch
+        from bench.models.layercall import capture
 
         p = self.params
         replace = [op for op in plan.ops if op["op"] == "replace"]
@@ -283,7 +283,7 @@ def kd_loss(student_logits, teacher_logits, temperature: float = 1.0):
 @contextlib.contextmanager
 def dense_view(model, teacher: _Teacher):
     """Temporarily put the dense window back in place of the module at `teacher.start` (config included)."""
-    from bench import arch
+    from bench.models import arch
 
     pruned = list(arch.decoder_layers(model))
     dense = pruned[:teacher.start] + teacher.layers + pruned[teacher.start + 1:]

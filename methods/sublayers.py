@@ -1,12 +1,12 @@
 """Shared machinery of the sub-layer methods (LLM-Drop, BlockPruner, FinerCut): units, budgets, and a greedy
 search over attention / MLP sublayers that reuses prefix states as SLEB does (methods.bypass).
 
-A unit is ("attn", i) or ("mlp", i): the attention or MLP sublayer of dense layer i (bench.sublayer drops it
+A unit is ("attn", i) or ("mlp", i): the attention or MLP sublayer of dense layer i (bench.models.sublayer drops it
 with its norm). The budget converts to units the same way for every method (`Budget.take_next`): units
 leave in the method's order while the next one brings the removed parameters nearer the budget's parameter
 target (ratio x total parameters, or N mean-sized layers).
 
-Greedy search, one round per removed unit: the already chosen units are dropped (bench.sublayer.skipped) and
+Greedy search, one round per removed unit: the already chosen units are dropped (bench.models.sublayer.skipped) and
 every remaining candidate is tried on top. Dropping a sublayer of layer c leaves the states entering layers
 0..c unchanged, so one partial forward per batch and round records the state entering every layer; a
 candidate at layer c then runs only layers c.. (the layers before it are stubs that hand over the recorded
@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from bench import arch, sublayer
-from bench.errors import BudgetError
+from bench.core.errors import BudgetError
+from bench.models import arch, sublayer
 from methods.base import Budget
 from methods.bypass import _constant, _identity, _prefix_states, _returns_tuple, patched
 

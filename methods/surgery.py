@@ -1,4 +1,4 @@
-"""Replaying a plan's layer operations on a model (generic, through bench.arch)."""
+"""Replaying a plan's layer operations on a model (generic, through bench.models.arch)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from bench import arch
-from bench.errors import SurgeryError
+from bench.core.errors import SurgeryError
+from bench.models import arch
 from methods.ops import DropSublayers, Merge, Op, Remove, parse
 
 
@@ -57,7 +57,7 @@ def apply_ops(model, ops: list[Op | dict[str, Any]], modules: dict[str, torch.nn
         if isinstance(op, Remove):
             arch.remove_layers(model, op.layers)
         elif isinstance(op, DropSublayers):
-            from bench.sublayer import drop_sublayers
+            from bench.models.sublayer import drop_sublayers
 
             drop_sublayers(model, op.attn, op.mlp)
         elif isinstance(op, Merge):

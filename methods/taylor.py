@@ -9,7 +9,7 @@ not, as the official `"weight" in name` filter); the embeddings and the LM head 
 gradient. The ascending order is the pruning order; the "+" heuristic keeps blocks 0-3 and the last two
 (`keep_first=4`, `keep_last=2`; 0 and 0 turn it off).
 Official calibration: 10 BookCorpus samples of 128 tokens in one batch of 10; the loss is each batch's mean
-token NLL (HF `labels=`). Deviation: the run's calibration spec (bench.calib) and its batch size.
+token NLL (HF `labels=`). Deviation: the run's calibration spec (bench.data.calibration) and its batch size.
 Numerics: gradients in the model's dtype; salience accumulated in fp32.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.cost import CostMeter
+from bench.core.costmeter import CostMeter
 from methods import register
 from methods.base import Budget, Pruner
 from methods.plus import prune_order
@@ -28,7 +28,7 @@ from methods.plus import prune_order
 
 def taylor_scores(model, batches) -> tuple[list[float], int]:
     """Per-layer sum of |W * sum_batches dL/dW| over the layer's `weight` tensors, and the tokens used."""
-    from bench import arch, offload
+    from bench.models import arch, offload
 
     if offload.is_dispatched(model):
         return _dispatched_scores(model, batches)
@@ -64,10 +64,10 @@ def taylor_scores(model, batches) -> tuple[list[float], int]:
 
 
 def _dispatched_scores(model, batches) -> tuple[list[float], int]:
-    """`taylor_scores` on a model whose weights are partly offloaded (bench.offload): an offloaded weight is a
+    """`taylor_scores` on a model whose weights are partly offloaded (bench.models.offload): an offloaded weight is a
     fresh tensor on each forward, so its gradient is read from the tensor the forward used
     (`offload.weights_seen`); the same sums, in the same order, as in memory."""
-    from bench import arch, offload
+    from bench.models import arch, offload
 
     layers = arch.decoder_layers(model)
     order = [[n for n, _ in layer.named_parameters() if n.rsplit(".", 1)[-1] == "weight"] for layer in layers]
@@ -133,7 +133,7 @@ class Taylor(Pruner):
                 raise ValueError("keep_first and keep_last must be >= 0")
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         p = self.params
         calib = self.require_calib(calib)

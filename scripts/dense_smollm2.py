@@ -2,7 +2,7 @@
 
     python scripts/dense_smollm2.py [--model-dir DIR] [--out DIR] [--batch-size 16] [--dtype bf16]
 
-Without --model-dir the model comes from the zoo (`bench.zoo.load("smollm2-135m")`). Each step writes
+Without --model-dir the model comes from the zoo (`bench.models.zoo.load("smollm2-135m")`). Each step writes
 <out>/<step>.json (the full result, per-sample records included) and is skipped when that file exists,
 so an interrupted run resumes. The summary table goes to <out>/summary.md.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from bench.atomic import write_json, write_text
+from bench.core.atomic import write_json, write_text
 from bench.evaluate.accuracy import evaluate_accuracy
 from bench.evaluate.latency import measure_latency
 from bench.evaluate.perplexity import evaluate_perplexity
@@ -34,15 +34,15 @@ def load(args):
     if args.model_dir:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from bench.device import resolve_dtype
+        from bench.core.device import resolve_dtype
 
         dtype = resolve_dtype(args.dtype, torch.device("cpu"))
         model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype).eval()
         return model, AutoTokenizer.from_pretrained(args.model_dir), {"model": "smollm2-135m", "source": args.model_dir}
-    from bench import zoo
+    from bench.models import zoo
 
     model, tok = zoo.load("smollm2-135m", device="cpu", dtype=args.dtype)
-    return model, tok, {"model": "smollm2-135m", "source": "bench.zoo"}
+    return model, tok, {"model": "smollm2-135m", "source": "bench.models.zoo"}
 
 
 def main() -> None:

@@ -11,7 +11,7 @@
 #
 # The run's store lives outside the checkout (../evidence-store), so a half-written cell never reaches git;
 # `collect` copies only cells whose record says ok (a record is written last, atomically). Run `collect` at
-# least every hour. Cells are keyed by what determines their results (bench.cells), so a later commit that
+# least every hour. Cells are keyed by what determines their results (bench.run.cells), so a later commit that
 # changes no evaluation setting resumes the same cells.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -130,10 +130,10 @@ def _latency(models, device) -> list[dict]:
 def run_device(folder: Path, device: str, dtype: str, full: bool) -> dict:
     """Everything on one device and dtype (`full`: the pruned cells and latency too)."""
     import methods
-    from bench import zoo
-    from bench.calib import Calibration, CalibSpec
-    from bench.pipeline import prune
-    from bench.traindata import TrainData, TrainDataSpec
+    from bench.data.calibration import Calibration, CalibSpec
+    from bench.data.training_text import TrainData, TrainDataSpec
+    from bench.models import zoo
+    from bench.run.pipeline import prune
     from methods.base import Budget
 
     t0 = time.perf_counter()
@@ -169,7 +169,7 @@ def run_device(folder: Path, device: str, dtype: str, full: bool) -> dict:
 
 def run_dispatched(folder: Path, device: str) -> dict:
     """The model dispatched across the GPU, CPU and disk by --max-memory, against the model in GPU memory."""
-    from bench import arch, offload, zoo
+    from bench.models import arch, offload, zoo
 
     plain, tok = zoo.load(str(folder), device=device, dtype="float32")
     per_layer = arch.layer_parameter_counts(plain)[0] * 4

@@ -12,9 +12,9 @@ import json
 import time
 
 import methods
-from bench import zoo
-from bench.calib import Calibration, CalibSpec
+from bench.data.calibration import Calibration, CalibSpec
 from bench.evaluate.perplexity import evaluate_perplexity
+from bench.models import zoo
 from methods.base import Budget
 
 ONE_SHOT = {"streamline": {"replacement": "none"}}

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import methods
-from bench import arch, zoo
-from bench.calib import Calibration, CalibSpec
+from bench.data.calibration import Calibration, CalibSpec
 from bench.evaluate.perplexity import evaluate_perplexity
+from bench.models import arch, zoo
 from methods.base import Budget
 from methods.bypass import bypass_losses
 

@@ -37,7 +37,7 @@ _PPL = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.perplexity: (\S+) perp
                   r"([\d.]+) s")
 _FID = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.fidelity: (\w+): ([\d.]+) bits/byte over \d+ documents "
                   r"\((\d+) tokens.* in ([\d.]+) s")
-_LOAD = re.compile(r"INFO bench.zoo: loaded \S+ \(.*\) in ([\d.]+) s")
+_LOAD = re.compile(r"INFO bench.models.zoo: loaded \S+ \(.*\) in ([\d.]+) s")
 
 
 def _stages(log: Path) -> dict[str, dict]:

@@ -189,7 +189,7 @@ def render() -> str:
               f"- Token counts scale with the tokenizer: x{TOKENIZER_FACTOR['Llama-2-7B']} for Llama-2's 32K "
               f"vocabulary, x{TOKENIZER_FACTOR['Llama-3-8B']} for Llama-3's 128K (against the 49K counting one).",
               f"- Weights beyond the GPUs' memory stream host-to-GPU at {PCIE_BYTES_S / 1e9:.0f} GB/s, once per "
-              "forward pass (`--max-memory`, bench/offload.py); the dense model and the pruned copy a session "
+              "forward pass (`--max-memory`, bench/models/offload.py); the dense model and the pruned copy a session "
               "holds each get half of the GPUs' memory.",
               "- A pruned cell's KL uses the dense model's stored final states (no dense forward). The engine's "
               "reuse of dense layer states (a pruned model recomputes only the layers after its first change) is "

@@ -23,9 +23,10 @@ def main() -> int:
     args = p.parse_args()
     from transformers import AutoTokenizer
 
-    from bench import presets, zoo
     from bench.data import tasks as task_registry
     from bench.evaluate.accuracy import task_manager
+    from bench.models import zoo
+    from bench.run import presets
 
     tok = AutoTokenizer.from_pretrained(zoo.ensure_local(args.tokenizer))
     spec = presets.get(args.preset)

@@ -48,12 +48,12 @@ from pathlib import Path
 import torch
 
 import methods
-from bench import arch, zoo
-from bench.atomic import write_json
-from bench.calib import Calibration, CalibSpec
+from bench.core.atomic import write_json
 from bench.data import splits
+from bench.data.calibration import Calibration, CalibSpec
 from bench.evaluate.fidelity import DenseReference, evaluate_fidelity, prepare_text
-from bench.pipeline import prune
+from bench.models import arch, zoo
+from bench.run.pipeline import prune
 from methods.base import Budget
 
 log = logging.getLogger("streamline_study")
@@ -139,7 +139,7 @@ class Study:
         self.model.requires_grad_(False)
         self.calib = Calibration(CALIB, self.model, self.tok)
         self._calibration_stats()
-        from bench.traindata import TrainData, TrainDataSpec
+        from bench.data.training_text import TrainData, TrainDataSpec
 
         self.data = TrainData(TrainDataSpec(source="c4"), self.tok)
         docs = [d for d in splits.documents("c4", "evaluation") if len(d.encode("utf-8")) <= EVAL_DOC_BYTES]

@@ -99,7 +99,7 @@ def figure(points: dict[str, dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from bench.atomic import write_bytes
+    from bench.core.atomic import write_bytes
 
     fig = Figure(figsize=(7.2, 4.6), dpi=100)
     FigureCanvasAgg(fig)
@@ -150,7 +150,7 @@ def figure(points: dict[str, dict], path: Path) -> None:
 def write_report(out: Path, page: Path) -> None:
     from streamline_study_answers import answers, compute, defaults, missing
 
-    from bench.atomic import write_text
+    from bench.core.atomic import write_text
 
     points, acc = load(out)
     if "dense" not in points or "none" not in points:

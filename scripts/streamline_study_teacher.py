@@ -23,7 +23,7 @@ import time
 import torch
 
 import methods
-from bench import arch
+from bench.models import arch
 from bench.train import matmul_params
 
 log = logging.getLogger("streamline_study")

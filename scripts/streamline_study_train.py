@@ -2,7 +2,7 @@
 
 The module is trained by `bench.train.train` (the loop `Streamline.heal` uses) under the study's constant
 schedule, from the cached dense states (`streamline_study_teacher`): h_l enters the module through the exact
-arguments the model passes to position l (`bench.layercall.capture`), and for `lm` / `kd` the pruned model's
+arguments the model passes to position l (`bench.models.layercall.capture`), and for `lm` / `kd` the pruned model's
 layers after it, its final norm and its LM head run on top. Before training, the cached path is checked
 against the model's own forward on the first batch (the lm loss, and the kd teacher's logits).
 
@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 import methods
-from bench import arch
-from bench.atomic import write_json
-from bench.layercall import capture
+from bench.core.atomic import write_json
+from bench.models import arch
+from bench.models.layercall import capture
 from bench.train import flops_per_token, matmul_params, train
 from methods.streamline import kd_loss
 

@@ -3,7 +3,7 @@
     python scripts/train_memory.py [--model smollm2-135m] [--n 16] [--seq-len 256] [--replacement layer]
 
 Plans once on the dense model, then, in one process, trains the replacement on N and on 4N windows (a fresh
-copy of the dense model each time) and prints each training phase's peak memory as `bench.cost.CostMeter`
+copy of the dense model each time) and prints each training phase's peak memory as `bench.core.costmeter.CostMeter`
 measures it (CUDA: max allocated; CPU: sampled RSS, so the second phase is not hidden by the first's peak).
 The absolute peaks include the resident models; `peak - start` is what training itself added, and is the
 number that would grow if the teacher states of the training set were held (the official code's issue #5):
@@ -21,9 +21,9 @@ import logging
 import torch
 
 import methods
-from bench import zoo
-from bench.calib import Calibration, CalibSpec
-from bench.traindata import TrainData, TrainDataSpec
+from bench.data.calibration import Calibration, CalibSpec
+from bench.data.training_text import TrainData, TrainDataSpec
+from bench.models import zoo
 from methods.base import Budget
 
 

@@ -4,10 +4,10 @@
 
 Variants (each pruned from the same dense model, 8 of 30 layers by default): dense, shortgpt, streamline
 none / layer / mlp (MSE objective), last without and with healing. Trained variants use the C4 sample's
-training split (`bench.traindata`); perplexity is scored on the C4 sample's evaluation range only (the evaluator's first
+training split (`bench.data.training_text`); perplexity is scored on the C4 sample's evaluation range only (the evaluator's first
 `--ppl-windows` windows of `--window` tokens; `bench.data.splits`).
 Each variant writes <out>/<variant>.json and is skipped when that file exists, so a run resumes; the
-markdown table goes to <out>/table.md. The model runs in the dtype `bench.zoo` picks (fp32 on CPUs without
+markdown table goes to <out>/table.md. The model runs in the dtype `bench.models.zoo` picks (fp32 on CPUs without
 native bf16, where bf16 autocast is several times slower).
 """
 
@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 import methods
-from bench import arch, zoo
-from bench.atomic import write_json, write_text
-from bench.calib import Calibration, CalibSpec
+from bench.core.atomic import write_json, write_text
+from bench.data.calibration import Calibration, CalibSpec
+from bench.data.training_text import TrainData, TrainDataSpec
 from bench.evaluate.accuracy import evaluate_accuracy
 from bench.evaluate.perplexity import evaluate_perplexity
-from bench.pipeline import prune
-from bench.traindata import TrainData, TrainDataSpec
+from bench.models import arch, zoo
+from bench.run.pipeline import prune
 from methods.base import Budget
 
 TASKS = ("piqa", "arc_easy")

@@ -381,7 +381,7 @@ CASES: list[tuple[str, list[str], str]] = [case for cases in SECTIONS.values() f
 
 
 REPO = Path(__file__).resolve().parent.parent
-EXPORT_MARKER = ".layerprune-bench-export.json"  # bench.export_target.MARKER (spelled out: the table also
+EXPORT_MARKER = ".layerprune-bench-export.json"  # bench.models.export_target.MARKER (spelled out: the table also
 # measures checkouts that predate it)
 
 
@@ -524,8 +524,8 @@ class ModelLoaded(AssertionError):
 def measure(argv: list[str], roots: tuple[Path, ...], block_loads: bool = True) -> dict:
     """Run one case in-process; what a user would see and what changed on disk. With `block_loads` the model
     loader fails the case; without, it loads and the case runs on (to measure what a user sees)."""
-    from bench import zoo
     from bench.cli import main
+    from bench.models import zoo
 
     before = tree(*roots)
     err, out = io.StringIO(), io.StringIO()

@@ -5,8 +5,8 @@ import torch
 from tiny import FAMILIES, tiny_model
 from transformers import AutoModelForCausalLM
 
-from bench import arch
-from bench.errors import SurgeryError
+from bench.core.errors import SurgeryError
+from bench.models import arch
 
 PROMPT = "The Eiffel Tower is"
 

@@ -14,7 +14,7 @@ tiny_env = fx.tiny_env  # a shared fixture
 
 @pytest.fixture
 def places(tiny_env, tmp_path, monkeypatch):
-    from bench.paths import cache_root
+    from bench.core.paths import cache_root
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(cache_root()))  # the real cache, whatever HOME says below
     work = tmp_path / "work"
@@ -28,7 +28,7 @@ def places(tiny_env, tmp_path, monkeypatch):
 def test_the_table_is_big_enough():
     from bad_input_table import EXPORT_MARKER
 
-    from bench.export_target import MARKER
+    from bench.models.export_target import MARKER
 
     assert len(CASES) >= 200 and len({c[0] for c in CASES}) == len(CASES)
     assert EXPORT_MARKER == MARKER

@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from bench import config, presets
 from bench.cli import options
-from bench.config import MethodSpec, RunSpec
-from bench.errors import BudgetError, ConfigError, UnknownNameError
+from bench.core.errors import BudgetError, ConfigError, UnknownNameError
+from bench.run import config, presets
+from bench.run.config import MethodSpec, RunSpec
 
 
 def _args(**kw):
@@ -154,7 +154,7 @@ def test_run_flags_are_the_spec_fields_options():
 
 def test_standard_preset_seeds_and_documents():
     """standard: 3 seeds per method, 5 for random; 1000 seeded documents per task; both corpora."""
-    from bench.cells import expand
+    from bench.run.cells import expand
 
     spec = config.resolve({"preset": "standard"})
     cells = [c for c in expand(spec) if not c.dense]

@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from bench.cost import CostMeter, current_rss, max_rss
+from bench.core.costmeter import CostMeter, current_rss, max_rss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

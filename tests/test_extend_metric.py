@@ -11,8 +11,8 @@ import pytest
 
 from bench import metrics
 from bench.cli import main
+from bench.core.record import Part
 from bench.metrics import EvalContext, Evaluator, Measure, Metric, Outcome, RelativeChange
-from bench.record import Part
 
 
 @dataclass
@@ -25,7 +25,7 @@ class DepthEvaluator(Evaluator):
     part = Depth
 
     def evaluate(self, ctx: EvalContext) -> Outcome:
-        from bench import arch
+        from bench.models import arch
 
         with ctx.stage("toy depth", "toy_depth_s"):
             return Outcome(Depth(layers=arch.num_layers(ctx.model)))

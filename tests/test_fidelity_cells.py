@@ -9,9 +9,9 @@ import json
 import pytest
 import test_runner_fixtures as fx
 
-from bench import config, runner
 from bench.cli import main
-from bench.regress import compare, load_baseline
+from bench.results.regress import compare, load_baseline
+from bench.run import config, runner
 
 tiny_env = fx.tiny_env  # a shared fixture
 

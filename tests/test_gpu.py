@@ -44,8 +44,8 @@ def test_timer_synchronises_the_device():
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_half_precision_loads_scores_and_measures_on_cuda(folder, dtype):
-    from bench import zoo
     from bench.evaluate.latency import kv_cache_bytes, measure_latency
+    from bench.models import zoo
 
     model, tok = zoo.load(str(folder), device="cuda:0", dtype=dtype)
     assert _devices(model) == {"cuda:0"} and str(next(model.parameters()).dtype) == f"torch.{dtype}"
@@ -59,10 +59,10 @@ def test_half_precision_loads_scores_and_measures_on_cuda(folder, dtype):
 
 def test_prune_train_heal_stay_on_the_device(folder):
     import methods
-    from bench import zoo
-    from bench.calib import Calibration, CalibSpec
-    from bench.pipeline import prune
-    from bench.traindata import TrainData, TrainDataSpec
+    from bench.data.calibration import Calibration, CalibSpec
+    from bench.data.training_text import TrainData, TrainDataSpec
+    from bench.models import zoo
+    from bench.run.pipeline import prune
     from methods.base import Budget
 
     model, tok = zoo.load(str(folder), device="cuda:0", dtype="bfloat16")
@@ -78,7 +78,7 @@ def test_prune_train_heal_stay_on_the_device(folder):
 
 
 def test_dispatched_across_gpu_cpu_and_disk_scores_like_gpu_memory(folder, tmp_path):
-    from bench import arch, zoo
+    from bench.models import arch, zoo
 
     plain, tok = zoo.load(str(folder), device="cuda:0", dtype="float32")
     per_layer = arch.layer_parameter_counts(plain)[0] * 4

@@ -9,7 +9,7 @@ import torch
 from tiny import tiny_model
 
 import methods
-from bench import arch
+from bench.models import arch
 from methods import laco as laco_module
 from methods.base import Budget
 

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from bench import config, runner
 from bench.metrics import latency as latency_metric
+from bench.run import config, runner
 
 LATENCY = {"prompt_tokens": 4, "new_tokens": 3, "batch_size": 1, "warmup": 0, "repeats": 2}
 

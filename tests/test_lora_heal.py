@@ -8,12 +8,12 @@ from tiny import FAMILIES, tiny_model
 from transformers import AutoModelForCausalLM
 
 import methods
-from bench.calib import Calibration, CalibSpec
-from bench.cells import may_train
-from bench.errors import ConfigError, UnknownNameError
-from bench.export import save_pruned
-from bench.pipeline import prune
-from bench.traindata import TrainData, TrainDataSpec
+from bench.core.errors import ConfigError, UnknownNameError
+from bench.data.calibration import Calibration, CalibSpec
+from bench.data.training_text import TrainData, TrainDataSpec
+from bench.models.export import save_pruned
+from bench.run.cells import may_train
+from bench.run.pipeline import prune
 from methods.base import Budget
 from methods.lora import target_modules
 

@@ -8,13 +8,13 @@ from tiny import FAMILIES, tiny_model
 from transformers import AutoModelForCausalLM
 
 import methods
-from bench import arch
-from bench.calib import Calibration, CalibSpec
-from bench.errors import BudgetError, ConfigError, SurgeryError, UnknownNameError
-from bench.export import save_pruned
+from bench.core.errors import BudgetError, ConfigError, SurgeryError, UnknownNameError
+from bench.data.calibration import Calibration, CalibSpec
+from bench.models import arch
+from bench.models.export import save_pruned
 from methods.base import Budget, PrunePlan
+from methods.selection import angular
 from methods.surgery import merge_rule
-from methods.windows import angular
 
 TEXT = "\n\n".join(
     f"Document {i}: the tower stands in Paris and was built by Gustave Eiffel for the fair of {1800 + i}. "
@@ -210,7 +210,7 @@ def test_angular_averages_per_sample_distances_as_pruneme(corpus):
 
 def test_angular_averaging_option_changes_the_statistic():
     """A hand-built case where the per-sample mean and the arccos of the mean cosine pick different blocks."""
-    from bench.calib import BoundaryStats
+    from bench.data.calibration import BoundaryStats
 
     n = 3  # boundaries 0..3; windows of 1 layer: (0,1), (1,2), (2,3)
     cos_last = torch.eye(n + 1)
@@ -240,7 +240,7 @@ def test_angular_averaging_option_changes_the_statistic():
 def test_angular_min_start_is_prunemes_rule():
     """PruneMe drops the embedding output, so no block starts at layer 0 (`min_start=1`); hand-built statistics
     where that matters. ReplaceMe's `averaging` is checked against the official code in test_official_parity."""
-    from bench.calib import BoundaryStats
+    from bench.data.calibration import BoundaryStats
 
     n = 3
     cos_last = torch.full((n + 1, n + 1), 0.5)

@@ -11,9 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import methods
-from bench import arch, zoo
-from bench.calib import Calibration, CalibSpec
-from bench.export import save_pruned
+from bench.data.calibration import Calibration, CalibSpec
+from bench.models import arch, zoo
+from bench.models.export import save_pruned
 from methods.base import Budget
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -57,8 +57,8 @@ def test_method_prunes_real_smollm2_and_the_export_reloads(name, smollm2, tmp_pa
 
 @pytest.mark.parametrize("name", ["shortgpt", "last"])
 def test_lora_healing_on_real_smollm2_exports_merged(name, smollm2, tmp_path):
-    from bench.pipeline import prune
-    from bench.traindata import TrainData, TrainDataSpec
+    from bench.data.training_text import TrainData, TrainDataSpec
+    from bench.run.pipeline import prune
 
     dense, tok, calib = smollm2
     pruner = methods.create(name, {"heal": "lora", "lora_samples": 4, "lora_seq_len": 64, "lora_batch": 2})

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench import cells
 from bench.cli import build_parser, main
 from bench.cli.options import from_cli
+from bench.run import cells
 
 
 def _spec(*argv):

@@ -29,7 +29,7 @@ import pytest
 import torch
 
 import methods
-from bench.calib import Calibration, CalibSpec
+from bench.data.calibration import Calibration, CalibSpec
 from methods.base import Budget
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official"
@@ -51,7 +51,7 @@ def windows_sha256(windows: torch.Tensor) -> str:
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.stem)
 def test_fixture_names_its_source_and_the_harness_budgets(path):
-    from bench import zoo
+    from bench.models import zoo
 
     fx = json.loads(path.read_text())
     official = fx["official"]
@@ -68,7 +68,7 @@ def test_fixture_names_its_source_and_the_harness_budgets(path):
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from bench import zoo
+    from bench.models import zoo
 
     return zoo.load(zoo.DEFAULT_MODEL, device="cpu", dtype="float32")
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 import methods
-from bench import zoo
-from bench.calib import Calibration, CalibSpec
+from bench.data.calibration import Calibration, CalibSpec
+from bench.models import zoo
 from methods.base import Budget
 
 pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -100,7 +100,7 @@ def test_greedy_search_matches_every_official_round_recorded(smollm2, name):
     per-candidate scores."""
     fix = _fixture(name)
     model, _ = smollm2
-    from bench import arch, sublayer
+    from bench.models import arch, sublayer
 
     units = sublayer.unit_parameters(model)
     sizes = [units["attn" if u.startswith("attn") else "mlp"][int(u.lstrip("atnmlp"))] for u in fix["order"]]

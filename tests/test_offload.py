@@ -1,4 +1,4 @@
-"""Models larger than memory (bench.offload): a tiny model dispatched by accelerate across CPU and disk under a
+"""Models larger than memory (bench.models.offload): a tiny model dispatched by accelerate across CPU and disk under a
 memory cap is pruned (removal, LaCo's merge, a trained Streamline replacement, LoRA healing), evaluated by
 the engine with the dense model's boundary states, and exported, with logits and per-choice
 log-likelihoods equal to the in-memory run's; plus --max-memory's parsing."""
@@ -15,14 +15,14 @@ from tiny import tiny_config, tiny_tokenizer
 from transformers import AutoModelForCausalLM
 
 import methods
-from bench import arch, offload, zoo
-from bench.calib import Calibration, CalibSpec
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
+from bench.data.calibration import Calibration, CalibSpec
+from bench.data.training_text import TrainData, TrainDataSpec
 from bench.evaluate.accuracy import evaluate_accuracy
 from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order, first_changed_layer, shared_prefix
-from bench.export import save_pruned
-from bench.pipeline import prune
-from bench.traindata import TrainData, TrainDataSpec
+from bench.models import arch, offload, zoo
+from bench.models.export import save_pruned
+from bench.run.pipeline import prune
 from methods.base import Budget
 
 N_LAYERS = 6

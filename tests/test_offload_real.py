@@ -9,8 +9,8 @@ import json
 import pytest
 import yaml
 
-from bench import zoo
 from bench.cli import main
+from bench.models import zoo
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 

@@ -39,7 +39,7 @@ class DropFirst(Pruner):
         offset: int = 1
 
     def plan(self, model, calib, budget: Budget):
-        from bench import arch
+        from bench.models import arch
 
         k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
         return self.removal_plan(model, budget, list(range(self.params.offset, self.params.offset + k)), {})

@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import logging
 
-from bench import observer as observer_module
-from bench.cells import Cell
 from bench.cli.progress import PlainObserver
-from bench.observer import Observer
-from bench.runner import stored_seconds
-from bench.store import Store
+from bench.core import observer as observer_module
+from bench.core.observer import Observer
+from bench.results.store import Store
+from bench.run.cells import Cell
+from bench.run.runner import stored_seconds
 
 DENSE = Cell("m", "dense", key="d")
 PRUNED = [Cell("m", "shortgpt", ratio=0.25, seed=0, key="p1"), Cell("m", "last", ratio=0.25, seed=0, key="p2")]

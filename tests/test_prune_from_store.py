@@ -2,7 +2,7 @@
 its trained tensors loaded), and a plain `bench prune` uses the settings of the preset's cell.
 
 The logits the cell was evaluated with are taken from the pruned model the session built (a wrapper around
-`bench.pipeline.prune`, which the session calls), on fixed input; the exported checkpoint is loaded with
+`bench.run.pipeline.prune`, which the session calls), on fixed input; the exported checkpoint is loaded with
 stock transformers and must give the same logits bit for bit."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from bench import config, pipeline, runner
 from bench.cli import main
-from bench.store import Store
+from bench.results.store import Store
+from bench.run import config, pipeline, runner
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -119,8 +119,8 @@ def test_from_store_bad_cell_is_one_line(stored, tmp_path, capsys, argv, needle)
 def test_plain_prune_uses_the_preset_cell_settings_and_says_differences(tiny_env, tmp_path, capsys):
     """A plain prune builds its calibration and parameters the way `bench run` builds the preset's cell:
     the quick preset's 32 calibration windows and its Streamline method_params; a flag on top is said."""
-    from bench import cells
-    from bench.config import MethodSpec, resolve
+    from bench.run import cells
+    from bench.run.config import MethodSpec, resolve
 
     preset = resolve({"models": ["smollm2-135m"], "methods": ["streamline"], "ratios": [0.25]})
     cell = next(c for c in cells.expand(preset) if not c.dense)

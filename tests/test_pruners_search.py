@@ -8,9 +8,9 @@ import torch
 from tiny import tiny_model
 
 import methods
-from bench import arch
-from bench.calib import Calibration, CalibSpec
-from bench.errors import BudgetError
+from bench.core.errors import BudgetError
+from bench.data.calibration import Calibration, CalibSpec
+from bench.models import arch
 from methods.base import Budget
 from methods.bypass import bypass_losses
 from methods.taylor import taylor_scores

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench import record
+from bench.core import record
 from bench.metrics import load_record
 from bench.metrics.accuracy import AccuracyPart
 from bench.metrics.perplexity import CorpusPerplexity

@@ -14,7 +14,7 @@ import test_runner_fixtures as fx
 from fixtures import report_store
 
 from bench.cli import main
-from bench.regress import Tolerances, build_baseline, check_metric, compare, load_baseline
+from bench.results.regress import Tolerances, build_baseline, check_metric, compare, load_baseline
 
 ENTRY = {"model": "m", "method": "shortgpt", "budget": {"layers": None, "ratio": 0.25}}
 SHORTGPT_25 = ("smollm2-135m", "shortgpt", 0.25)
@@ -210,8 +210,8 @@ PIQA = [{"goal": f"Goal number {i}:", "sol1": f"do the first thing {i}.", "sol2"
 def test_two_identical_reruns_of_a_tiny_model_on_local_tasks_are_silent(tiny_env, tmp_path, monkeypatch):
     """Two runs of the same matrix (tiny model, synthetic PIQA through lm-eval): baseline from the first, the
     second compared with it: no change at all. Then a planted 5-point drop in the second fires."""
-    from bench import config, runner
     from bench.data import fetch, loaders
+    from bench.run import config, runner
 
     monkeypatch.setattr(fetch, "ensure", lambda name, force=False: None)
     monkeypatch.setattr(loaders, "piqa", lambda **_: datasets.DatasetDict(validation=datasets.Dataset.from_list(PIQA)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from bench import config, regress, runner
+from bench.results import regress
+from bench.run import config, runner
 
 
 def _run(tiny_env, tmp_path, name, **over):

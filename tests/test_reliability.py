@@ -58,7 +58,7 @@ def test_finding_1_a_folder_with_a_plan_json_is_not_an_export(tiny_env, tmp_path
 
 
 def test_prune_replaces_its_own_export_and_nothing_else(tiny_env, tmp_path, capsys, umask):
-    from bench.export_target import MARKER
+    from bench.models.export_target import MARKER
 
     umask(0o027)
     out = tmp_path / "pruned"
@@ -158,7 +158,7 @@ def test_a_corrupt_record_is_recomputed_and_never_fatal(tiny_env, tmp_path, caps
 @pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o027, 0o640, 0o750),
                                                         (0o077, 0o600, 0o700)])
 def test_finding_3_atomic_writes_follow_the_umask(tmp_path, umask, mask, file_mode, dir_mode):
-    from bench.atomic import current_umask, make_temp_dir, write_json
+    from bench.core.atomic import current_umask, make_temp_dir, write_json
 
     umask(mask)
     assert current_umask() == mask
@@ -194,16 +194,16 @@ def test_finding_6_slurm_is_refused_when_the_controller_does_not_answer(tiny_env
     assert len(err) == 1 and "cannot reach the Slurm controller" in err[0] and "submitit-local" in err[0]
     assert not (tmp_path / "store").exists()
     (bin_dir / "sinfo").write_text("#!/bin/sh\necho gpu\n")  # a controller that answers: accepted
-    from bench import config
-    from bench.slurm import check_reachable
+    from bench.run import config
+    from bench.run.slurm import check_reachable
 
     check_reachable(config.resolve({"executor": "slurm"}))
 
 
 def test_submitit_local_is_its_own_executor_without_a_percent_j_folder(tmp_path):
-    from bench import config
-    from bench.slurm import check_reachable, make_executor
-    from bench.store import Store
+    from bench.results.store import Store
+    from bench.run import config
+    from bench.run.slurm import check_reachable, make_executor
 
     spec = config.resolve({"executor": "submitit-local"})
     check_reachable(spec)  # needs no Slurm
@@ -224,7 +224,7 @@ def test_finding_7_lm_eval_asks_git_quietly(tmp_path, monkeypatch, capfd):
         pytest.skip("git is not installed")
     import lm_eval.evaluator as evaluator
 
-    from bench.evaluate._provenance import quiet_git_probe
+    from bench.evaluate.environment import quiet_git_probe
 
     monkeypatch.chdir(tmp_path)  # not a git checkout
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))

@@ -9,13 +9,13 @@ import weakref
 import numpy as np
 import pytest
 
-from bench import cells as matrix
-from bench import config, runner
-from bench.config import MethodSpec
+from bench.run import cells as matrix
+from bench.run import config, runner
+from bench.run.config import MethodSpec
 
 
 def test_quick_matrix_is_dense_plus_methods_times_ratios():
-    from bench import presets
+    from bench.run import presets
 
     spec = config.resolve({})
     cells = matrix.expand(spec)
@@ -58,7 +58,8 @@ def test_a_seed_parameter_follows_the_run_seed():
 
 
 def test_dense_loaded_once_and_one_pruned_variant_at_a_time(tiny_env, tmp_path, monkeypatch):
-    from bench import pipeline, zoo
+    from bench.models import zoo
+    from bench.run import pipeline
 
     loads, alive = [], []
     real_load, real_prune = zoo.load, pipeline.prune
@@ -113,7 +114,7 @@ def test_pruned_cell_speedup_comes_from_an_interleaved_dense_measurement(tiny_en
 def test_identical_pruned_models_share_one_evaluation(tiny_env, tmp_path, monkeypatch):
     """`last` plans the same removal under every seed: seed 1's cell reuses seed 0's evaluation (byte for
     byte, and says so), while `random` (a different model per seed) is evaluated per seed."""
-    from bench import session as session_mod
+    from bench.run import session as session_mod
 
     evaluated = []
     real_reuse = session_mod.ModelSession._reuse

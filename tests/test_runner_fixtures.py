@@ -80,7 +80,7 @@ class Boom(Pruner):
         return self.removal_plan(model, budget, [0], {}, None)
 
     def heal(self, model, plan, data):
-        from bench.errors import TrainingError
+        from bench.core.errors import TrainingError
 
         raise TrainingError("training diverged: loss is NaN at step 3", "lower the learning rate")
 

@@ -44,9 +44,9 @@ def test_two_cell_matrix_through_submitit_local(tiny_env, tmp_path, job_env, cap
 
 
 def test_submitit_parameters(tmp_path):
-    from bench import config
-    from bench.slurm import make_executor
-    from bench.store import Store
+    from bench.results.store import Store
+    from bench.run import config
+    from bench.run.slurm import make_executor
 
     spec = config.resolve({"executor": "slurm", "slurm": {"partition": "gpu", "gpus_per_cell": 2,
                                                            "time_min": 30, "cluster": "local"}})

@@ -8,8 +8,8 @@ import multiprocessing as mp
 import pandas as pd
 import pytest
 
-from bench.errors import ConfigError
-from bench.store import INDEX, VIEW, Store, check_location
+from bench.core.errors import ConfigError
+from bench.results.store import INDEX, VIEW, Store, check_location
 
 
 def _record(key: str, method: str = "shortgpt", status: str = "ok", when: str = "2025-01-01T00:00:00") -> dict:

@@ -19,7 +19,7 @@ def study(tmp_path_factory, monkeypatch_module):
     import streamline_study as S
     import streamline_study_teacher as T
 
-    from bench.calib import CalibSpec
+    from bench.data.calibration import CalibSpec
 
     monkeypatch_module.setattr(S, "WINDOWS", (4, 8))
     monkeypatch_module.setattr(S, "BUDGETS", (1024, 2048))

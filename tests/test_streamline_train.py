@@ -9,14 +9,14 @@ from tiny import tiny_model
 from transformers import AutoModelForCausalLM
 
 import methods
-from bench import arch
-from bench.calib import Calibration, CalibSpec
-from bench.errors import ConfigError, ExportError
-from bench.export import save_pruned
-from bench.layercall import MLPBlock, capture
-from bench.pipeline import prune
+from bench.core.errors import ConfigError, ExportError
+from bench.data.calibration import Calibration, CalibSpec
+from bench.data.training_text import TrainData, TrainDataSpec
+from bench.models import arch
+from bench.models.export import save_pruned
+from bench.models.layercall import MLPBlock, capture
+from bench.run.pipeline import prune
 from bench.train import lm_loss
-from bench.traindata import TrainData, TrainDataSpec
 from methods.base import Budget
 
 TEXT = "\n\n".join(

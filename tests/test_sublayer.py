@@ -1,4 +1,4 @@
-"""Sub-layer surgery (bench.sublayer) and sub-layer plans on tiny random models of every family."""
+"""Sub-layer surgery (bench.models.sublayer) and sub-layer plans on tiny random models of every family."""
 
 import copy
 import json
@@ -9,8 +9,8 @@ from tiny import FAMILIES, tiny_model
 from transformers import AutoModelForCausalLM
 from transformers.cache_utils import DummyLayer
 
-from bench import arch, sublayer
-from bench.errors import SurgeryError
+from bench.core.errors import SurgeryError
+from bench.models import arch, sublayer
 from methods import ops
 from methods.base import Budget, PrunePlan
 from methods.surgery import apply_ops
@@ -27,7 +27,7 @@ def _ids(n=20, batch=2, seed=0):
 
 def _zeroed_reference(dense, attn, mlp):
     """The reference computation: the stock dense model with every parameter of the dropped sublayers set
-    to zero (a zero sublayer adds exactly nothing to the residual), built without bench.sublayer's stubs."""
+    to zero (a zero sublayer adds exactly nothing to the residual), built without bench.models.sublayer's stubs."""
     ref = copy.deepcopy(dense)
     rec = sublayer.sublayers(ref)
     layers = arch.decoder_layers(ref)
@@ -184,7 +184,7 @@ def test_budget_converts_to_units_the_same_way_for_every_order():
 
 
 def test_save_pruned_writes_an_exact_stock_checkpoint_and_says_it_is_not_faster(tmp_path):
-    from bench.export import save_pruned
+    from bench.models.export import save_pruned
     from methods.base import Pruner
 
     class Toy(Pruner):

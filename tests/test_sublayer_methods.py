@@ -7,9 +7,9 @@ import torch
 from tiny import tiny_model
 
 import methods
-from bench import arch, sublayer
-from bench.calib import Calibration, CalibSpec
-from bench.errors import BudgetError
+from bench.core.errors import BudgetError
+from bench.data.calibration import Calibration, CalibSpec
+from bench.models import arch, sublayer
 from methods.base import Budget
 from methods.surgery import apply_ops
 
@@ -24,9 +24,9 @@ def tiny():
 
 
 def test_llm_drop_block_similarity_is_one_minus_block_influence(tiny):
-    """The block criterion, from its own hooks, equals ShortGPT's BI read from bench.calib's statistics."""
+    """The block criterion, from its own hooks, equals ShortGPT's BI read from bench.data.calibration's statistics."""
     from methods.llm_drop import similarities
-    from methods.windows import block_influence
+    from methods.selection import block_influence
 
     model, calib = tiny
     sims = similarities(model, calib.batches())

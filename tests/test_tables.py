@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from bench import tables
+from bench.core import tables
 from bench.data import tasks
-from bench.zoo import ModelEntry
+from bench.models.zoo import ModelEntry
 
 
 @dataclass(frozen=True)

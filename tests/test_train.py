@@ -6,8 +6,8 @@ import pytest
 import torch
 from tiny import tiny_model
 
-from bench import arch
-from bench.errors import TrainingError
+from bench.core.errors import TrainingError
+from bench.models import arch
 from bench.train import TrainParams, flops_per_token, lm_loss, lr_lambda, matmul_params, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

@@ -8,11 +8,11 @@ from tiny import tiny_model
 from transformers import AutoModelForCausalLM
 
 import methods
-from bench import arch
-from bench.export import save_pruned
-from bench.pipeline import prune
+from bench.data.training_text import TrainData, TrainDataSpec
+from bench.models import arch
+from bench.models.export import save_pruned
+from bench.run.pipeline import prune
 from bench.train import lm_loss
-from bench.traindata import TrainData, TrainDataSpec
 from methods.base import Budget
 
 TEXT = "\n\n".join(f"Entry {i}: the mill by the river ground {i % 9} sacks of wheat each morning before the market "

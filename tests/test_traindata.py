@@ -4,11 +4,11 @@ import pytest
 import torch
 from tiny import tiny_model, tiny_tokenizer
 
-from bench.calib import Calibration, CalibSpec, corpus_documents
+from bench.core.errors import ConfigError
 from bench.data import splits
-from bench.errors import ConfigError
+from bench.data.calibration import Calibration, CalibSpec, corpus_documents
+from bench.data.training_text import TrainData, TrainDataSpec
 from bench.evaluate.perplexity import corpus_text
-from bench.traindata import TrainData, TrainDataSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

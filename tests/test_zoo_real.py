@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bench import zoo
+from bench.models import zoo
 
 pytestmark = pytest.mark.real
 

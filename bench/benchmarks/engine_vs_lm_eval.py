@@ -3,7 +3,7 @@
     nice -n 5 python -m bench.benchmarks.engine_vs_lm_eval --out DIR [--limit 500] [--ratio 0.25]
 
 The quick preset's methods at one ratio (seed 0, the preset's method parameters and calibration) on
-SmolLM2-135M in fp32, each pruned once and exported (`bench.export.save_pruned`); the dense checkpoint
+SmolLM2-135M in fp32, each pruned once and exported (`bench.models.export.save_pruned`); the dense checkpoint
 is the zoo's folder. Two worker processes evaluate PIQA, ARC-Easy and WinoGrande on one seeded subset of
 `--limit` documents each, cell by cell, interleaved (plain, engine, plain, engine, ...) so that load on
 a shared machine hits both alike:
@@ -60,8 +60,8 @@ def _worker(kind: str, conn, cells: dict, limit: int, seed: int, threads: int) -
     torch.set_num_threads(threads)
     from transformers import AutoModelForCausalLM
 
-    from bench import zoo
     from bench.data import tasks as registry
+    from bench.models import zoo
 
     registry.configure_offline("local")
     import lm_eval
@@ -130,12 +130,13 @@ def _prune_and_export(out: Path, ratio: float, seed: int) -> dict[str, str]:
     import dataclasses
 
     import methods
-    from bench import config, presets, zoo
-    from bench.calib import Calibration
-    from bench.cells import calib_spec, expand
-    from bench.export import save_pruned
-    from bench.pipeline import prune
-    from bench.traindata import TrainData, TrainDataSpec
+    from bench.data.calibration import Calibration
+    from bench.data.training_text import TrainData, TrainDataSpec
+    from bench.models import zoo
+    from bench.models.export import save_pruned
+    from bench.run import config, presets
+    from bench.run.cells import calib_spec, expand
+    from bench.run.pipeline import prune
     from methods.base import Budget
 
     data = presets.get("quick")

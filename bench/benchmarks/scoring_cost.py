@@ -25,7 +25,7 @@ def _plain_forward(model, calib) -> None:
 
 def _score_all(model, calib, budget) -> dict:
     import methods
-    from bench.calib import Calibration
+    from bench.data.calibration import Calibration
 
     fresh = Calibration.__new__(Calibration)  # same windows, no cached stats: capture again
     fresh.__dict__.update({k: v for k, v in calib.__dict__.items() if k != "stats"})
@@ -35,8 +35,8 @@ def _score_all(model, calib, budget) -> dict:
 
 
 def measure(model_name: str, samples: int, seq_len: int, repeats: int, layers: int) -> dict:
-    from bench import zoo
-    from bench.calib import Calibration, CalibSpec
+    from bench.data.calibration import Calibration, CalibSpec
+    from bench.models import zoo
     from methods.base import Budget
 
     model, tok = zoo.load(model_name)

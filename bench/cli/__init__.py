@@ -13,7 +13,7 @@ import sys
 
 from bench import __version__
 from bench.cli.edge import EXIT_USER_ERROR, OneLineParser, error_line, os_error_line
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 # name of the module under bench.cli for each subcommand, in help order
 SUBCOMMANDS = ("run", "prune", "ls", "show", "data", "report", "regress", "compare")
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         if args.cache_dir:
-            from bench.paths import set_cache_root
+            from bench.core.paths import set_cache_root
 
             if os.path.exists(args.cache_dir) and not os.path.isdir(args.cache_dir):
                 raise BenchError(f"--cache-dir {args.cache_dir} is a file, not a folder", "give --cache-dir a folder")

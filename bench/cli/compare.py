@@ -21,8 +21,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from bench.errors import BenchError
-    from bench.pathcheck import readable_folder
+    from bench.core.errors import BenchError
+    from bench.core.pathcheck import readable_folder
     from bench.report.stores import compare_stores, rows
 
     for store, what in ((args.store_a, "STORE_A"), (args.store_b, "STORE_B")):

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
 
 
 def _no_action(parser) -> int:
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     parser.print_help()
     raise BenchError("no action given", "use `bench data fetch` or `bench data status`")

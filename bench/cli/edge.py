@@ -10,7 +10,7 @@ import argparse
 import errno
 import sys
 
-from bench.pathcheck import os_reason
+from bench.core.pathcheck import os_reason
 
 EXIT_USER_ERROR = 2
 MAX_MESSAGE = 400  # characters of a message (and of a hint) on the error line; the rest is cut with "…"

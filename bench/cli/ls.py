@@ -8,7 +8,7 @@ import sys
 # what -> "module:function" returning a list of row dicts (keys in column order)
 LISTERS = {
     "methods": "methods:method_rows",
-    "models": "bench.zoo:model_rows",
+    "models": "bench.models.zoo:model_rows",
     "tasks": "bench.data.tasks:task_rows",
 }
 
@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     if args.include_path:
-        from bench import plugins
+        from bench.run import plugins
 
         plugins.load(args.include_path)
     module, func = LISTERS[args.what].split(":")

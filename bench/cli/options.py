@@ -1,5 +1,5 @@
 """`bench run`'s options, read off the run spec: each option is declared once, on its field in
-bench/config.py (`config.option(...)`: flag, help, group); this module builds the argparse flags from the
+bench/run/config.py (`config.option(...)`: flag, help, group); this module builds the argparse flags from the
 fields (`add_cli_options`) and turns the given ones back into the command-line layer of
 `config.resolve` (`cli_overrides`, then `--param` with `apply_params`)."""
 
@@ -12,8 +12,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from bench.config import MethodSpec, RunSpec, resolve
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
+from bench.run.config import MethodSpec, RunSpec, resolve
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ EVALUATIONS = {
 
 
 def _kinds(text: str, flag: str) -> list[str]:
-    from bench.errors import UnknownNameError
+    from bench.core.errors import UnknownNameError
 
     kinds = [k.strip().lower() for k in str(text).split(",") if k.strip()]
     for kind in kinds:

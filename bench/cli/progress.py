@@ -1,6 +1,6 @@
 """What a run shows while it works: rich progress bars on a terminal, plain log lines elsewhere or under CI.
 
-The runner reports to a `bench.observer.Observer`. `RichObserver` draws the matrix bar with an
+The runner reports to a `bench.core.observer.Observer`. `RichObserver` draws the matrix bar with an
 ETA (mean seconds per finished cell x cells left), the running cell, and the running stage with the
 time it took in the previous cell as its estimate; `PlainObserver` writes one line per event. `summary`
 renders the leaderboard table at the end.
@@ -15,8 +15,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-from bench.observer import Observer, fmt_s
-from bench.record import CellError
+from bench.core.observer import Observer, fmt_s
+from bench.core.record import CellError
 
 log = logging.getLogger(__name__)
 
@@ -274,9 +274,9 @@ def headline_summary(store, keys: list[str] | None, console) -> None:
 
 
 def leaderboard_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One flat row per record (bench.store.flat_row): dense first within each model, then by method and
+    """One flat row per record (bench.results.store.flat_row): dense first within each model, then by method and
     budget."""
-    from bench.store import flat_row
+    from bench.results.store import flat_row
 
     rows = [flat_row(r) for r in records]
 

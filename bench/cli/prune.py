@@ -5,7 +5,7 @@ Three ways to say which model to write:
   method and budget (`--preset`, default quick: its calibration, training text, method_params and seed),
   so the checkpoint is the model that cell measures; every flag given on top is said as a difference.
 - `--from-store STORE --cell LABEL`: the model a stored cell measured, replayed from its plan and its
-  trained tensors (bench.pipeline.replay), in the cell's dtype; nothing is recomputed.
+  trained tensors (bench.run.pipeline.replay), in the cell's dtype; nothing is recomputed.
 - `--plan plan.json`: a plan file (an export's, or a store cell's) replayed on `--model`.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 EXAMPLES = """examples:
   bench prune --method shortgpt --ratio 0.25 --out pruned/            # the quick preset's cell, as a checkpoint
@@ -80,7 +80,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     if args.include_path:
-        from bench import plugins
+        from bench.run import plugins
 
         plugins.load(args.include_path)
     sources = [name for name, given in (("--method", args.method), ("--from-store", args.from_store),
@@ -125,8 +125,9 @@ def _prune(args) -> int:
     import dataclasses
 
     import methods
-    from bench import cells, zoo
-    from bench.config import MethodSpec, canonical_method, resolve
+    from bench.models import zoo
+    from bench.run import cells
+    from bench.run.config import MethodSpec, canonical_method, resolve
 
     if args.ratio is None and args.layers is None:
         raise ConfigError("one of the arguments --ratio --layers is required with --method",
@@ -155,7 +156,7 @@ def _prune(args) -> int:
     preset_params = dict(cells.resolve_params(MethodSpec(method), args.seed, preset.method_params))
     pruner = methods.create(method, resolved)
     if not getattr(pruner, "exportable", True):
-        from bench.errors import ExportError
+        from bench.core.errors import ExportError
 
         raise ExportError(f"{method} with these parameters makes a model with no stock transformers form, and "
                           "`bench prune` writes a checkpoint", "use `bench run` to evaluate it in the harness")
@@ -163,10 +164,10 @@ def _prune(args) -> int:
 
     budget = Budget(layers=args.layers, ratio=args.ratio)
     entry = zoo.resolve(model_name)  # an unknown name or a missing folder fails here
-    from bench import precheck
-    from bench.calib import CalibSpec
-    from bench.config import check_seed
-    from bench.textfile import source_documents_or_builtin
+    from bench.core.textfile import source_documents_or_builtin
+    from bench.data.calibration import CalibSpec
+    from bench.models import precheck
+    from bench.run.config import check_seed
 
     check_seed(args.seed, "--seed")
     precheck.check_budgets(model_name, (args.ratio,) if args.ratio is not None else (),
@@ -186,20 +187,20 @@ def _prune(args) -> int:
     print(f"settings: the {args.preset} preset's cell `{model_name} · {method} · {budget.describe()} · seed "
           f"{args.seed}`" + (f"; differs in {'; '.join(differences)}" if differences else " (no differences)"))
 
-    from bench.offload import check_devices
+    from bench.models.offload import check_devices
 
     check_devices(args.max_memory, args.offload_dir)  # a malformed cap, a GPU this machine lacks, a bad folder
 
-    from bench.calib import Calibration
-    from bench.export import save_pruned
-    from bench.pipeline import prune
+    from bench.data.calibration import Calibration
+    from bench.models.export import save_pruned
+    from bench.run.pipeline import prune
 
     model, tokenizer = zoo.load(model_name, device=args.device or spec.device, dtype=dtype, max_memory=args.max_memory,
                                 offload_folder=args.offload_dir)
     calib = Calibration(cells.calib_spec(spec, args.seed), model, tokenizer) if pruner.needs_calibration else None
     heal_data = None
     if pruner.trains:
-        from bench.traindata import TrainData, TrainDataSpec
+        from bench.data.training_text import TrainData, TrainDataSpec
 
         heal_data = TrainData(TrainDataSpec(**dataclasses.asdict(spec.train)), tokenizer)
     result = prune(model, pruner, budget, calib, copy_model=False, heal_data=heal_data)
@@ -242,14 +243,14 @@ def _differences(spec, preset, params: dict, preset_params: dict, pruner) -> lis
 def _check_out(args, model_name: str, entry) -> tuple:
     import os
 
-    from bench import zoo
-    from bench.export_target import check_target
-    from bench.pathcheck import writable_folder
+    from bench.core.pathcheck import writable_folder
+    from bench.models import zoo
+    from bench.models.export_target import check_target
 
     protect = (model_name,) if entry.location and os.path.isdir(entry.location) else ()
     check_target(args.out, force=args.force, protect=protect)
     if not zoo.is_cached(model_name):  # it will be downloaded into the cache
-        from bench.paths import cache_root
+        from bench.core.paths import cache_root
 
         writable_folder(cache_root(), "the cache folder (--cache-dir)")
     return protect
@@ -261,7 +262,7 @@ def _check_out(args, model_name: str, entry) -> tuple:
 def find_cell(store, query: str) -> dict:
     """The store's record that `query` names: a key (or a unique start of one), a label, or a unique set of
     words of a label (`shortgpt ratio 0.25`), case-insensitively."""
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
 
     records = store.records()
     if not records:
@@ -290,9 +291,9 @@ def find_cell(store, query: str) -> dict:
 
 
 def _from_store(args) -> int:
-    from bench.pathcheck import readable_folder
-    from bench.pipeline import TRAINED
-    from bench.store import Store
+    from bench.core.pathcheck import readable_folder
+    from bench.results.store import Store
+    from bench.run.pipeline import TRAINED
     from methods.base import PrunePlan
 
     if not args.cell:
@@ -321,8 +322,8 @@ def _from_store(args) -> int:
 def _from_plan(args) -> int:
     from pathlib import Path
 
-    from bench.pipeline import TRAINED
-    from bench.textfile import read_text
+    from bench.core.textfile import read_text
+    from bench.run.pipeline import TRAINED
     from methods.base import PrunePlan
 
     path = Path(args.plan).expanduser()
@@ -340,10 +341,10 @@ def _from_plan(args) -> int:
 def _write(args, plan, model_name: str, params: dict, trained, dtype: str | None, what: str,
            source: dict | None) -> int:
     import methods
-    from bench import arch, zoo
-    from bench.errors import BenchError
-    from bench.export import save_pruned
-    from bench.pipeline import load_trained, needs_trained_tensors, replay
+    from bench.core.errors import BenchError
+    from bench.models import arch, zoo
+    from bench.models.export import save_pruned
+    from bench.run.pipeline import load_trained, needs_trained_tensors, replay
 
     if trained is None and needs_trained_tensors(plan):
         raise BenchError(f"{what}: the plan {'trains' if plan.cost.get('training') else 'replaces or folds layers'}"
@@ -351,7 +352,7 @@ def _write(args, plan, model_name: str, params: dict, trained, dtype: str | None
                          "rerun that cell with `bench run --force`, or prune anew with --method")
     pruner = methods.create(plan.method, params)
     if not getattr(pruner, "exportable", True):
-        from bench.errors import ExportError
+        from bench.core.errors import ExportError
 
         raise ExportError(f"{plan.method} with these parameters makes a model with no stock transformers form",
                           "evaluate it with `bench run`")

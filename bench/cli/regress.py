@@ -73,9 +73,9 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bench import regress
-    from bench.pathcheck import readable_folder, writable_file
-    from bench.store import check_location
+    from bench.core.pathcheck import readable_folder, writable_file
+    from bench.results import regress
+    from bench.results.store import check_location
 
     if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
         readable_folder(args.store, "--store", "result store")
@@ -93,7 +93,7 @@ def run(args) -> int:
     known = regress.metric_kinds()
     unknown = [k for k in args.skip if k not in known]
     if unknown:
-        from bench.errors import ConfigError
+        from bench.core.errors import ConfigError
 
         raise ConfigError(f"--skip {unknown[0]}: no such kind of metric", f"kinds: {', '.join(known)}")
     kinds = frozenset(set(known) - set(args.skip))

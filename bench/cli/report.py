@@ -24,8 +24,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from bench import report
-    from bench.pathcheck import no_empty_leftovers, readable_folder, writable_folder
-    from bench.store import check_location
+    from bench.core.pathcheck import no_empty_leftovers, readable_folder, writable_folder
+    from bench.results.store import check_location
 
     if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
         readable_folder(args.store, "--store", "result store")

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
     groups = {"matrix": p.add_argument_group("matrix"), "evaluation": p.add_argument_group("evaluation"),
               "run": p.add_argument_group("run"), "slurm": p.add_argument_group("slurm (with --executor slurm)")}
-    add_cli_options(p, groups)  # the spec's options, each stated once on its field (bench/config.py)
+    add_cli_options(p, groups)  # the spec's options, each stated once on its field (bench/run/config.py)
     groups["matrix"].add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
                                   help="a method parameter, e.g. laco.threshold=0.3, or NAME=VALUE when the run has "
                                        "one method (repeatable; see `bench show METHOD`)")
@@ -57,7 +57,7 @@ def run(args) -> int:
     if args.dry_run:
         return dry_run(spec)
     if not args.no_report and args.report_dir:  # the default, <store>/reports, is checked with the store
-        from bench.pathcheck import writable_folder
+        from bench.core.pathcheck import writable_folder
 
         writable_folder(args.report_dir, "--reports")
     if not args.no_report and importlib.util.find_spec("bench.report") is not None:
@@ -72,8 +72,8 @@ def run(args) -> int:
 
     from rich.console import Console
 
-    from bench import runner
     from bench.cli import progress
+    from bench.run import runner
 
     observer = progress.PlainObserver() if args.plain or progress.wants_plain() else progress.RichObserver()
     with observer:
@@ -105,7 +105,7 @@ def run(args) -> int:
 
 def dry_run(spec) -> int:
     """`bench run --dry-run`: the plan and its estimate (validated like a run; nothing is loaded or written)."""
-    from bench import estimate, runner
+    from bench.run import estimate, runner
 
     runner.validate(spec)
     planned = estimate.plan(spec)

@@ -20,10 +20,10 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     import methods
-    from bench.config import canonical_method
+    from bench.run.config import canonical_method
 
     if args.include_path:
-        from bench import plugins
+        from bench.run import plugins
 
         plugins.load(args.include_path)
     name = canonical_method(args.method)
@@ -53,7 +53,7 @@ def run(args) -> int:
             table.add_row(f"[italic]{group}[/italic]", "", "", "")
         table.add_row(row["parameter"], row["type"], str(row["default"]), row["meaning"])
     console.print(table)
-    from bench import presets
+    from bench.run import presets
 
     quick = (presets.get("quick").get("method_params") or {}).get(name)
     if quick:

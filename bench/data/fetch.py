@@ -18,10 +18,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.atomic import dir_mode, write_text
-from bench.errors import DownloadError, UnknownNameError
-from bench.fetch import PinnedWheel, _find_wheel, fetch_wheel
-from bench.paths import data_dir, downloads_dir
+from bench.core.atomic import dir_mode, write_text
+from bench.core.download import PinnedWheel, _find_wheel, fetch_wheel
+from bench.core.errors import DownloadError, UnknownNameError
+from bench.core.paths import data_dir, downloads_dir
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ of whole documents, in corpus order:
 
 so no text is both calibrated or trained on and evaluated. `describe(corpus)` is the provenance a record
 stores. A local file (calibration or training) is not split; training drops its documents that also occur
-in a built-in evaluation range (`bench.traindata`).
+in a built-in evaluation range (`bench.data.training_text`).
 
 Windows (`token_windows`): a seeded shuffle of the documents, each tokenized without special tokens and
 followed by EOS (the separator of pre-training), the stream cut into non-overlapping windows. With BOS
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 SEPARATOR = "\n\n"  # how bench.evaluate.perplexity joins a corpus's documents
 EVAL_SHARE = 0.5

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bench.errors import ConfigError, UnknownNameError
+from bench.core.errors import ConfigError, UnknownNameError
 
 DataMode = Literal["local", "hub"]
 SUITE_GROUP = "bench"          # the outer inline group every request is wrapped in
@@ -59,7 +59,7 @@ class CorpusInfo:
 
 def _table(key: str, cls: type) -> dict[str, Any]:
     """One table of the package data file `bench/data/tasks.yaml` (validated on load), by name."""
-    from bench import tables
+    from bench.core import tables
 
     return {entry.name: entry for entry in tables.rows("bench.data", "tasks.yaml", cls, key=key)}
 

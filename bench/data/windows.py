@@ -1,12 +1,12 @@
 """How a token stream is cut into perplexity windows: one rule, read by the perplexity evaluation
-(bench.evaluate.perplexity) and by the training-data split (bench.traindata), which must know where the
+(bench.evaluate.perplexity) and by the training-data split (bench.data.training_text), which must know where the
 evaluation's last window ends so that training text is never scored."""
 
 from __future__ import annotations
 
 import torch
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 
 
 def make_windows(ids: torch.Tensor, window: int, *, max_windows: int | None = None,

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from bench.core.errors import ConfigError
 from bench.data import tasks as task_registry
-from bench.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def cached_accuracy(path, compute: Callable[[], AccuracyResult], *, tasks: Seque
     """
     from pathlib import Path
 
-    from bench.atomic import write_json
+    from bench.core.atomic import write_json
 
     path = Path(path)
     if path.exists():
@@ -347,7 +347,7 @@ def evaluate_accuracy(
     if num_fewshot and data == "local":
         log.warning("%d-shot: no train split is shipped, so few-shot examples come from the scored split "
                     "itself (the document being scored excluded; MMLU uses its dev split)", num_fewshot)
-    from bench.evaluate._provenance import environment, quiet_git_probe
+    from bench.evaluate.environment import environment, quiet_git_probe
 
     start = time.perf_counter()
     with task_registry.offline(data):   # before lm_eval/datasets are imported; restored afterwards

@@ -42,7 +42,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
+from bench.core.errors import ConfigError
 from bench.evaluate.perplexity import _split_head, resolve_add_bos
 
 log = logging.getLogger(__name__)

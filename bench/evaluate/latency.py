@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from bench.device import is_cuda, synchronize
+from bench.core.device import is_cuda, synchronize
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,8 @@ def kv_cache_bytes(model, tokens: int, batch: int) -> int | None:
 
 
 def _attention_dropped_layers(model) -> int:
-    """Decoder layers whose attention sublayer was dropped (bench.sublayer marks them): they hold no KV cache."""
-    from bench import arch
+    """Decoder layers whose attention sublayer was dropped (bench.models.sublayer marks them): they hold no KV cache."""
+    from bench.models import arch
 
     try:
         return sum(1 for layer in arch.decoder_layers(model) if getattr(layer, "attention_dropped", False))
@@ -266,7 +266,7 @@ def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, 
 
 def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, identity,
             label: str = "model", kv_measured=(None, None)) -> LatencyResult:
-    from bench.evaluate._provenance import environment
+    from bench.evaluate.environment import environment
 
     model = probe.model
     param = next(model.parameters())

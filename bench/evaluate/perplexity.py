@@ -158,7 +158,7 @@ def text_perplexity(model, tokenizer, text: str, *, label: str, source: str, doc
                     add_bos: bool | None = None, chunk_tokens: int | None = None,
                     identity: Mapping[str, Any] | None = None, started: float | None = None) -> PerplexityResult:
     """Token-level perplexity of `model` on any text (a built-in corpus, a user's file), windowed as above."""
-    from bench.evaluate._provenance import environment
+    from bench.evaluate.environment import environment
 
     start = time.perf_counter() if started is None else started
     ids = torch.tensor(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"], dtype=torch.long)

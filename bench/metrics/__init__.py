@@ -5,7 +5,7 @@ How to add a metric (one file, nothing else to edit): create `bench/metrics/<nam
 
     from dataclasses import dataclass
     from bench.metrics import Evaluator, Measure, Metric, Outcome, RelativeChange, evaluator, metric
-    from bench.record import Part
+    from bench.core.record import Part
 
     @dataclass
     class BitsPerByte(Part):                       # the record part, typed (every field has a default)
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bench.record import CellRecord
+    from bench.core.record import CellRecord
 
 BUILTIN = ("accuracy", "perplexity", "latency", "stability", "cost")
 DIRECTIONS = ("higher", "lower")
@@ -302,12 +302,12 @@ class Outcome:
 class EvalContext:
     """What an evaluator sees of the cell being computed."""
 
-    spec: Any                       # bench.config.RunSpec
-    cell: Any                       # bench.cells.Cell
+    spec: Any                       # bench.run.config.RunSpec
+    cell: Any                       # bench.run.cells.Cell
     model: Any                      # the model to evaluate (pruned, or the dense one)
     tokenizer: Any
     dense_model: Any                # the session's dense model (for paired measurements)
-    observer: Any                   # bench.observer.Observer
+    observer: Any                   # bench.core.observer.Observer
     reference: dict[str, Outcome] | None = None  # the dense cell's outcomes (None for the dense cell)
     results: dict[str, Outcome] = field(default_factory=dict)  # this cell's outcomes so far
     timings: dict[str, float] = field(default_factory=dict)
@@ -332,7 +332,7 @@ class Evaluator:
     decorate with `@evaluator`. Evaluators run in `order` (built-ins 10..40)."""
 
     name: ClassVar[str]
-    part: ClassVar[Any]             # a bench.record.Part subclass
+    part: ClassVar[Any]             # a bench.core.record.Part subclass
     many: ClassVar[bool] = False    # the part is a list of `part` (one per corpus, ...)
     order: ClassVar[int] = 50
 
@@ -367,7 +367,7 @@ def evaluator(cls: type[Evaluator]) -> type[Evaluator]:
 def load_record(raw: CellRecord | dict[str, Any]) -> CellRecord:
     """A typed record from a stored one (migrated, every registered evaluator's part typed); a typed record
     is returned as it is."""
-    from bench.record import CellRecord
+    from bench.core.record import CellRecord
 
     if isinstance(raw, CellRecord):
         return raw

@@ -1,6 +1,6 @@
 """Accuracy: lm-eval's multiple-choice tasks (bench.evaluate.accuracy), one stage per task; the record part
 `accuracy` and the metric `accuracy` ("accuracy/avg" and "accuracy/<task>", with lm-eval's stderr).
-`bench regress` judges accuracy document by document from the per-sample records (bench.regress); the
+`bench regress` judges accuracy document by document from the per-sample records (bench.results.regress); the
 metric's own rule (a change of more than `acc_points` points either way) is for cells without them."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.core.record import Part, number
 from bench.metrics import (
     AbsoluteChange,
     Column,
@@ -20,7 +21,6 @@ from bench.metrics import (
     evaluator,
     metric,
 )
-from bench.record import Part, number
 
 
 @dataclass

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.core.record import Part, number
 from bench.metrics import (
     AbsoluteChange,
     Column,
@@ -26,7 +27,6 @@ from bench.metrics import (
     evaluator,
     metric,
 )
-from bench.record import Part, number
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _text(ctx: EvalContext, corpus: str):
     from bench.evaluate.fidelity import prepare_text
 
     spec = ctx.spec.eval.fidelity
-    from bench.textfile import is_text_file, read_text
+    from bench.core.textfile import is_text_file, read_text
 
     path = Path(corpus).expanduser()
     if is_text_file(path):  # a file, or a pipe read before (its text is kept)
@@ -66,7 +66,7 @@ def _text(ctx: EvalContext, corpus: str):
         # the corpus's documents in order from its start: the text perplexity scores, and the head of the
         # evaluation range bench.data.splits (branch fid) reserves; calibration and training come later
         if corpus not in ("c4", "wikipedia"):
-            from bench.errors import ConfigError
+            from bench.core.errors import ConfigError
 
             raise ConfigError(f"fidelity corpus {corpus!r} is neither c4, wikipedia nor a .txt file",
                               "e.g. fidelity: {corpora: [c4]}")
@@ -80,7 +80,7 @@ def _text(ctx: EvalContext, corpus: str):
 def _reference(model, text, batch_size: int):
     """The dense model's hidden states on `text`, or None where its logits are not head(hidden states)
     (then the dense model itself is run beside each pruned one)."""
-    from bench.errors import ConfigError
+    from bench.core.errors import ConfigError
     from bench.evaluate.fidelity import DenseReference
 
     try:

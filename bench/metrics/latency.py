@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.core.record import Part, number
 from bench.metrics import (
     Column,
     EvalContext,
@@ -23,7 +24,6 @@ from bench.metrics import (
     evaluator,
     metric,
 )
-from bench.record import Part, number
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core.record import Part
 from bench.metrics import (
     AbsoluteChange,
     Column,
@@ -19,7 +20,6 @@ from bench.metrics import (
     evaluator,
     metric,
 )
-from bench.record import Part
 
 
 @dataclass
@@ -42,12 +42,12 @@ class CorpusPerplexity(Part):
 
 
 def corpus_perplexity(model, tokenizer, corpus: str, spec) -> CorpusPerplexity:
-    """Perplexity on a built-in corpus or a local .txt file (`spec`: bench.config.PerplexitySpec)."""
+    """Perplexity on a built-in corpus or a local .txt file (`spec`: bench.run.config.PerplexitySpec)."""
     from bench.evaluate.perplexity import evaluate_perplexity, text_perplexity
 
     windows = {"window": spec.window, "batch_size": spec.batch_size, "max_windows": spec.max_windows,
                "add_bos": spec.add_bos}
-    from bench.textfile import is_text_file, read_text
+    from bench.core.textfile import is_text_file, read_text
 
     path = Path(corpus).expanduser()
     if is_text_file(path):  # a file, or a pipe the early checks read (its text is kept)

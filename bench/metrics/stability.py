@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.core.record import Part, number
 from bench.metrics import Column, EvalContext, Evaluator, Measure, Metric, Outcome, evaluator, metric
-from bench.record import Part, number
 
 
 @dataclass

@@ -19,8 +19,8 @@ import logging
 import os
 from pathlib import Path
 
-from bench.atomic import write_text
-from bench.errors import BenchError
+from bench.core.atomic import write_text
+from bench.core.errors import BenchError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class EmptyStoreError(BenchError):
 def load(store: str | os.PathLike):
     """The store's records as report groups (`bench.report.groups.Collection`)."""
     from bench.report.groups import collect
-    from bench.store import Store
+    from bench.results.store import Store
 
     s = Store(store)
     records = s.records()
@@ -48,8 +48,8 @@ def load(store: str | os.PathLike):
 
 def load_samples(store: str | os.PathLike, coll) -> dict[str, dict[str, list]]:
     """record key -> task -> per-sample records, for every finished cell a report group shows."""
-    from bench.stats.recompute import samples_of
-    from bench.store import Store
+    from bench.results.recompute import samples_of
+    from bench.results.store import Store
 
     s = Store(store)
     return {row.key: samples_of(s, row.key) for g in coll.groups for row in g.all_rows}
@@ -57,7 +57,7 @@ def load_samples(store: str | os.PathLike, coll) -> dict[str, dict[str, list]]:
 
 def load_fidelity(store: str | os.PathLike, coll) -> dict[str, list]:
     """record key -> its fidelity.jsonl rows (per-document sums), for every cell a report group shows."""
-    from bench.store import Store
+    from bench.results.store import Store
 
     s = Store(store)
     out = {}
@@ -112,7 +112,8 @@ def check_out(out: str | os.PathLike, force: bool = False, option: str = "--out"
 def render(store: str | os.PathLike, out: str | os.PathLike, figures: bool = True) -> list[Path]:
     """Write the report pages (and figures) for `store` into `out`; returns the files written."""
     from bench.report import figures as figs
-    from bench.report import leaderboard, paper, provenance
+    from bench.report import header as provenance
+    from bench.report import leaderboard, paper
     from bench.report.evidence import evidence
 
     coll = load(store)

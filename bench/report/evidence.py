@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bench.report.groups import Collection, Group
-from bench.report.rows import Row, canonical
+from bench.results.rows import Row, canonical
 from bench.stats.bootstrap import Interval, contrast_interval, draws
 from bench.stats.compare import Comparison, Family, best_of
 from bench.stats.documents import METRICS as DOCUMENT_METRICS

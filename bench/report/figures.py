@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.atomic import write_bytes
+from bench.core.atomic import write_bytes
 from bench.report.groups import Group
-from bench.report.rows import Row, budget_label, method_order
+from bench.results.rows import Row, budget_label, method_order
 
 log = logging.getLogger(__name__)
 

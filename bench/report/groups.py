@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from bench.core.record import CellRecord
 from bench.metrics import load_record
-from bench.record import CellRecord
-from bench.report.rows import Row, budget_sort, canonical, identity, method_order, settings
+from bench.results.rows import Row, budget_sort, canonical, identity, method_order, settings
 
 
 @dataclass

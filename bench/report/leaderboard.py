@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bench.core.record import CellError
 from bench.metrics import Column, metrics
 from bench.metrics.perplexity import corpus_name
-from bench.record import CellError
 from bench.report import markdown as md
 from bench.report.evidence import Evidence, GroupEvidence, document_pair
 from bench.report.figures import Figure
 from bench.report.groups import Collection, Group, settings_text
-from bench.report.rows import Row, budget_label, method_title
+from bench.results.rows import Row, budget_label, method_title
 from bench.stats import ALPHA
 
 
@@ -268,7 +268,7 @@ def verdicts(ev: GroupEvidence) -> list[str]:
 
 
 def _canonical(budget):
-    from bench.report.rows import canonical
+    from bench.results.rows import canonical
 
     return canonical(budget)
 

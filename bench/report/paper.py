@@ -13,7 +13,7 @@ from __future__ import annotations
 from bench.report import markdown as md
 from bench.report.evidence import Evidence, GroupEvidence
 from bench.report.groups import Collection, settings_text
-from bench.report.rows import Row, budget_label, canonical
+from bench.results.rows import Row, budget_label, canonical
 
 
 def _task(ev: GroupEvidence, row: Row, task: str, bold: bool) -> str:

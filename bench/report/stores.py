@@ -5,7 +5,7 @@ documents match.
 For each matching cell: Avg accuracy under A and under B, the paired difference A − B on the documents
 both scored (stratified paired bootstrap interval, sign-flip p; Holm-adjusted over every compared cell),
 bits per byte under each, and the decode speed-up under each (measured in different runs, so not paired).
-Evaluation settings that differ (bench.report.rows.settings) are named per cell: a difference across
+Evaluation settings that differ (bench.results.rows.settings) are named per cell: a difference across
 settings is reported but is not a like-for-like comparison. Runs no model.
 """
 
@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.report.rows import Row, budget_label, differences, identity, settings
+from bench.results.rows import Row, budget_label, differences, identity, settings
 
 
 @dataclass
@@ -43,7 +43,7 @@ class StoreComparison:
 
 def _newest(store) -> dict[tuple, Row]:
     from bench.metrics import load_record
-    from bench.store import Store
+    from bench.results.store import Store
 
     out: dict[tuple, Row] = {}
     records = sorted((load_record(r) for r in Store(store).records() if r.get("status") == "ok"),
@@ -55,15 +55,15 @@ def _newest(store) -> dict[tuple, Row]:
 
 def compare_stores(store_a: str | os.PathLike, store_b: str | os.PathLike) -> StoreComparison:
     """Every cell both stores hold, A against B (see the module docstring)."""
+    from bench.results.recompute import samples_of
+    from bench.results.store import Store
     from bench.stats.compare import Family, compare
-    from bench.stats.recompute import samples_of
-    from bench.store import Store
 
     a, b = _newest(store_a), _newest(store_b)
     sa, sb = Store(store_a), Store(store_b)
     family = Family()
     pairs = []
-    from bench.report.rows import method_order
+    from bench.results.rows import method_order
 
     known = method_order()
     order = sorted(set(a) & set(b), key=lambda k: (k[0], k[1] != "dense", known.index(k[1]) if k[1] in known

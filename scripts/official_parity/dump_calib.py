@@ -1,4 +1,4 @@
-"""Dump the harness's calibration windows (bench.calib, exactly as a Pruner gets them) for official scripts.
+"""Dump the harness's calibration windows (bench.data.calibration, exactly as a Pruner gets them) for official scripts.
 
 Usage (from the repository root, PYTHONPATH=.): python scripts/official_parity/dump_calib.py NAME N SEQ_LEN BATCH
 writes /tmp/official/tokens-NAME.pt (the windows) and tokens-NAME.json (spec, shape, sha256, model folder).
@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from bench import zoo
-from bench.calib import Calibration, CalibSpec
+from bench.data.calibration import Calibration, CalibSpec
+from bench.models import zoo
 
 name, n, seq, bs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 model, tok = zoo.load(zoo.DEFAULT_MODEL, device="cpu", dtype="float32")

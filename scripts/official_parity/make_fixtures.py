@@ -8,7 +8,7 @@ def calib(name):
     m = json.load(open(f"/tmp/official/tokens-{name}.json"))
     return {"spec": {k: v for k, v in m["spec"].items() if k != "last_boundary"}, "shape": m["shape"],
             "windows_sha256": m["sha256"],
-            "how": "bench.calib.Calibration(CalibSpec(...), model, tokenizer).windows on SmolLM2-135M, dumped with "
+            "how": "bench.data.calibration.Calibration(CalibSpec(...), model, tokenizer).windows on SmolLM2-135M, dumped with "
                    "torch.save (scripts/official_parity/dump_calib.py) and read by the official code"}
 BUDGETS = {"0.125": 5, "0.25": 9}
 def write(name, d):

@@ -8,7 +8,7 @@ import torch
 from tiny import tiny_model
 
 from bench.benchmarks.scoring_cost import _plain_forward, _score_all
-from bench.calib import Calibration, CalibSpec
+from bench.data.calibration import Calibration, CalibSpec
 from methods.base import Budget
 
 

@@ -97,7 +97,7 @@ def first_changed_layer(plan) -> int:
 def shared_prefix(dense, pruned, limit: int) -> int:
     """How many leading layers `pruned` shares bit for bit with `dense` (at most `limit`); 0 when the
     embeddings differ. Parameters and buffers are compared, so trained or wrapped layers are caught."""
-    from bench import arch
+    from bench.models import arch
 
     if dense is pruned:
         return min(limit, arch.num_layers(dense))
@@ -119,8 +119,8 @@ def _same_module(a: nn.Module, b: nn.Module) -> bool:
     if sa.keys() != sb.keys():
         return False
     offloaded = {k for k, x in sa.items() if x.is_meta or sb[k].is_meta}
-    if offloaded:  # a dispatched model (bench.offload): offloaded weights are compared by where they are read from
-        from bench.offload import weight_sources
+    if offloaded:  # a dispatched model (bench.models.offload): offloaded weights are compared by where they are read from
+        from bench.models.offload import weight_sources
 
         sources = weight_sources(a)
         if sources is None or sources != weight_sources(b) or set(sources) != offloaded:
@@ -163,7 +163,7 @@ def stubbed(model, boundary: int, states: torch.Tensor | None):
     if boundary == 0:
         yield
         return
-    from bench import arch
+    from bench.models import arch
 
     layers = arch.decoder_layers(model)
     saved = [layers[i] for i in range(boundary)]
@@ -180,7 +180,7 @@ def stubbed(model, boundary: int, states: torch.Tensor | None):
 @contextlib.contextmanager
 def recording(model, boundaries: Iterable[int], sink: dict[int, torch.Tensor]):
     """Capture the hidden states leaving layer b-1 (= entering b) for each boundary b, into `sink[b]`."""
-    from bench import arch
+    from bench.models import arch
 
     layers = arch.decoder_layers(model)
     handles = []
