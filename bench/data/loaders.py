@@ -71,6 +71,16 @@ def _strip_qa(query: str) -> str:
     return query.removesuffix("\nAnswer:")
 
 
+def _validation_only(name: str, rel: str):
+    """The loader of a task whose local copy is one validation split, saved with `datasets.save_to_disk`."""
+
+    def load(**_):
+        return _dict(validation=_disk(rel))
+
+    load.__name__ = load.__qualname__ = name
+    return load
+
+
 def _rebuild_mc(task: str, question_field: str):
     """ARC / OpenBookQA rows (id, question, choices{text,label}, answerKey) from an OLMES request file."""
     import datasets
@@ -84,16 +94,9 @@ def _rebuild_mc(task: str, question_field: str):
     return datasets.Dataset.from_list(rows)
 
 
-def piqa(**_):
-    return _dict(validation=_disk("piqa/plain_text/validation"))
-
-
-def hellaswag(**_):
-    return _dict(validation=_disk("hellaswag/none/validation"))
-
-
-def winogrande(**_):
-    return _dict(validation=_disk("winogrande/winogrande_xl/validation"))
+piqa = _validation_only("piqa", "piqa/plain_text/validation")
+hellaswag = _validation_only("hellaswag", "hellaswag/none/validation")
+winogrande = _validation_only("winogrande", "winogrande/winogrande_xl/validation")
 
 
 def arc_easy(**_):
@@ -117,16 +120,9 @@ def openbookqa(**_):
                  test=_rebuild_mc("openbookqa/test_rc_5shot", "question_stem"))
 
 
-def copa(**_):
-    return _dict(validation=_disk("super_glue/copa/validation"))
-
-
-def sciq(**_):
-    return _dict(validation=_disk("sciq/none/validation"))
-
-
-def commonsense_qa(**_):
-    return _dict(validation=_disk("tau/commonsense_qa/none/validation"))
+copa = _validation_only("copa", "super_glue/copa/validation")
+sciq = _validation_only("sciq", "sciq/none/validation")
+commonsense_qa = _validation_only("commonsense_qa", "tau/commonsense_qa/none/validation")
 
 
 def mmlu(subject: str, **_):

@@ -198,13 +198,15 @@ def renumber_layers(model: nn.Module) -> None:
         cache_idx += not getattr(layer, "attention_dropped", False)
 
 
-def _check_indices(indices: Sequence[int], n: int, what: str) -> list[int]:
+def check_indices(indices: Sequence[int], n: int, what: str, unit: str = "layer") -> list[int]:
+    """The sorted layer indices of a surgery (`what` names it, `unit` what an index selects: a layer, or an
+    attention or MLP sublayer); a duplicate or an index outside 0..n-1 is a SurgeryError."""
     idx = [int(i) for i in indices]
     if len(set(idx)) != len(idx):
         raise SurgeryError(f"duplicate layer indices in {what}: {sorted(idx)}", "list each layer once")
     bad = [i for i in idx if not 0 <= i < n]
     if bad:
-        raise SurgeryError(f"layer indices {bad} out of range for a model with {n} layers",
+        raise SurgeryError(f"{unit} indices {bad} out of range for a model with {n} layers",
                            f"use indices 0..{n - 1}")
     return sorted(idx)
 
@@ -212,7 +214,7 @@ def _check_indices(indices: Sequence[int], n: int, what: str) -> list[int]:
 def remove_layers(model: nn.Module, indices: Sequence[int]) -> nn.Module:
     """Delete the decoder layers at `indices` (in place); removing nothing is the identity."""
     layers = list(decoder_layers(model))
-    drop = set(_check_indices(indices, len(layers), "remove_layers"))
+    drop = set(check_indices(indices, len(layers), "remove_layers"))
     if len(drop) == len(layers):
         raise SurgeryError(f"cannot remove all {len(layers)} layers", "keep at least one layer")
     if not drop:
@@ -245,7 +247,7 @@ def merge_layers(model: nn.Module, base: int, others: Sequence[int], combine: Co
     `combine(param_name, base_tensor, other_tensors)` returns the new tensor for each base parameter.
     """
     layers = decoder_layers(model)
-    idx = _check_indices([base, *others], len(layers), "merge_layers")
+    idx = check_indices([base, *others], len(layers), "merge_layers")
     del idx
     with offloaded_weights_writable(layers[base], [layers[i] for i in others]):
         base_layer = layers[base]

@@ -256,22 +256,12 @@ def dropped(model: nn.Module) -> dict[str, list[int]]:
     return out
 
 
-def _check(indices: Sequence[int], n: int, what: str) -> list[int]:
-    idx = [int(i) for i in indices]
-    if len(set(idx)) != len(idx):
-        raise SurgeryError(f"duplicate layer indices in {what}: {sorted(idx)}", "list each layer once")
-    bad = [i for i in idx if not 0 <= i < n]
-    if bad:
-        raise SurgeryError(f"{what} indices {bad} out of range for a model with {n} layers", f"use 0..{n - 1}")
-    return sorted(idx)
-
-
 def drop_sublayers(model: nn.Module, attn: Sequence[int] = (), mlp: Sequence[int] = ()) -> nn.Module:
     """Drop the attention sublayers of layers `attn` and the MLP sublayers of layers `mlp` (in place, indices
     in the current model); a layer in both is removed as a whole block. KV-cache indices are compacted."""
     layers = arch.decoder_layers(model)
     n = len(layers)
-    attn, mlp = _check(attn, n, "attention"), _check(mlp, n, "MLP")
+    attn, mlp = arch.check_indices(attn, n, "attention", "attention"), arch.check_indices(mlp, n, "MLP", "MLP")
     blocks = sorted(set(attn) & set(mlp))
     rec = sublayers(model)
     for kind, idx in (("attn", attn), ("mlp", mlp)):
