@@ -1,33 +1,32 @@
-"""The Streamline study script on real SmolLM2-135M at two tiny budgets: checkpoints of one run, the cached
+"""The Streamline study (`scripts.streamline_study`) on real SmolLM2-135M at two tiny budgets: checkpoints of one run, the cached
 teacher path equal to the model's own forward, saved modules that rebuild the same model, the page."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+from bench.core.atomic import write_json
+from bench.data.calibration import CalibSpec
+from scripts.streamline_study import design
+from scripts.streamline_study import teacher as T
+from scripts.streamline_study.report import write_report
+from scripts.streamline_study.study import Study
+from scripts.streamline_study.teacher import training_stream
+from scripts.streamline_study.train import run_training
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, monkeypatch_module):
-    import streamline_study as S
-    import streamline_study_teacher as T
-
-    from bench.data.calibration import CalibSpec
-
-    monkeypatch_module.setattr(S, "WINDOWS", (4, 8))
-    monkeypatch_module.setattr(S, "BUDGETS", (1024, 2048))
-    monkeypatch_module.setattr(S, "EVAL_BYTES", 3000)
-    monkeypatch_module.setattr(S, "CALIB", CalibSpec(source="wikipedia", n_samples=8, seq_len=64, seed=0))
+    monkeypatch_module.setattr(design, "WINDOWS", (4, 8))
+    monkeypatch_module.setattr(design, "BUDGETS", (1024, 2048))
+    monkeypatch_module.setattr(design, "EVAL_BYTES", 3000)
+    monkeypatch_module.setattr(design, "CALIB", CalibSpec(source="wikipedia", n_samples=8, seq_len=64, seed=0))
     monkeypatch_module.setattr(T, "CHUNK", 1)
     root = tmp_path_factory.mktemp("study")
-    return S.Study(root / "out", root / "cache", None)
+    return Study(root / "out", root / "cache", None)
 
 
 @pytest.fixture(scope="module")
@@ -38,23 +37,17 @@ def monkeypatch_module():
 
 
 def test_budgets_are_geometric_from_25k_to_over_1m():
-    import streamline_study as S
-
-    assert S.BUDGETS[0] == 25_600 and S.BUDGETS[-1] >= 1_000_000
-    ratios = [b / a for a, b in zip(S.BUDGETS, S.BUDGETS[1:])]
-    assert max(ratios) - min(ratios) < 0.05 and all(w % S.BATCH == 0 for w in S.WINDOWS)
+    assert design.BUDGETS[0] == 25_600 and design.BUDGETS[-1] >= 1_000_000
+    ratios = [b / a for a, b in zip(design.BUDGETS, design.BUDGETS[1:])]
+    assert max(ratios) - min(ratios) < 0.05 and all(w % design.BATCH == 0 for w in design.WINDOWS)
 
 
 def test_runs_write_every_budget_and_rebuild_the_same_model(study, tmp_path):
-    import streamline_study as S
-    from streamline_study_report import write_report
-    from streamline_study_train import run_training
-
     for name in ("dense", "none"):
-        job = next(j for j in S.jobs() if j.get("name") == name)
-        S.write_json(study.path(name), study.untrained_point(job))
+        job = next(j for j in design.jobs() if j.get("name") == name)
+        write_json(study.path(name), study.untrained_point(job))
     for objective in ("lm", "mse_skip1"):
-        run_training(study, S._run("layer", objective, 0, windows=8))
+        run_training(study, design._run("layer", objective, 0, windows=8))
     done = study.done()
     lm = [done[f"layer-lm-{k}k-s0"] for k in (1, 2)]
     assert [r["training"]["tokens"] for r in lm] == [1024, 2048] and [r["training"]["steps"] for r in lm] == [1, 2]
@@ -80,8 +73,6 @@ def test_runs_write_every_budget_and_rebuild_the_same_model(study, tmp_path):
 
 
 def test_training_stream_runs_in_epochs_of_new_windows(study):
-    from streamline_study_teacher import training_stream
-
     per_epoch = study.teacher.describe["windows_per_epoch"]
     windows, describe = training_stream(study.tok, per_epoch + 2, 256)
     assert windows.shape == (per_epoch + 2, 256) and describe["epoch_seeds"] == [0, 1]

@@ -5,7 +5,6 @@ tests behind the leaderboard are exact (no draws at all)."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -77,10 +76,8 @@ WORDS = re.compile(r"\*\*lower\*\*|\*\*higher\*\*|not distinguishable|\bhigher\b
 
 @pytest.mark.slow
 def test_ten_times_the_bootstrap_changes_no_verdict_on_the_streamline_study_page(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO / "scripts"))
-    import streamline_study_report as R
-
     from bench.evaluate import fidelity
+    from scripts.streamline_study import report as R
 
     out = REPO / "reports" / "streamline-study"
     monkeypatch.setattr(R, "figure", lambda points, path: None)   # the committed figure stays as it is

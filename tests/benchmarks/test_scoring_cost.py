@@ -1,15 +1,15 @@
 """pytest-benchmark: one boundary capture scoring three methods vs one plain forward pass (tiny model).
 
-The real-model measurement (the issue's 1.2x target) is `python -m bench.benchmarks.scoring_cost`.
+The real-model measurement (the issue's 1.2x target) is `python -m scripts.benchmarks.scoring_cost`.
 """
 
 import pytest
 import torch
 from tiny import tiny_model
 
-from bench.benchmarks.scoring_cost import _plain_forward, _score_all
 from bench.data.calibration import Calibration, CalibSpec
 from methods.base import Budget
+from scripts.benchmarks.scoring_cost import _plain_forward, _score_all
 
 
 @pytest.fixture(scope="module")

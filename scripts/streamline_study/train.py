@@ -1,14 +1,14 @@
 """One training run of the Streamline study: every budget of one (replacement, objective, seed), as checkpoints.
 
 The module is trained by `bench.train.train` (the loop `Streamline.heal` uses) under the study's constant
-schedule, from the cached dense states (`streamline_study_teacher`): h_l enters the module through the exact
-arguments the model passes to position l (`bench.models.layercall.capture`), and for `lm` / `kd` the pruned model's
-layers after it, its final norm and its LM head run on top. Before training, the cached path is checked
-against the model's own forward on the first batch (the lm loss, and the kd teacher's logits).
+schedule, from the cached dense states (`teacher.TeacherCache`): h_l enters the module through the exact
+arguments the model passes to position l (`bench.models.layercall.capture`), and for `lm` / `kd` the pruned
+model's layers after it, its final norm and its LM head run on top. Before training, the cached path is
+checked against the model's own forward on the first batch (the lm loss, and the kd teacher's logits).
 
-At each budget in `WINDOWS` (tokens = windows x 256) the run is paused: a copy of the model with the module
-cast back to the model's dtype is scored (`Study.fidelity`), the module's weights are saved to the cache
-(for accuracy later), and the point is written. Training seconds exclude these evaluations.
+At each budget in `design.WINDOWS` (tokens = windows x 256) the run is paused: a copy of the model with the
+module cast back to the model's dtype is scored (`Study.fidelity`), the module's weights are saved to the
+cache (for accuracy later), and the point is written. Training seconds exclude these evaluations.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from bench.models import arch
 from bench.models.layercall import capture
 from bench.train import flops_per_token, matmul_params, train
 from methods.streamline import kd_loss
+from scripts.streamline_study import design
 
 log = logging.getLogger("streamline_study")
 
@@ -46,26 +47,25 @@ class _Index:
 
 
 def run_training(study, job: dict) -> None:
-    from streamline_study import BATCH, COST, OBJECTIVES, SCHEDULE, SEQ, WINDOWS, name
-
+    per_batch, seq = design.BATCH, design.SEQ
     repl, obj, seed = job["replacement"], job["objective"], job["seed"]
-    names = {w * SEQ: name(repl, obj, w * SEQ, seed) for w in WINDOWS if w <= job["windows"]}
+    names = {w * seq: design.name(repl, obj, w * seq, seed) for w in design.WINDOWS if w <= job["windows"]}
     done = study.done()
     missing = [t for t, n in names.items() if n not in done]
     if not missing:
         return
     tc = study.teacher
-    n_batches = job["windows"] // BATCH
-    cache_left = max(0, n_batches - len(tc.inputs)) * BATCH * SEQ / 1000.0  # ~1000 dense tokens/s
-    estimate = min(missing) * COST[obj] + cache_left + 60
+    n_batches = job["windows"] // per_batch
+    cache_left = max(0, n_batches - len(tc.inputs)) * per_batch * seq / 1000.0  # ~1000 dense tokens/s
+    estimate = min(missing) * design.COST[obj] + cache_left + 60
     if estimate > study.left():
         log.info("skipping %s: about %.0f s to its first budget, %.0f s left", job["name"], estimate, study.left())
         return
     log.info("job %s (budgets %s)", job["name"], ", ".join(f"{t:,}" for t in names))
     tc.ensure(n_batches)
 
-    params = {"replacement": repl, **OBJECTIVES[obj], "train_seed": seed, "train_samples": job["windows"],
-              "train_seq_len": SEQ, "train_batch": BATCH, **SCHEDULE}
+    params = {"replacement": repl, **design.OBJECTIVES[obj], "train_seed": seed, "train_samples": job["windows"],
+              "train_seq_len": seq, "train_batch": per_batch, **design.SCHEDULE}
     pruner = methods.create("streamline", params)
     plan = pruner.plan(study.model, study.calib, study.budget)
     model = pruner.apply(copy.deepcopy(study.model), plan)
@@ -124,7 +124,7 @@ def run_training(study, job: dict) -> None:
             arch.decoder_layers(snap)[start].to(dtype)
             snap.requires_grad_(False)
             record = study.base_record({"kind": "train", "name": point, "replacement": repl, "objective": obj,
-                                        "seed": seed, "tokens": tokens, "windows": tokens // SEQ})
+                                        "seed": seed, "tokens": tokens, "windows": tokens // seq})
             record.update(study.plan_fields(plan))
             tail = losses[-min(len(losses), 25):]
             record["training"] = {
@@ -151,7 +151,7 @@ def run_training(study, job: dict) -> None:
                          job["name"], f"{tokens:,}", need, study.left())
                 raise _Deadline
 
-    batches = (_Index(b, BATCH * SEQ) for b in order)
+    batches = (_Index(b, per_batch * seq) for b in order)
     try:
         train(model, list(module.parameters()), loss_fn, batches, n_batches, pruner.params, flops_token=fpt,
               what=f"study {job['name']}", on_step=on_step)

@@ -1,6 +1,6 @@
 """Scoring cost: ShortGPT + Streamline + angular from one boundary capture vs one plain forward pass.
 
-    python -m bench.benchmarks.scoring_cost [--model smollm2-135m] [--samples 64] [--seq-len 128] [--repeats 3]
+    python -m scripts.benchmarks.scoring_cost [--model smollm2-135m] [--samples 64] [--seq-len 128] [--repeats 3]
 
 Both are timed over the same calibration tokens, interleaved (plain, scoring, plain, scoring, ...) after a
 warm-up, so machine load hits both alike; the medians and their ratio are printed as JSON.

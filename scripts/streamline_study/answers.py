@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from streamline_study import BUDGETS, WINDOWS
-from streamline_study_report import LABELS, bpb, bpb_ci, fmt_ci, trained
-
 import methods
+from scripts.streamline_study import design
+from scripts.streamline_study.points import LABELS, accuracy_tests, bpb, bpb_ci, fmt_ci, trained
 
 
 def _layer_s0(points: dict[str, dict]) -> list[dict]:
@@ -13,8 +12,6 @@ def _layer_s0(points: dict[str, dict]) -> list[dict]:
 
 
 def _acc_line(name: str, acc: dict[str, dict], against: str) -> str:
-    from streamline_study_report import accuracy_tests
-
     if name not in acc or against not in acc:
         return ""
     tests = accuracy_tests(acc)
@@ -142,7 +139,7 @@ def defaults(points: dict[str, dict], acc: dict[str, dict]) -> list[str]:
     lines.append("")
     lines.append("| training tokens | " + " | ".join(LABELS.values()) + " |")
     lines.append("|---" * (1 + len(LABELS)) + "|")
-    for tokens in BUDGETS:
+    for tokens in design.BUDGETS:
         at = {r["point"]["objective"]: r for r in rows if r["point"]["tokens"] == tokens}
         if not at:
             continue
@@ -216,15 +213,13 @@ def _why(points: dict[str, dict], rows: list[dict], p) -> list[str]:
 
 
 def missing(points: dict[str, dict], acc: dict[str, dict], jobs: list[dict]) -> list[str]:
-    from streamline_study import best_objective, best_run
-
     lines = []
-    best = best_objective(points)
+    best = design.best_objective(points)
     for job in jobs:
         if job["kind"] == "best" and best is not None:
-            job = best_run(job["what"], best)
+            job = design.best_run(job["what"], best)
         if job["kind"] == "train":
-            want = [w * 256 for w in WINDOWS if w <= job["windows"]]
+            want = [w * 256 for w in design.WINDOWS if w <= job["windows"]]
             have = [t for t in want if f"{job['replacement']}-{job['objective']}-{t // 1000}k-s{job['seed']}" in points]
             if len(have) < len(want):
                 lines.append(f"- {job['name']}: reached {max(have, default=0):,} of {max(want):,} tokens.")

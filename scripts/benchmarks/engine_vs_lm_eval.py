@@ -1,6 +1,6 @@
 """The evaluation engine vs plain lm-eval over a pruning matrix: time, peak memory, identical numbers.
 
-    nice -n 5 python -m bench.benchmarks.engine_vs_lm_eval --out DIR [--limit 500] [--ratio 0.25]
+    nice -n 5 python -m scripts.benchmarks.engine_vs_lm_eval --out DIR [--limit 500] [--ratio 0.25]
 
 The quick preset's methods at one ratio (seed 0, the preset's method parameters and calibration) on
 SmolLM2-135M in fp32, each pruned once and exported (`bench.models.export.save_pruned`); the dense checkpoint

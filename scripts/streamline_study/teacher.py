@@ -25,6 +25,7 @@ import torch
 import methods
 from bench.models import arch
 from bench.train import matmul_params
+from scripts.streamline_study import design
 
 log = logging.getLogger("streamline_study")
 
@@ -59,14 +60,12 @@ def training_stream(tokenizer, n: int, seq: int) -> tuple[torch.Tensor, dict]:
 
 class TeacherCache:
     def __init__(self, study, folder):
-        from streamline_study import BATCH, SEQ, WINDOWS
-
         self.study, self.folder = study, folder
-        self.batch, self.seq = BATCH, SEQ
+        self.batch, self.seq = design.BATCH, design.SEQ
         plan = methods.create("streamline", {"replacement": "layer"}).plan(study.model, study.calib, study.budget)
         self.start, stop = plan.ops[0]["start"], plan.ops[0]["stop"]
         self.last = stop - 1
-        self.windows, self.describe = training_stream(study.tok, WINDOWS[-1], SEQ)
+        self.windows, self.describe = training_stream(study.tok, design.WINDOWS[-1], design.SEQ)
         self.inputs: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
         self.finals: list[torch.Tensor] = []

@@ -1,1 +1,0 @@
-"""Measurement scripts (`python -m bench.benchmarks.<name>`): ratios measured in one run, interleaved."""
