@@ -34,8 +34,8 @@ case "${1:-}" in
       key=$(basename "$cell")
       [ -d "$STORE/cells/$key" ] || cp -r "$cell" "$STORE/cells/$key"
     done
-    (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" nohup nice -n "${EVIDENCE_NICE:-10}" "$PY" -m bench run --preset "$PRESET" --store "$STORE" \
-        --plain --no-report >> "$STORE/run.log" 2>&1 &)
+    (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" setsid nohup nice -n "${EVIDENCE_NICE:-10}" "$PY" -m bench run --preset "$PRESET" --store "$STORE" \
+        --plain --no-report >> "$STORE/run.log" 2>&1 < /dev/null &)
     echo "evidence run started from $(git -C "$WORKTREE" rev-parse --short HEAD); log: $STORE/run.log"
     ;;
   status)
