@@ -103,9 +103,14 @@ def test_no_module_over_the_size_limit():
     assert long == {}, f"modules over {MAX_LINES} lines: split them"
 
 
+def _explains(path: Path, others: list[str]) -> bool:
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    return "shares its name with" in doc.lower() and all(o in doc for o in others)
+
+
 def test_shared_basenames_say_why():
-    """Two modules named alike must each name the other in their docstring with the reason (a CLI subcommand
-    module is named after its command, say); otherwise a reader cannot tell them apart in a traceback."""
+    """Modules named alike: one of them says in its docstring that it shares its name with each of the others,
+    and why (a CLI subcommand module is named after its command, say), so a reader can tell them apart."""
     by_name: dict[str, list[Path]] = defaultdict(list)
     for path in _modules():
         if path.name not in ("__init__.py", "__main__.py"):
@@ -113,9 +118,7 @@ def test_shared_basenames_say_why():
     unexplained = []
     for paths in (ps for ps in by_name.values() if len(ps) > 1):
         dotted = {p: ".".join(p.relative_to(REPO).with_suffix("").parts) for p in paths}
-        for path in paths:
-            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-            others = [dotted[o] for o in paths if o != path]
-            if "shares its name with" not in doc or not all(o in doc for o in others):
-                unexplained.append(f"{dotted[path]} (also {', '.join(others)})")
-    assert unexplained == [], "say why in the docstring: 'shares its name with <module>: <reason>'"
+
+        if not any(_explains(p, [dotted[o] for o in paths if o != p]) for p in paths):
+            unexplained.append(" and ".join(sorted(dotted.values())))
+    assert unexplained == [], "say why in a docstring: 'shares its name with <module>: <reason>'"

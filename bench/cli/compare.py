@@ -1,4 +1,7 @@
-"""`bench compare STORE_A STORE_B`: the cells both stores hold, with paired differences (bench.report.stores)."""
+"""`bench compare STORE_A STORE_B`: the cells both stores hold, with paired differences (bench.report.stores).
+
+Shares its name with bench.stats.compare: the module of the `bench compare` subcommand (CLI modules are named after their command).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`bench regress`: compare a result store with a baseline; exit 1 on any change beyond tolerance."""
+"""`bench regress`: compare a result store with a baseline; exit 1 on any change beyond tolerance.
+
+Shares its name with bench.results.regress: the module of the `bench regress` subcommand (CLI modules are named after their command).
+"""
 
 from __future__ import annotations
 

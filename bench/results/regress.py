@@ -18,6 +18,8 @@ baseline cell:
 
 Every change is reported with its direction: an improvement nobody expected also needs a look and a new
 baseline. Pure functions over records; the CLI prints. Importing this module loads no torch.
+
+Shares its name with bench.cli.regress: the regression check the `bench regress` subcommand runs.
 """
 
 from __future__ import annotations

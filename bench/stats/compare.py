@@ -5,6 +5,8 @@ stratified paired bootstrap interval, the sign-flip p of that difference, and ex
 `Family` collects the comparisons of one page and Holm-adjusts their p-values together: the Avg p-values
 as one family, the per-task McNemar p-values as another. A claim ("A beats B") needs the adjusted p of the
 Avg difference below `ALPHA`.
+
+Shares its name with bench.cli.compare: the paired comparisons the `bench compare` subcommand prints.
 """
 
 from __future__ import annotations

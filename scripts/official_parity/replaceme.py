@@ -1,4 +1,7 @@
-"""Driver: the official ReplaceMe distance profile and lstsq estimate on the harness's windows (cwd: a scratch folder)."""
+"""Driver: the official ReplaceMe distance profile and lstsq estimate on the harness's windows (cwd: a scratch folder).
+
+Shares its name with methods.replaceme: it is the official code's side of that method's parity fixture.
+"""
 import json
 import os
 import sys

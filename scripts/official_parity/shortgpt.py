@@ -1,4 +1,7 @@
-"""Driver: the official ShortGPT (icip-cas/ShortGPT shortgpt/shortgpt.py) on the harness's calibration windows."""
+"""Driver: the official ShortGPT (icip-cas/ShortGPT shortgpt/shortgpt.py) on the harness's calibration windows.
+
+Shares its name with methods.shortgpt: it is the official code's side of that method's parity fixture.
+"""
 import json
 import sys
 

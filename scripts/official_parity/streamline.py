@@ -1,4 +1,7 @@
-"""Driver: the official LLM-Streamline selection (LLM_Streamline/get_cosine.py) on the harness's windows."""
+"""Driver: the official LLM-Streamline selection (LLM_Streamline/get_cosine.py) on the harness's windows.
+
+Shares its name with methods.streamline: it is the official code's side of that method's parity fixture.
+"""
 import json
 import sys
 

@@ -5,6 +5,8 @@ percentile bootstrap over documents (2,000 resamples; paired over the same docum
 accuracy, Wilson 95 % intervals, and exact McNemar tests on the same documents for differences. A sentence
 that says one point beats another rests on one of these paired tests; where it does not reject, the page
 says "not distinguishable".
+
+Shares its name with bench.cli.report: both write pages; this one writes the study's page.
 """
 
 from __future__ import annotations
