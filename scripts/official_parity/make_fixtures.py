@@ -97,6 +97,22 @@ SHORTENED_EDITS_COMMON = [
     "src/utils.py get_model: LlamaTokenizer.from_pretrained -> AutoTokenizer.from_pretrained (SmolLM2 ships "
     "tokenizer.json only; the tokenizer is not used: the windows are token ids)",
 ]
+
+def shortened_official(criterion: str, tokens: str, calib_args: str, tail: str = "") -> dict:
+    """How the official Shortened-LLaMA criterion `criterion` (taylor | ppl) ran on the windows `tokens`."""
+    return {"repository": "Nota-NetsPresso/shortened-llm", "commit": "4031a9212aa0dbeec8f2ad504af9346c758b0147",
+            "files": [f"src/anal_block_sensitivity_{criterion}.py", "src/block_prune.py", "src/utils.py"],
+            "edits": SHORTENED_EDITS_COMMON + [
+                f"src/anal_block_sensitivity_{criterion}.py: example_prompts = torch.load($PARITY_TOKENS) (the "
+                "harness's windows) instead of get_examples('bookcorpus', ...)"],
+            "command": f"cd src && PARITY_TOKENS={tokens}.pt python anal_block_sensitivity_{criterion}.py "
+                       "--base_model <smollm2-135m folder, linked as smollm2-135m-llama> --device cpu "
+                       f"{calib_args} --output_dir {criterion}_out; then python block_prune.py --base_model <same> "
+                       f"--device cpu --num_pruned_blocks <k> --block_order_csv {criterion}_out/block_order.csv "
+                       "--skip_validation (with and without --no_plus_heuristic): its ' ** excluded blocks' line is "
+                       f"the selection{tail}"}
+
+
 if "taylor" in which:
     rows = {r["block_name"]: float(r["block_score"]) for r in csv.DictReader(open("/tmp/official/taylor_out/block_score_all.csv"))}
     order = [int(x) for x in open("/tmp/official/taylor_out/block_order.csv").read().strip().split(",")]
@@ -104,17 +120,7 @@ if "taylor" in which:
     plus = [i for i in order if i not in keep]
     write("taylor", {
         "method": "taylor",
-        "official": {"repository": "Nota-NetsPresso/shortened-llm", "commit": "4031a9212aa0dbeec8f2ad504af9346c758b0147",
-                     "files": ["src/anal_block_sensitivity_taylor.py", "src/block_prune.py", "src/utils.py"],
-                     "edits": SHORTENED_EDITS_COMMON + [
-                         "src/anal_block_sensitivity_taylor.py: example_prompts = torch.load($PARITY_TOKENS) (the "
-                         "harness's windows) instead of get_examples('bookcorpus', ...)"],
-                     "command": "cd src && PARITY_TOKENS=tokens-q32.pt python anal_block_sensitivity_taylor.py "
-                                "--base_model <smollm2-135m folder, linked as smollm2-135m-llama> --device cpu "
-                                "--num_calib_data 32 --max_seq_len 128 --batch_size 8 --output_dir taylor_out; then "
-                                "python block_prune.py --base_model <same> --device cpu --num_pruned_blocks <k> "
-                                "--block_order_csv taylor_out/block_order.csv --skip_validation (with and without "
-                                "--no_plus_heuristic): its ' ** excluded blocks' line is the selection"},
+        "official": shortened_official("taylor", "tokens-q32", "--num_calib_data 32 --max_seq_len 128 --batch_size 8"),
         "calibration": calib("q32"),
         "score": "block_score: sum over the block's weight tensors ('weight' in the name: projections and norms) of "
                  "sum |W * sum_batches dL/dW| (norm_power 1, weight_reduction sum, block_reduction sum); ascending = "
@@ -167,18 +173,9 @@ if "ppl" in which:
     sel = json.load(open("/tmp/official/ppl_selection.json"))  # block_prune.py's ' ** excluded blocks' lines
     write("ppl", {
         "method": "ppl",
-        "official": {"repository": "Nota-NetsPresso/shortened-llm", "commit": "4031a9212aa0dbeec8f2ad504af9346c758b0147",
-                     "files": ["src/anal_block_sensitivity_ppl.py", "src/block_prune.py", "src/utils.py"],
-                     "edits": SHORTENED_EDITS_COMMON + [
-                         "src/anal_block_sensitivity_ppl.py: example_prompts = torch.load($PARITY_TOKENS) (the "
-                         "harness's windows) instead of get_examples('bookcorpus', ...)"],
-                     "command": "cd src && PARITY_TOKENS=tokens-s4.pt python anal_block_sensitivity_ppl.py "
-                                "--base_model <smollm2-135m folder, linked as smollm2-135m-llama> --device cpu "
-                                "--num_calib_data 4 --max_seq_len 64 --output_dir ppl_out; then python block_prune.py "
-                                "--base_model <same> --device cpu --num_pruned_blocks <k> --block_order_csv "
-                                "ppl_out/block_order.csv --skip_validation (with and without --no_plus_heuristic): its "
-                                "' ** excluded blocks' line is the selection (run for k = 9; the k = 5 selection is the first 5 of "
-                                "the same filtered order, which is what block_prune.py takes for k = 5)"},
+        "official": shortened_official("ppl", "tokens-s4", "--num_calib_data 4 --max_seq_len 64",
+                                       " (run for k = 9; the k = 5 selection is the first 5 of the same filtered "
+                                       "order, which is what block_prune.py takes for k = 5)"),
         "calibration": calib("s4"),
         "score": "ppl_bookcorpus[b]: exp(mean token NLL over the calibration windows) of the model rebuilt without "
                  "block b (from_config + weight copy); ascending = pruning order; block_prune.py drops blocks 0-3 and "
