@@ -1,13 +1,13 @@
-"""Method parameters from the command line (`--param name=value`) or YAML, validated against a dataclass."""
+"""Method parameters from the command line (`--param name=value`) or YAML, read into the method's params
+dataclass by the harness's one converter (bench.core.structured) and validated."""
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
-from bench.core import values
+from bench.core import structured, values
 from bench.core.errors import ConfigError, UnknownNameError
 
 
@@ -22,44 +22,32 @@ def parse_param_args(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    origin = get_origin(tp)
-    if origin is Literal:
-        choices = get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}",
-                              f"e.g. --param {where.split('.')[-1]}={choices[0]}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in get_args(tp) if a is not type(None)]
-        if values.is_none(value) or value == "":
-            return None
-        return _convert(value, args[0], where)
-    try:
-        if tp is bool:
-            return values.to_bool(value)
-        if tp in (int, float):
-            return values.to_number(value, tp)
-        if tp is str:
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} expects {tp.__name__}, got {value!r}", "check the value's type") from None
-    return value
+# `--param name=value` text, or a YAML value; an empty value or none/null clears an optional parameter
+_RULES = structured.Rules(is_none=lambda value: values.is_none(value) or value == "")
 
 
-def build_params(cls: type, values: dict[str, Any], method: str = "method"):
-    """Instantiate params dataclass `cls` from `values`, converting strings; unknown names raise."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for name, value in values.items():
-        if name not in fields:
-            raise UnknownNameError("parameter", name, fields, owner=method)
-        kwargs[name] = _convert(value, hints[name], f"{method}.{name}")
+def build_params(cls: type, given: dict[str, Any], method: str = "method"):
+    """Instantiate params dataclass `cls` from `given` (bench.core.structured), converting strings; unknown
+    names raise."""
     try:
-        return cls(**kwargs)
+        return structured.build(cls, given, _RULES, method)
+    except structured.StructureError as exc:
+        raise _error(exc, method) from None
     except ValueError as exc:  # a params class's own __post_init__ range check
         raise ConfigError(f"bad parameters for {method}: {exc}", "see `bench ls methods`") from None
+
+
+def _error(exc: structured.StructureError, method: str) -> Exception:
+    if exc.problem == "unknown key":
+        return UnknownNameError("parameter", exc.key, exc.allowed, owner=method)
+    if exc.problem == "choice":
+        choices = typing.get_args(exc.expected)
+        return ConfigError(f"{exc.where} must be one of {', '.join(map(str, choices))}, not {exc.value!r}",
+                           f"e.g. --param {exc.field}={choices[0]}")
+    if exc.problem == "missing":
+        return ConfigError(f"{method} needs the parameters {', '.join(exc.missing)}", "see `bench ls methods`")
+    name = getattr(exc.expected, "__name__", str(exc.expected))
+    return ConfigError(f"{exc.where} expects {name}, got {exc.value!r}", "check the value's type")
 
 
 def describe_params(cls: type) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """`bench run`'s options, read off the run spec: each option is declared once, on its field in
-bench/run/config.py (`config.option(...)`: flag, help, group); this module builds the argparse flags from the
+bench/run/spec.py (`spec.option(...)`: flag, help, group); this module builds the argparse flags from the
 fields (`add_cli_options`) and turns the given ones back into the command-line layer of
 `config.resolve` (`cli_overrides`, then `--param` with `apply_params`)."""
 

@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
     groups = {"matrix": p.add_argument_group("matrix"), "evaluation": p.add_argument_group("evaluation"),
               "run": p.add_argument_group("run"), "slurm": p.add_argument_group("slurm (with --executor slurm)")}
-    add_cli_options(p, groups)  # the spec's options, each stated once on its field (bench/run/config.py)
+    add_cli_options(p, groups)  # the spec's options, each stated once on its field (bench/run/spec.py)
     groups["matrix"].add_argument("--param", action="append", metavar="METHOD.NAME=VALUE",
                                   help="a method parameter, e.g. laco.threshold=0.3, or NAME=VALUE when the run has "
                                        "one method (repeatable; see `bench show METHOD`)")

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from bench.core import structured
+
 SCHEMA = 1
 
 # schema N -> the function that turns a schema-N record (plain JSON) into a schema-N+1 one
@@ -36,33 +38,6 @@ class RecordError(ValueError):
 def _short(value: Any) -> str:
     text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
     return text if len(text) <= 40 else text[:39] + "…"
-
-
-def _accepts(hint: Any, value: Any) -> bool:
-    """Whether `value` (plain JSON) fits the annotation `hint` in shape: numbers for int/float, text for str,
-    an object for dict, an array for list (their contents are not checked); None where None is allowed."""
-    import types
-    import typing
-
-    if hint is Any:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(h, value) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    base = origin or hint
-    if base in (int, float):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if base is bool:
-        return isinstance(value, bool)
-    if base is str:
-        return isinstance(value, str)
-    if base is dict:
-        return isinstance(value, dict)
-    if base in (list, tuple):
-        return isinstance(value, list | tuple)
-    return True  # a Part or another class: checked where it is built
 
 
 def number(x: Any) -> float | None:
@@ -82,16 +57,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class Part:
-    """A typed piece of a record (a dataclass): JSON in and out; keys the class does not declare are kept in
-    `unknown` and written back, so records of other harness versions round-trip.
+# records: each field's JSON kind checked and its value kept as stored; the contents of plain lists and
+# mappings left as they are; nested parts typed by their annotations; unknown keys kept
+_RULES = structured.Rules(scalar=structured.json_shape, keep_unknown=True, read_items=False)
 
-    `nested` names fields that hold other parts: `{"tasks": ("dict", TaskScore)}` or `("list", X)`;
+
+class Part:
+    """A typed piece of a record (a dataclass): JSON in and out, read by the harness's one converter
+    (bench.core.structured) from the field annotations (a field annotated `dict[str, OtherPart]` or
+    `list[OtherPart]` holds parts); keys the class does not declare are kept in `unknown` and written back,
+    so records of other harness versions round-trip.
+
     `optional` fields are left out of the JSON while None.
     Every field has a default, so a record written before a field existed still loads.
     """
 
-    nested: ClassVar[dict[str, tuple[str, type[Part]]]] = {}
     optional: ClassVar[tuple[str, ...]] = ()  # fields left out of the JSON while None (e.g. pruned-only ones)
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,35 +82,25 @@ class Part:
 
     @property
     def unknown(self) -> dict[str, Any]:
-        return self.__dict__.get("_unknown", {})
+        return structured.unknown(self)
 
     @classmethod
     def from_dict(cls: type[P], data: dict[str, Any] | None) -> P | None:
         """The part of a stored mapping; a value whose type does not fit its field is a RecordError."""
-        import typing
+        return None if data is None else _read(cls, data, cls.__name__)
 
-        if data is None:
-            return None
-        if not isinstance(data, dict):
-            raise RecordError(f"{cls.__name__} must be a JSON object, not {_short(data)}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
-        kwargs = {}
-        for name in names & set(data):
-            value = data[name]
-            if not _accepts(hints[name], value):
-                raise RecordError(f"{cls.__name__}.{name} must be {hints[name]}, not {_short(value)}")
-            shape, part = cls.nested.get(name, (None, None))
-            if shape == "dict" and isinstance(value, dict):
-                value = {k: part.from_dict(v) for k, v in value.items()}
-            elif shape == "list" and isinstance(value, list):
-                value = [part.from_dict(v) for v in value]
-            kwargs[name] = value
-        obj = cls(**kwargs)
-        unknown = {k: v for k, v in data.items() if k not in names}
-        if unknown:
-            obj.__dict__["_unknown"] = unknown
-        return obj
+
+def _read(cls: type, data: Any, root: str, whole: bool = True) -> Any:
+    """`cls` built from `data` (or, not `whole`, its typed fields), a mismatch worded as a RecordError."""
+    try:
+        return structured.build(cls, data, _RULES, root) if whole else structured.read_fields(cls, data, _RULES)
+    except structured.StructureError as exc:
+        if exc.problem == "missing":
+            raise RecordError(f"{root} lacks {', '.join(exc.missing)}") from None
+        if exc.owner is None:
+            raise RecordError(f"{root} must be a JSON object, not {_short(data)}") from None
+        name = f"{root}'s {exc.field}" if exc.owner is cls and not whole else f"{exc.owner.__name__}.{exc.field}"
+        raise RecordError(f"{name} must be {structured.describe(exc.field_type)}, not {_short(exc.value)}") from None
 
 
 @dataclass
@@ -305,13 +275,7 @@ class CellRecord:
         if not isinstance(raw, dict):
             raise RecordError(f"a record must be a JSON object, not {_short(raw)}")
         raw = migrate(raw)
-        for name, kind in (("cell", dict), ("timings", dict), ("provenance", dict), ("files", list)):
-            if raw.get(name) is not None and not isinstance(raw[name], kind):
-                raise RecordError(f"the record's {name} must be a JSON {'object' if kind is dict else 'array'}, "
-                                  f"not {_short(raw[name])}")
-        for name in ("key", "status", "started_at", "finished_at"):
-            if raw.get(name) is not None and not isinstance(raw[name], str):
-                raise RecordError(f"the record's {name} must be a string, not {_short(raw[name])}")
+        top = _read(cls, {k: raw[k] for k in _TOP if raw.get(k) is not None}, "the record", whole=False)
         typed = {}
         for name, read in (parts or {}).items():
             if name in raw:
@@ -320,14 +284,10 @@ class CellRecord:
                 except (TypeError, AttributeError) as exc:  # a part's shape its reader did not expect
                     raise RecordError(f"the record's {name} cannot be read: {exc}") from None
         known = set(_TOP) | set(typed)
-        return cls(
-            key=str(raw.get("key")), cell=CellInfo.from_dict(raw.get("cell") or {}), status=str(raw.get("status")),
-            error=CellError.from_dict(raw.get("error")), schema=int(raw.get("schema") or SCHEMA),
-            started_at=raw.get("started_at"), finished_at=raw.get("finished_at"), files=list(raw.get("files") or []),
-            model=ModelInfo.from_dict(raw.get("model")), pruning=PruningInfo.from_dict(raw.get("pruning")),
-            parts=typed, timings=dict(raw.get("timings") or {}), provenance=dict(raw.get("provenance") or {}),
-            extra={k: v for k, v in raw.items() if k not in known},
-        )
+        return cls(**{**top, "key": str(raw.get("key")), "status": str(raw.get("status")),
+                      "cell": top.get("cell") or CellInfo(), "files": list(top.get("files", [])),
+                      "timings": dict(top.get("timings", {})), "provenance": dict(top.get("provenance", {})),
+                      "parts": typed, "extra": {k: v for k, v in raw.items() if k not in known}})
 
 
 def failure(key: str, cell: dict[str, Any], type: str, message: str, stage: str, *, user_error: bool = False,
@@ -338,7 +298,7 @@ def failure(key: str, cell: dict[str, Any], type: str, message: str, stage: str,
     now = dt.datetime.now(dt.UTC).isoformat()
     err = CellError(type=type, message=message, stage=stage, user_error=user_error)
     if error:
-        err.__dict__["_unknown"] = error
+        structured.keep(err, error)
     return CellRecord(key=key, cell=CellInfo.from_dict(cell), status=status, error=err, started_at=now,
                       finished_at=now, provenance=provenance or {}).to_dict()
 

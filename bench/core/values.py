@@ -1,5 +1,6 @@
 """One rule for turning a given value (YAML, a command-line string, `--param name=value`) into a typed
-scalar, shared by the run spec (bench.run.config) and method parameters (methods.params).
+scalar, the lenient reading of bench.core.structured behind the run spec (bench.run.spec_read) and method
+parameters (methods.params).
 
 Booleans: true/false, or the strings true/false, yes/no, on/off, 1/0 (any case). Numbers: a number or
 its text; an int field takes a whole number only; a boolean is never a number. None: None or the strings

@@ -50,7 +50,6 @@ class TaskPart(Part):
 
 @dataclass
 class AccuracyPart(Part):
-    nested = {"tasks": ("dict", TaskPart)}
     optional = ("delta_vs_dense", "subset", "subset_seed", "engine")  # pruned cells only; older records
 
     tasks: dict[str, TaskPart] = field(default_factory=dict)
