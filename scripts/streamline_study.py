@@ -21,7 +21,7 @@ batches, the same steps: `tests/test_train.py`), and each budget is a checkpoint
 Data (document-level, disjoint by construction, `bench.data.splits`): calibration on the Wikipedia sample's
 calibration range; training windows (256 tokens, batch 4) from the C4 sample's training range; evaluation on
 whole documents of the C4 sample's evaluation range (bits per byte, KL(dense || pruned), top-1 agreement,
-`bench.evaluate.fidelity`), and full PIQA and ARC-Easy (lm-eval tasks, the prefix engine) for the points in
+`bench.evaluate.bits_per_byte`), and full PIQA and ARC-Easy (lm-eval tasks, the prefix engine) for the points in
 `ACCURACY`.
 
 Compute reuse (`streamline_study_teacher.TeacherCache`): the dense model runs once over every training window and keeps
@@ -51,7 +51,7 @@ import methods
 from bench.core.atomic import write_json
 from bench.data import splits
 from bench.data.calibration import Calibration, CalibSpec
-from bench.evaluate.fidelity import DenseReference, evaluate_fidelity, prepare_text
+from bench.evaluate.bits_per_byte import DenseReference, evaluate_fidelity, prepare_text
 from bench.models import arch, zoo
 from bench.run.pipeline import prune
 from methods.base import Budget
@@ -105,6 +105,18 @@ def jobs() -> list[dict]:
             {"kind": "accuracy", "of": "layer-mse-1024k-s0"}, _run("layer", "kd", 0),
             {"kind": "accuracy", "of": "dense"}, {"kind": "accuracy", "of": "default-s1"}]
     return out
+
+
+def study_fidelity(fid) -> dict:
+    """A FidelityResult as the study's records keep it (reports/streamline-study, read by
+    streamline_study_report.py): the text's `label`, `kl`, every document's sums and the identity."""
+    import dataclasses
+
+    return {"label": fid.corpus, "documents": fid.documents, "bytes": fid.bytes, "tokens": fid.tokens,
+            "windows": fid.windows, "window": fid.window, "prefix": fid.prefix, "nll": fid.nll,
+            "bits_per_byte": fid.bits_per_byte, "kl": fid.kl_to_dense, "top1_agreement": fid.top1_agreement,
+            "wall_s": fid.wall_s, "per_document": [dataclasses.asdict(d) for d in fid.per_document],
+            "identity": fid.identity}
 
 
 def best_run(what: str, best: str) -> dict:
@@ -240,8 +252,9 @@ class Study:
         if self.reference is None:
             self.reference = self._reference()
         fid = evaluate_fidelity(model, self.text, dense=self.reference, batch_size=4)
-        log.info("%s: %.4f bits/byte, KL %.4f, top-1 %.3f", label, fid.bits_per_byte, fid.kl, fid.top1_agreement)
-        return fid.to_dict()
+        log.info("%s: %.4f bits/byte, KL %.4f, top-1 %.3f", label, fid.bits_per_byte, fid.kl_to_dense,
+                 fid.top1_agreement)
+        return study_fidelity(fid)
 
     def _reference(self) -> DenseReference:
         """The dense reference, kept in the cache folder across restarts (keyed by the text's tokens)."""
@@ -289,7 +302,7 @@ class Study:
     # ---------------------------------------------------------------------------------------- accuracy
 
     def accuracy(self, point_name: str) -> None:
-        from bench.evaluate.accuracy import evaluate_accuracy
+        from bench.evaluate.multiple_choice import evaluate_accuracy
 
         path = self.out / "accuracy" / f"{point_name}.json"
         record = self.done().get(point_name)

@@ -80,7 +80,7 @@ def test_ten_times_the_bootstrap_changes_no_verdict_on_the_streamline_study_page
     sys.path.insert(0, str(REPO / "scripts"))
     import streamline_study_report as R
 
-    from bench.evaluate import fidelity
+    from bench.evaluate import bits_per_byte as fidelity
 
     out = REPO / "reports" / "streamline-study"
     monkeypatch.setattr(R, "figure", lambda points, path: None)   # the committed figure stays as it is
