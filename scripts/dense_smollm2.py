@@ -10,6 +10,7 @@ so an interrupted run resumes. The summary table goes to <out>/summary.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -18,9 +19,9 @@ from pathlib import Path
 import torch
 
 from bench.core.atomic import write_json, write_text
-from bench.evaluate.accuracy import evaluate_accuracy
-from bench.evaluate.latency import measure_latency
-from bench.evaluate.perplexity import evaluate_perplexity
+from bench.evaluate.multiple_choice import evaluate_accuracy
+from bench.evaluate.timing import measure_latency
+from bench.evaluate.windowed_perplexity import evaluate_perplexity
 
 # (step name, task or corpus, limit): accuracy steps first, cheapest first
 ACCURACY = [("winogrande", "winogrande", None), ("piqa", "piqa", None), ("arc_easy", "arc_easy", None),
@@ -71,7 +72,7 @@ def main() -> None:
             continue
         r = evaluate_accuracy(model, tok, [task], batch_size=args.batch_size, limit=limit, identity=identity,
                               keep_lm_eval_samples=False)
-        write_json(out / f"{step}.json", r.to_dict())
+        write_json(out / f"{step}.json", r.artifact())
         s = r.tasks[task]
         print(f"{step}: acc {s.acc} acc_norm {s.acc_norm} n {s.n}/{s.n_total} {s.extra} wall {r.wall_s:.1f} s",
               flush=True)
@@ -80,7 +81,7 @@ def main() -> None:
             continue
         r = evaluate_perplexity(model, tok, corpus, window=args.window, batch_size=8, identity=identity,
                                 max_tokens=args.ppl_max_tokens or None)
-        write_json(out / f"{step}.json", r.to_dict())
+        write_json(out / f"{step}.json", dataclasses.asdict(r))  # provenance and identity too
         print(f"{step}: ppl {r.perplexity:.3f} tokens {r.tokens} windows {r.windows} wall {r.wall_s:.1f} s",
               flush=True)
     for step, batch, prompt, new in LATENCY:
@@ -88,7 +89,7 @@ def main() -> None:
             continue
         r = measure_latency(model, batch_size=batch, prompt_tokens=prompt, new_tokens=new, warmup=1, repeats=5,
                             identity=identity)
-        write_json(out / f"{step}.json", r.to_dict())
+        write_json(out / f"{step}.json", dataclasses.asdict(r))  # provenance and identity too
         print(f"{step}: prefill {r.prefill_ms:.1f} ms, ttft {r.ttft_ms:.1f} ms, decode {r.decode_tokens_per_s:.1f} tok/s",
               flush=True)
     write_text(out / "summary.md", summary(out))

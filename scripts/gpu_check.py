@@ -119,7 +119,7 @@ def _devices(model) -> set[str]:
 
 
 def _latency(models, device) -> list[dict]:
-    from bench.evaluate.latency import measure_latencies
+    from bench.evaluate.timing import measure_latencies
 
     rs = measure_latencies(models, batch_size=2, prompt_tokens=64, new_tokens=16, warmup=2, repeats=5)
     return [{k: getattr(r, k) for k in ("prefill_ms", "ttft_ms", "decode_tokens_per_s", "peak_memory_bytes",

@@ -13,7 +13,7 @@ import time
 
 import methods
 from bench.data.calibration import Calibration, CalibSpec
-from bench.evaluate.perplexity import evaluate_perplexity
+from bench.evaluate.windowed_perplexity import evaluate_perplexity
 from bench.models import zoo
 from methods.base import Budget
 

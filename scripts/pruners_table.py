@@ -21,7 +21,7 @@ from pathlib import Path
 
 import methods
 from bench.data.calibration import Calibration, CalibSpec
-from bench.evaluate.perplexity import evaluate_perplexity
+from bench.evaluate.windowed_perplexity import evaluate_perplexity
 from bench.models import arch, zoo
 from methods.base import Budget
 from methods.bypass import bypass_losses

@@ -32,10 +32,10 @@ def _time_log(path: Path) -> dict:
             "killed_by_signal": int(killed.group(1)) if killed else None}
 
 
-_ACC = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.accuracy: accuracy on (\w+) in ([\d.]+) s: \w+ (\w+) ([\d.]+)")
-_PPL = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.perplexity: (\S+) perplexity ([\d.]+) over (\d+) tokens.* in "
+_ACC = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench\.evaluate\.(?:accuracy|multiple_choice): accuracy on (\w+) in ([\d.]+) s: \w+ (\w+) ([\d.]+)")
+_PPL = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench\.evaluate\.(?:perplexity|windowed_perplexity): (\S+) perplexity ([\d.]+) over (\d+) tokens.* in "
                   r"([\d.]+) s")
-_FID = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench.evaluate.fidelity: (\w+): ([\d.]+) bits/byte over \d+ documents "
+_FID = re.compile(r"^(\d\d:\d\d:\d\d) INFO bench\.evaluate\.(?:fidelity|bits_per_byte): (\w+): ([\d.]+) bits/byte over \d+ documents "
                   r"\((\d+) tokens.* in ([\d.]+) s")
 _LOAD = re.compile(r"INFO bench.models.zoo: loaded \S+ \(.*\) in ([\d.]+) s")
 

@@ -24,7 +24,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from bench.data import tasks as task_registry
-    from bench.evaluate.accuracy import task_manager
+    from bench.evaluate.lm_eval_glue import task_manager
     from bench.models import zoo
     from bench.run import presets
 
@@ -48,7 +48,7 @@ def main() -> int:
             out["tasks"][name] = {"documents": len(task.eval_docs), "requests": len(task.instances),
                                   "tokens_lm_eval": full, "tokens_prefix": prefix}
             print(name, out["tasks"][name], file=sys.stderr)
-    from bench.evaluate.perplexity import corpus_token_ids
+    from bench.evaluate.windowed_perplexity import corpus_token_ids
 
     out["corpora"] = {c: int(corpus_token_ids(tok, c).numel()) for c in spec["eval"]["perplexity"]["corpora"]}
     print(json.dumps(out, indent=1))

@@ -25,8 +25,8 @@ import methods
 from bench.core.atomic import write_json, write_text
 from bench.data.calibration import Calibration, CalibSpec
 from bench.data.training_text import TrainData, TrainDataSpec
-from bench.evaluate.accuracy import evaluate_accuracy
-from bench.evaluate.perplexity import evaluate_perplexity
+from bench.evaluate.multiple_choice import evaluate_accuracy
+from bench.evaluate.windowed_perplexity import evaluate_perplexity
 from bench.models import arch, zoo
 from bench.run.pipeline import prune
 from methods.base import Budget

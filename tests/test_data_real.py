@@ -43,7 +43,7 @@ def test_perplexity_corpora():
 
 def test_real_tasks_through_lm_eval():
     """lm-eval's own piqa, arc_easy (test, rebuilt) and winogrande prompts on real data, tiny model."""
-    from bench.evaluate.accuracy import evaluate_accuracy
+    from bench.evaluate.multiple_choice import evaluate_accuracy
 
     model, tok = tiny_model("llama")
     r = evaluate_accuracy(model, tok, ["piqa", "arc_easy", "winogrande"], batch_size=8, limit=20)
@@ -58,7 +58,7 @@ def test_real_tasks_through_lm_eval():
 
 def test_gold_index_for_letter_targets():
     """commonsense_qa's target is a letter ("A".."E"): gold is its position among the choices."""
-    from bench.evaluate.accuracy import evaluate_accuracy
+    from bench.evaluate.multiple_choice import evaluate_accuracy
 
     model, tok = tiny_model("llama")
     r = evaluate_accuracy(model, tok, ["commonsense_qa"], batch_size=8, limit=10)
@@ -69,7 +69,7 @@ def test_gold_index_for_letter_targets():
 def test_perplexity_on_the_real_corpora():
     import math
 
-    from bench.evaluate.perplexity import evaluate_perplexity
+    from bench.evaluate.windowed_perplexity import evaluate_perplexity
 
     model, tok = tiny_model("llama")
     for corpus, label in (("wikipedia", "Wikipedia-sample"), ("c4", "C4-sample")):

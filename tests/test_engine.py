@@ -15,8 +15,8 @@ from tiny import tiny_config, tiny_tokenizer
 from transformers import AutoModelForCausalLM
 
 from bench.data import fetch, loaders
-from bench.evaluate.accuracy import evaluate_accuracy
 from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order, first_changed_layer, shared_prefix
+from bench.evaluate.multiple_choice import evaluate_accuracy
 from bench.models import arch
 from bench.models.export import save_pruned
 from methods.base import PrunePlan

@@ -12,8 +12,8 @@ import torch
 from test_engine import _plan, assert_same
 from transformers import AutoModelForCausalLM
 
-from bench.evaluate.accuracy import evaluate_accuracy
 from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order, first_changed_layer, shared_prefix
+from bench.evaluate.multiple_choice import evaluate_accuracy
 from bench.models import arch, zoo
 from bench.models.export import save_pruned
 

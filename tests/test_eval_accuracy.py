@@ -15,8 +15,8 @@ import torch
 from tiny import tiny_model
 
 from bench.data import fetch, loaders
-from bench.evaluate.accuracy import AccuracyResult, cached_accuracy, evaluate_accuracy
-from bench.evaluate.stability import stability_of
+from bench.evaluate.answer_agreement import stability_of
+from bench.evaluate.multiple_choice import AccuracyResult, cached_accuracy, evaluate_accuracy
 
 PIQA = [
     {"goal": "To boil water,", "sol1": "put it in a pot on the stove.", "sol2": "put it in the freezer.", "label": 0},
@@ -74,7 +74,8 @@ def test_scores_and_provenance(piqa_result):
     assert r.identity == {"model": "tiny-llama", "method": "dense"}
     assert (r.batch_size, r.limit, r.num_fewshot, r.data) == (4, 3, 0, "local")
     assert r.provenance["lm-eval_version"] == "0.4.13" and r.provenance["dtype"] == "float32"
-    assert r.wall_s > 0 and not math.isnan(r.average())
+    assert r.wall_s > 0 and not math.isnan(r.average) and r.average == r.mean_score()
+    assert r.task_versions == r.provenance["task_versions"] and r.tasks["piqa"].score == piqa.acc_norm
 
 
 def test_sample_records_match_a_hand_computation(piqa_result, tiny):
@@ -100,11 +101,20 @@ def test_lm_eval_per_sample_log_is_kept(piqa_result):
 
 
 def test_result_is_json_round_trip(piqa_result):
-    d = json.loads(json.dumps(piqa_result.to_dict()))
-    assert "lm_eval_samples" not in d
-    back = AccuracyResult.from_dict(d)
+    d = json.loads(json.dumps(piqa_result.artifact()))
+    assert "lm_eval_samples" not in d and "score" not in d["tasks"]["piqa"] and d["tasks"]["piqa"]["task"] == "piqa"
+    back = AccuracyResult.from_artifact(d)
     assert back.tasks == piqa_result.tasks and back.samples == piqa_result.samples
-    assert "lm_eval_samples" in piqa_result.to_dict(raw=True)
+    assert back.to_dict() == piqa_result.to_dict()
+    assert "lm_eval_samples" in piqa_result.artifact(raw=True)
+
+
+def test_the_record_part_keeps_no_runtime_data(piqa_result):
+    """The result is the record part: what the record stores, the per-sample records and provenance left out."""
+    part = json.loads(json.dumps(piqa_result.to_dict()))
+    assert not {"samples", "lm_eval_samples", "provenance", "identity", "engine_stats", "max_length"} & set(part)
+    assert "task" not in part["tasks"]["piqa"] and part["tasks"]["piqa"]["limit"] == 3
+    assert AccuracyResult.from_dict(part).to_dict() == part
 
 
 def test_same_model_is_perfectly_stable_and_dense_is_cached(toy_data, tiny, tmp_path):
@@ -129,17 +139,17 @@ def test_same_model_is_perfectly_stable_and_dense_is_cached(toy_data, tiny, tmp_
 
 def test_batch_size_reaches_lm_eval(toy_data, tiny, monkeypatch):
     """A model object passed to HFLM runs at batch size 1 unless told otherwise (lm-eval's trap)."""
-    from bench.evaluate import accuracy
+    from bench.evaluate import multiple_choice
 
     seen = {}
-    make_lm = accuracy.make_lm
+    make_lm = multiple_choice.make_lm
 
     def spy(*args, **kwargs):
         lm = make_lm(*args, **kwargs)
         seen["batch_size"] = lm.batch_size
         return lm
 
-    monkeypatch.setattr(accuracy, "make_lm", spy)
+    monkeypatch.setattr(multiple_choice, "make_lm", spy)
     model, tok = tiny
     evaluate_accuracy(model, tok, ["piqa"], batch_size=3, limit=1)
     assert seen["batch_size"] == 3
@@ -147,17 +157,20 @@ def test_batch_size_reaches_lm_eval(toy_data, tiny, monkeypatch):
 
 def test_merged_results_keep_every_tasks_version():
     """Task-by-task evaluations merged into one record keep each task's provenance, not the first's only."""
-    from bench.evaluate.accuracy import AccuracyResult, TaskScore, merge_results
+    from bench.evaluate.multiple_choice import AccuracyResult, TaskScore, merge_results
 
     def part(task, version, acc):
-        score = TaskScore(task, "validation", 10, 100, "acc", 0, version, acc=acc)
-        return AccuracyResult({task: score}, {task: [{"doc": 0}]}, 8, 10, 0, "local", "float32", None, 1000, 1.5,
-                              {"task_versions": {task: version}, "lm_eval_version": "0.4.13"})
+        score = TaskScore.scored(task=task, split="validation", n=10, n_total=100, metric="acc", shots=0,
+                                 version=version, acc=acc, limit=10)
+        return AccuracyResult(tasks={task: score}, samples={task: [{"doc": 0}]}, batch_size=8, limit=10,
+                              num_fewshot=0, data="local", softmax_dtype="float32", bootstrap_iters=1000, wall_s=1.5,
+                              provenance={"task_versions": {task: version}, "lm_eval_version": "0.4.13"})
 
     parts = [part("piqa", "1.0", 0.6), part("arc_easy", "2.0", 0.5), part("winogrande", "1.0", 0.55)]
     merged = merge_results(parts)
     assert merged.provenance["task_versions"] == {"piqa": "1.0", "arc_easy": "2.0", "winogrande": "1.0"}
     assert list(merged.tasks) == ["piqa", "arc_easy", "winogrande"] and merged.wall_s == pytest.approx(4.5)
+    assert merged.task_versions == merged.provenance["task_versions"] and merged.average == pytest.approx(0.55)
     assert parts[0].provenance["task_versions"] == {"piqa": "1.0"}  # the parts are left as they were
     other = part("boolq", "2.0", 0.7)
     other.batch_size = 16

@@ -10,7 +10,7 @@ import torch
 from tiny import CORPUS, tiny_model
 
 from bench.core.errors import ConfigError
-from bench.evaluate.fidelity import (
+from bench.evaluate.bits_per_byte import (
     DenseReference,
     FidelityResult,
     bits_per_byte,
@@ -63,21 +63,21 @@ def test_bits_per_byte_and_kl_match_a_hand_computation(family):
     assert (r.documents, r.tokens, r.bytes) == (5, tokens, n_bytes)
     assert r.bits_per_byte == pytest.approx(nll / (math.log(2) * n_bytes), rel=1e-5)
     assert r.nll == pytest.approx(nll / tokens, rel=1e-5)
-    assert r.kl == pytest.approx(kl / tokens, rel=1e-4) and r.kl > 0
+    assert r.kl_to_dense == pytest.approx(kl / tokens, rel=1e-4) and r.kl_to_dense > 0
     assert r.top1_agreement == pytest.approx(agree / tokens)
     assert sum(d.tokens for d in r.per_document) == tokens
     # a reference computed once gives the same numbers as running the dense model alongside
     ref = DenseReference(dense, text, batch_size=2)
     r2 = evaluate_fidelity(pruned, text, dense=ref, batch_size=4)
-    assert r2.kl == pytest.approx(r.kl, rel=1e-5) and r2.top1_agreement == r.top1_agreement
+    assert r2.kl_to_dense == pytest.approx(r.kl_to_dense, rel=1e-5) and r2.top1_agreement == r.top1_agreement
     assert r2.bits_per_byte == pytest.approx(r.bits_per_byte, rel=1e-6)
 
 
 def test_the_dense_model_against_itself_has_zero_kl_and_full_agreement():
     dense, tok = tiny_model("llama")
     r = bits_per_byte(dense, tok, DOCS, window=32, dense=dense)
-    assert r.kl == pytest.approx(0.0, abs=1e-6) and r.top1_agreement == 1.0
-    assert bits_per_byte(dense, tok, DOCS, window=32).kl is None
+    assert r.kl_to_dense == pytest.approx(0.0, abs=1e-6) and r.top1_agreement == 1.0
+    assert bits_per_byte(dense, tok, DOCS, window=32).kl_to_dense is None
 
 
 def test_windows_lose_no_token_and_score_none_twice():
@@ -120,12 +120,13 @@ def test_result_round_trips_and_bootstrap_brackets_the_estimate():
     pruned = perturbed(dense)
     text = prepare_text(tok, DOCS, window=24)
     r = evaluate_fidelity(pruned, text, dense=dense)
-    back = FidelityResult.from_dict(r.to_dict())
-    assert back == r
+    stored = r.to_dict()   # the record's entry: the per-document sums stay in memory
+    assert "per_document" not in stored and stored["corpus"] == text.label
+    assert FidelityResult.from_dict(stored).to_dict() == stored
     lo, hi = bootstrap_ci(r.per_document, n=500)
     assert lo <= r.bits_per_byte <= hi and lo < hi
     base = evaluate_fidelity(dense, text)
     lo_d, hi_d = bootstrap_ci(r.per_document, baseline=base.per_document, n=500)
     assert lo_d <= r.bits_per_byte - base.bits_per_byte <= hi_d
     klo, khi = bootstrap_ci(r.per_document, metric="kl", n=500)
-    assert klo <= r.kl <= khi
+    assert klo <= r.kl_to_dense <= khi

@@ -9,7 +9,7 @@ import pytest
 import torch
 from tiny import tiny_model
 
-from bench.evaluate.latency import LatencyResult, measure_latency, parameter_size
+from bench.evaluate.timing import LatencyResult, measure_latency, parameter_size
 
 
 def test_latency_numbers_and_repeats():
@@ -23,7 +23,9 @@ def test_latency_numbers_and_repeats():
     assert r.peak_memory_bytes > 0 and r.peak_memory_kind == "process_peak_rss"
     assert (r.device, r.dtype, r.torch_threads) == ("cpu", "float32", torch.get_num_threads())
     assert r.identity == {"model": "tiny"}
-    assert LatencyResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+    stored = json.loads(json.dumps(r.to_dict()))   # the record part: no provenance or identity
+    assert "provenance" not in stored and "identity" not in stored and stored["weights_bytes"] == r.checkpoint_bytes
+    assert LatencyResult.from_dict(stored).to_dict() == r.to_dict()
 
 
 def test_generate_produces_exactly_the_new_tokens(monkeypatch):
@@ -62,7 +64,7 @@ def test_untied_model_counts_both_matrices():
 
 def test_interleaved_latencies_alternate_repeats(monkeypatch):
     """measure_latencies runs model A's repeat, then B's, then A's ...: drift moves both alike."""
-    from bench.evaluate import latency
+    from bench.evaluate import timing
 
     a, _ = tiny_model("llama")
     b, _ = tiny_model("llama", n_layers=1)
@@ -75,7 +77,7 @@ def test_interleaved_latencies_alternate_repeats(monkeypatch):
             return _forward(*args, **kwargs)
 
         monkeypatch.setattr(model, "forward", spy)
-    ra, rb = latency.measure_latencies([a, b], prompt_tokens=6, new_tokens=3, warmup=1, repeats=2)
+    ra, rb = timing.measure_latencies([a, b], prompt_tokens=6, new_tokens=3, warmup=1, repeats=2)
     # per model and round: warm-up (prefill + 3-token generate) or repeat (prefill + 1 + 3 tokens)
     runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
     assert runs == ["a", "b"] * 3
@@ -84,7 +86,7 @@ def test_interleaved_latencies_alternate_repeats(monkeypatch):
 
 
 def test_kv_cache_bytes_by_hand_and_against_a_real_cache():
-    from bench.evaluate.latency import kv_cache_bytes
+    from bench.evaluate.timing import kv_cache_bytes
 
     model, _ = tiny_model("llama")
     cfg = model.config
@@ -103,7 +105,7 @@ def test_kv_cache_bytes_by_hand_and_against_a_real_cache():
 @pytest.mark.parametrize("fam", ["llama", "gemma3", "gpt2"])
 def test_kv_cache_bytes_count_only_layers_that_keep_their_attention(fam):
     """A layer whose attention sublayer was dropped stores no keys or values: config count and real cache."""
-    from bench.evaluate.latency import kv_cache_bytes, measured_kv_cache_bytes
+    from bench.evaluate.timing import kv_cache_bytes, measured_kv_cache_bytes
     from bench.models import sublayer
 
     model, _ = tiny_model(fam)
@@ -116,7 +118,7 @@ def test_kv_cache_bytes_count_only_layers_that_keep_their_attention(fam):
 
 def test_measured_kv_cache_is_the_cache_the_prefill_returns():
     """Read off the device (here: the returned cache's tensors; on CUDA the allocator, tests/test_gpu.py)."""
-    from bench.evaluate.latency import kv_cache_bytes
+    from bench.evaluate.timing import kv_cache_bytes
 
     model, _ = tiny_model("llama")
     r = measure_latency(model, batch_size=2, prompt_tokens=6, new_tokens=3, warmup=0, repeats=1)

@@ -10,15 +10,16 @@ from tiny import CORPUS, tiny_model
 
 from bench.core.errors import ConfigError
 from bench.data import windows
-from bench.evaluate import perplexity
-from bench.evaluate.perplexity import PerplexityResult, evaluate_perplexity, make_windows, windows_nll
+from bench.data.windows import make_windows, tokenizer_adds_bos
+from bench.evaluate import windowed_perplexity
+from bench.evaluate.windowed_perplexity import PerplexityResult, evaluate_perplexity, windows_nll
 
 TEXT = "\n\n".join(CORPUS[:12])
 
 
 @pytest.fixture
 def toy_corpus(monkeypatch):
-    monkeypatch.setattr(perplexity, "corpus_text", lambda name: (TEXT, 12))
+    monkeypatch.setattr(windowed_perplexity, "corpus_text", lambda name: (TEXT, 12))
 
 
 def hand_perplexity(model, windows: torch.Tensor) -> float:
@@ -40,7 +41,9 @@ def test_matches_a_hand_computation(toy_corpus, family):
     assert r.windows_total == ids.numel() // 16 and r.corpus_tokens == ids.numel()
     assert r.nll == pytest.approx(math.log(expected), rel=1e-5)
     assert r.identity == {"model": f"tiny-{family}"}
-    assert PerplexityResult.from_dict(r.to_dict()) == r
+    stored = r.to_dict()   # the record's entry: no provenance, identity or corpus token count
+    assert not {"provenance", "identity", "corpus_tokens"} & set(stored) and isinstance(stored["document_range"], list)
+    assert PerplexityResult.from_dict(stored).to_dict() == stored
 
 
 def test_bos_windows(toy_corpus):
@@ -77,7 +80,7 @@ def test_bos_follows_the_tokenizer_by_default(toy_corpus, monkeypatch):
     """add_bos=None: BOS first exactly when the tokenizer adds it itself (Gemma does; SmolLM2's GGUF does not)."""
     model, tok = tiny_model("llama")
     adds = tok("a", verbose=False)["input_ids"][:1] == [tok.bos_token_id]
-    assert perplexity.tokenizer_adds_bos(tok) == adds
+    assert tokenizer_adds_bos(tok) == adds
     assert evaluate_perplexity(model, tok, "c4", window=16, max_windows=2).add_bos == adds
     monkeypatch.setattr(windows, "tokenizer_adds_bos", lambda t: True)  # the one BOS rule lives there
     auto = evaluate_perplexity(model, tok, "c4", window=16, max_windows=2)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.evaluate.stability import (
+from bench.evaluate.answer_agreement import (
     agreement,
     choice_nlls,
     choice_perplexities,
@@ -137,7 +137,7 @@ def test_default_is_the_nll_spread_with_agreement_ess_and_interval():
 
 
 def test_effective_sample_size_by_hand():
-    from bench.evaluate.stability import effective_sample_size
+    from bench.evaluate.answer_agreement import effective_sample_size
 
     assert effective_sample_size([0.0] * 7) == pytest.approx(7.0)                   # equal weights: n
     assert effective_sample_size([0.0, math.log(3)]) == pytest.approx(16 / 10)      # (1+3)^2 / (1+9)

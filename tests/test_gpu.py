@@ -34,7 +34,7 @@ def _devices(model) -> set[str]:
 
 
 def test_timer_synchronises_the_device():
-    from bench.evaluate.latency import _timed
+    from bench.evaluate.timing import _timed
 
     a = torch.randn(4096, 4096, device="cuda")
     queued = _timed(lambda: [a @ a for _ in range(20)], torch.device("cuda"))
@@ -44,7 +44,7 @@ def test_timer_synchronises_the_device():
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_half_precision_loads_scores_and_measures_on_cuda(folder, dtype):
-    from bench.evaluate.latency import kv_cache_bytes, measure_latency
+    from bench.evaluate.timing import kv_cache_bytes, measure_latency
     from bench.models import zoo
 
     model, tok = zoo.load(str(folder), device="cuda:0", dtype=dtype)

@@ -18,8 +18,8 @@ import methods
 from bench.core.errors import ConfigError
 from bench.data.calibration import Calibration, CalibSpec
 from bench.data.training_text import TrainData, TrainDataSpec
-from bench.evaluate.accuracy import evaluate_accuracy
 from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order, first_changed_layer, shared_prefix
+from bench.evaluate.multiple_choice import evaluate_accuracy
 from bench.models import arch, offload, zoo
 from bench.models.export import save_pruned
 from bench.run.pipeline import prune

@@ -86,10 +86,10 @@ def test_plain_lines_one_per_finished_stage():
 def test_latency_lines_name_the_model(tiny_env, caplog):
     from tiny import tiny_model
 
-    from bench.evaluate.latency import measure_latencies
+    from bench.evaluate.timing import measure_latencies
 
     model, _ = tiny_model("llama")
-    with caplog.at_level(logging.INFO, logger="bench.evaluate.latency"):
+    with caplog.at_level(logging.INFO, logger="bench.evaluate.timing"):
         measure_latencies([model, model], prompt_tokens=4, new_tokens=2, warmup=0, repeats=1,
                           labels=["pruned", "dense (paired)"])
     lines = [r.getMessage() for r in caplog.records]

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from bench.core import record
+from bench.evaluate.multiple_choice import AccuracyResult
+from bench.evaluate.windowed_perplexity import PerplexityResult
 from bench.metrics import load_record
-from bench.metrics.accuracy import AccuracyPart
-from bench.metrics.perplexity import CorpusPerplexity
 
 STORE = Path(__file__).resolve().parent.parent / "reports" / "store"
 
@@ -20,8 +21,8 @@ def test_committed_records_round_trip_through_the_typed_record():
     for path in paths:
         raw = json.loads(path.read_text())
         typed = load_record(raw)
-        assert isinstance(typed.accuracy, AccuracyPart) and all(isinstance(p, CorpusPerplexity)
-                                                                for p in typed.perplexity)
+        assert isinstance(typed.accuracy, AccuracyResult) and all(isinstance(p, PerplexityResult)
+                                                                  for p in typed.perplexity)
         assert typed.to_dict() == raw, path
 
 
@@ -42,3 +43,19 @@ def test_unknown_keys_survive_and_old_schemas_migrate(monkeypatch):
     migrated = load_record(raw)
     assert migrated.schema == 2 and migrated.accuracy.average == 50.0
     assert raw["accuracy"]["average"] == 0.5  # the stored dict is not changed
+
+
+def test_transient_fields_stay_out_of_the_record():
+    """An evaluator's result is its record part: what only the caller needs is never written."""
+
+    @dataclasses.dataclass
+    class Toy(record.Part):
+        transient = ("samples",)
+        optional = ("note",)
+        score: float | None = None
+        note: str | None = None
+        samples: list = dataclasses.field(default_factory=list)
+
+    toy = Toy(score=0.5, samples=[{"doc_id": 0}])
+    assert toy.to_dict() == {"score": 0.5}
+    assert Toy.from_dict(toy.to_dict()) == Toy(score=0.5)

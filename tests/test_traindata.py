@@ -8,7 +8,7 @@ from bench.core.errors import ConfigError
 from bench.data import splits
 from bench.data.calibration import Calibration, CalibSpec, corpus_documents
 from bench.data.training_text import TrainData, TrainDataSpec
-from bench.evaluate.perplexity import corpus_text
+from bench.evaluate.windowed_perplexity import corpus_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 

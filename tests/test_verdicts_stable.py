@@ -76,7 +76,7 @@ WORDS = re.compile(r"\*\*lower\*\*|\*\*higher\*\*|not distinguishable|\bhigher\b
 
 @pytest.mark.slow
 def test_ten_times_the_bootstrap_changes_no_verdict_on_the_streamline_study_page(tmp_path, monkeypatch):
-    from bench.evaluate import fidelity
+    from bench.evaluate import bits_per_byte as fidelity
     from scripts.streamline_study import report as R
 
     out = REPO / "reports" / "streamline-study"

@@ -68,15 +68,17 @@ class Part:
     `list[OtherPart]` holds parts); keys the class does not declare are kept in `unknown` and written back,
     so records of other harness versions round-trip.
 
-    `optional` fields are left out of the JSON while None.
+    `optional` fields are left out of the JSON while None; `transient` fields are never written: what the
+    evaluation that returns the part also hands its caller (per-sample records, artifacts' contents).
     Every field has a default, so a record written before a field existed still loads.
     """
 
     optional: ClassVar[tuple[str, ...]] = ()  # fields left out of the JSON while None (e.g. pruned-only ones)
+    transient: ClassVar[tuple[str, ...]] = ()  # fields kept in memory only, never in the record
 
     def to_dict(self) -> dict[str, Any]:
-        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
-               if not (f.name in self.optional and getattr(self, f.name) is None)}
+        skip = {*self.transient, *(name for name in self.optional if getattr(self, name) is None)}
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in skip}
         out.update(self.unknown)
         return out
 

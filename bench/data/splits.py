@@ -5,8 +5,8 @@ Each built-in corpus (the Wikipedia and C4 samples) is cut, by construction, int
 of whole documents, in corpus order:
 
     evaluation   [0, a)   the documents starting before EVAL_SHARE of the corpus's characters (the head
-                          `bench.evaluate.perplexity` scores, from its start, and the held-out documents of
-                          `bench.evaluate.fidelity`)
+                          `bench.evaluate.windowed_perplexity` scores, from its start, and the held-out
+                          documents of `bench.evaluate.bits_per_byte`)
     calibration  [a, b)   the documents starting before EVAL_SHARE + CALIB_SHARE of the characters
     training     [b, n)   the rest (healing, replacement modules), minus any document whose text also
                           occurs in an earlier range (the C4 sample repeats a few)
@@ -18,7 +18,7 @@ in a built-in evaluation range (`bench.data.training_text`).
 Windows (`token_windows`): a seeded shuffle of the documents, each tokenized without special tokens and
 followed by EOS (the separator of pre-training), the stream cut into non-overlapping windows. With BOS
 (`add_bos`, by default exactly when the model's tokenizer adds BOS by itself, as the evaluators do:
-`bench.evaluate.perplexity.resolve_add_bos`), each window is BOS + seq_len - 1 stream tokens, so
+`bench.evaluate.windowed_perplexity.resolve_add_bos`), each window is BOS + seq_len - 1 stream tokens, so
 calibration statistics and training see inputs shaped like those the model is evaluated on.
 """
 
@@ -33,7 +33,7 @@ import torch
 
 from bench.core.errors import ConfigError
 
-SEPARATOR = "\n\n"  # how bench.evaluate.perplexity joins a corpus's documents
+SEPARATOR = "\n\n"  # how bench.evaluate.windowed_perplexity joins a corpus's documents
 EVAL_SHARE = 0.5
 CALIB_SHARE = 0.15
 BUILTIN = ("wikipedia", "c4")

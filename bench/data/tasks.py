@@ -7,7 +7,7 @@ few-shot examples then come from the scored split's neighbours, so use 0-shot), 
 way lm-eval 0.4.13 merges a dict with a built-in YAML; MMLU's 57 subjects form a nested inline group
 that lm-eval aggregates weighted by size (research/eval-data.md §4b).
 
-Perplexity corpora are plain text read by `bench.evaluate.perplexity`, not lm-eval tasks.
+Perplexity corpora are plain text read by `bench.evaluate.windowed_perplexity`, not lm-eval tasks.
 
 This module imports neither torch nor lm-eval at import time: `bench ls tasks` stays fast.
 """

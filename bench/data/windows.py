@@ -1,6 +1,6 @@
 """How a token stream is cut into perplexity windows: one rule, read by the perplexity evaluation
-(bench.evaluate.perplexity) and by the training-data split (bench.data.training_text), which must know where the
-evaluation's last window ends so that training text is never scored."""
+(bench.evaluate.windowed_perplexity) and by the training-data split (bench.data.training_text), which must know
+where the evaluation's last window ends so that training text is never scored."""
 
 from __future__ import annotations
 

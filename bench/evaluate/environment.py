@@ -1,4 +1,5 @@
-"""Provenance stamped on every evaluation result: versions, device, dtype, threads."""
+"""Provenance stamped on every evaluation result: versions, device, dtype, threads; the host's state (load,
+usable CPUs, CPU model) that latency and the cell provenance record."""
 
 from __future__ import annotations
 
@@ -57,3 +58,27 @@ def quiet_git_probe():
         yield
     finally:
         evaluator.get_git_commit_hash = original
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else the platform's word for it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_state() -> dict[str, Any]:
+    """The 1-minute load average, the CPUs this process may use, and the CPU model."""
+    import os
+
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):
+        load = None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"load_1m": load, "cpus": cpus, "cpu_model": cpu_model()}

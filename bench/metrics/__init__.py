@@ -38,10 +38,9 @@ import pkgutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-if TYPE_CHECKING:  # pragma: no cover
-    from bench.core.record import CellRecord
+from bench.core.record import CellRecord, number
 
 BUILTIN = ("accuracy", "perplexity", "latency", "stability", "cost")
 DIRECTIONS = ("higher", "lower")
@@ -63,6 +62,12 @@ class Measure:
     low: float | None = None      # a 95 % interval, where the record stores one (speed-ups)
     high: float | None = None
 
+    @classmethod
+    def named(cls, name: str, value: Any) -> dict[str, Measure]:
+        """{name: the value's measure} where `value` is a finite number, else {}: the `read` of a plain value."""
+        value = number(value)
+        return {} if value is None else {name: cls(value)}
+
 
 @dataclass(frozen=True)
 class Column:
@@ -71,9 +76,9 @@ class Column:
     style: "pct" (a fraction as a percentage, ± stderr), "ppl" (2 digits; scientific notation from 1000),
     "num" (`digits` and `suffix`, ± stderr), "interval" / "signed" (a fraction as a percentage with its 95 %
     interval: `value` returns (estimate, (low, high)); "signed" with a sign, for differences), "ratio" (a
-    number with `digits`, `suffix` and its interval, (estimate, (low, high))), "p" (a p-value; the second element True
-    when it is significant). `mark` (group, row) -> text appended to the cell (e.g. a below-chance mark).
-    `dense` False shows a dash in the dense row (stability, which compares to it).
+    number with `digits`, `suffix` and its interval, (estimate, (low, high))), "p" (a p-value; the second
+    element True when it is significant). `mark` (group, row) -> text appended to the cell (e.g. a
+    below-chance mark). `dense` False shows a dash in the dense row (stability, which compares to it).
     """
 
     header: str
@@ -328,8 +333,8 @@ class EvalContext:
 
 
 class Evaluator:
-    """Computes one part of a cell's record. Subclass, set `name` and `part`, implement `evaluate`,
-    decorate with `@evaluator`. Evaluators run in `order` (built-ins 10..40)."""
+    """Computes one part of a cell's record (built-ins declare it in bench.evaluate). Subclass, set `name` and
+    `part`, implement `evaluate`, decorate with `@evaluator`. Evaluators run in `order` (built-ins 10..40)."""
 
     name: ClassVar[str]
     part: ClassVar[Any]             # a bench.core.record.Part subclass
@@ -367,8 +372,6 @@ def evaluator(cls: type[Evaluator]) -> type[Evaluator]:
 def load_record(raw: CellRecord | dict[str, Any]) -> CellRecord:
     """A typed record from a stored one (migrated, every registered evaluator's part typed); a typed record
     is returned as it is."""
-    from bench.core.record import CellRecord
-
     if isinstance(raw, CellRecord):
         return raw
     return CellRecord.from_dict(raw, {ev.name: ev.read_part for ev in evaluators()})

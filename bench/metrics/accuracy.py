@@ -1,107 +1,30 @@
-"""Accuracy: lm-eval's multiple-choice tasks (bench.evaluate.accuracy), one stage per task; the record part
-`accuracy` and the metric `accuracy` ("accuracy/avg" and "accuracy/<task>", with lm-eval's stderr).
-`bench regress` judges accuracy document by document from the per-sample records (bench.results.regress); the
-metric's own rule (a change of more than `acc_points` points either way) is for cells without them."""
+"""Accuracy: lm-eval's multiple-choice tasks (bench.evaluate.multiple_choice), one stage per task; the record
+part `accuracy` (`AccuracyResult`, declared where it is computed) and the metric `accuracy` ("accuracy/avg"
+and "accuracy/<task>", with lm-eval's stderr). `bench regress` judges accuracy document by document from the
+per-sample records (bench.results.regress); the metric's own rule (a change of more than `acc_points` points
+either way) is for cells without them."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import Any
 
-from bench.core.record import Part, number
-from bench.metrics import (
-    AbsoluteChange,
-    Column,
-    EvalContext,
-    Evaluator,
-    Measure,
-    Metric,
-    Outcome,
-    evaluator,
-    metric,
-)
-
-
-@dataclass
-class TaskPart(Part):
-    """One task's scores (bench.evaluate.accuracy.TaskScore as the record keeps it)."""
-
-    acc: float | None = None
-    acc_stderr: float | None = None
-    acc_norm: float | None = None
-    acc_norm_stderr: float | None = None
-    metric: str | None = None  # the headline metric the average uses
-    score: float | None = None
-    n: int | None = None
-    n_total: int | None = None
-    split: str | None = None
-    limit: int | float | None = None
-    shots: int | None = None
-    version: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. lambada perplexity
-
-    def headline(self) -> tuple[float | None, float | None]:
-        """(headline score, its stderr); stderr is None where lm-eval gives none."""
-        name = self.metric or "acc"
-        fields = self.to_dict()
-        return number(fields.get(name, self.score)), number(fields.get(f"{name}_stderr"))
-
-
-@dataclass
-class AccuracyPart(Part):
-    optional = ("delta_vs_dense", "subset", "subset_seed", "engine")  # pruned cells only; older records
-
-    tasks: dict[str, TaskPart] = field(default_factory=dict)
-    average: float | None = None  # of each task's headline metric
-    average_of: str | None = None
-    delta_vs_dense: float | None = None
-    limit: int | float | None = None
-    num_fewshot: int | None = None
-    batch_size: int | None = None
-    data: str | None = None
-    softmax_dtype: str | None = None
-    wall_s: float | None = None
-    task_versions: dict[str, Any] | None = None
-    subset: str | None = None  # which `limit` documents: random (seeded) | first
-    subset_seed: int | None = None
-    engine: str | None = None  # prefix (bench.evaluate.engine) | lm-eval
-
-    def average_stderr(self) -> float | None:
-        """The mean's stderr, sqrt(sum se_i^2) / k (tasks independent); None unless every task has one."""
-        errs = [t.headline()[1] for t in self.tasks.values()]
-        if not errs or None in errs:
-            return None
-        return math.sqrt(sum(e * e for e in errs)) / len(errs)
-
-    @classmethod
-    def of(cls, acc) -> AccuracyPart:
-        """The part for a bench.evaluate.accuracy.AccuracyResult."""
-        tasks = {name: TaskPart(acc=s.acc, acc_stderr=s.acc_stderr, acc_norm=s.acc_norm,
-                                acc_norm_stderr=s.acc_norm_stderr, metric=s.metric, score=s.score, n=s.n,
-                                n_total=s.n_total, split=s.split, limit=acc.limit, shots=s.shots,
-                                version=s.version, extra=s.extra)
-                 for name, s in acc.tasks.items()}
-        return cls(tasks=tasks, average=acc.average(), average_of="each task's headline metric (tasks.*.metric)",
-                   limit=acc.limit, num_fewshot=acc.num_fewshot, batch_size=acc.batch_size, data=acc.data,
-                   softmax_dtype=acc.softmax_dtype, wall_s=acc.wall_s,
-                   task_versions=acc.provenance.get("task_versions"), subset=acc.subset,
-                   subset_seed=acc.subset_seed, engine=acc.engine)
+from bench.core.record import number
+from bench.evaluate.multiple_choice import AccuracyResult, evaluate_accuracy, merge_results
+from bench.metrics import AbsoluteChange, Column, Evaluator, Measure, Metric, Outcome, evaluator, metric
 
 
 @evaluator
 class AccuracyEvaluator(Evaluator):
     name = "accuracy"
-    part = AccuracyPart
+    part = AccuracyResult
     order = 10
 
     def enabled(self, spec) -> bool:
         return bool(spec.eval.tasks)
 
-    def evaluate(self, ctx: EvalContext) -> Outcome:
-        """Task by task (a progress stage each), merged into one AccuracyResult."""
-        from bench.evaluate.accuracy import evaluate_accuracy, merge_results
-
+    def evaluate(self, ctx) -> Outcome:
+        """Task by task (a progress stage each), merged into one AccuracyResult: the record part, and beside
+        the record its settings and provenance (accuracy.json) and per-sample records (samples.jsonl)."""
         ev = ctx.spec.eval
         parts = []
         for task in ev.tasks:
@@ -113,29 +36,26 @@ class AccuracyEvaluator(Evaluator):
                     engine=ev.engine, reuse=ctx.reuse, score_contexts=ctx.cell.dense and bool(ev.stability)))
         result = merge_results(parts)  # every task's version kept in the provenance
         result.engine_stats = {task: part.engine_stats for task, part in zip(ev.tasks, parts, strict=True)}
-        summary = AccuracyPart.of(result)
         dense = (ctx.reference or {}).get("accuracy")
         if dense is not None and dense.value is not None:
-            summary.delta_vs_dense = result.average() - dense.value.average()
+            result.delta_vs_dense = result.average - dense.value.average
         artifacts: dict[str, Any] = {
-            "accuracy.json": result.to_dict(samples=False),
+            "accuracy.json": result.artifact(samples=False),
             "samples.jsonl": [{"task": t, **s} for t, rows in result.samples.items() for s in rows]}
         if ev.log_lm_eval_samples and result.lm_eval_samples is not None:
-            artifacts["lm_eval_samples.json"] = result.to_dict(raw=True)["lm_eval_samples"]
-        return Outcome(summary, artifacts, result)
+            artifacts["lm_eval_samples.json"] = result.artifact(raw=True)["lm_eval_samples"]
+        return Outcome(result, artifacts, result)
 
     def reference(self, store, key, record) -> Outcome | None:
         """The dense AccuracyResult with its per-sample records, rebuilt from the dense cell's files."""
         raw = store.read_artifact(key, "accuracy.json")
         if raw is None:
             return None
-        from bench.evaluate.accuracy import AccuracyResult
-
         samples: dict[str, list] = {}
         for row in store.read_artifact(key, "samples.jsonl") or []:
             row = dict(row)
             samples.setdefault(row.pop("task"), []).append(row)
-        return Outcome(record.part(self.name), value=AccuracyResult.from_dict({**raw, "samples": samples}))
+        return Outcome(record.part(self.name), value=AccuracyResult.from_artifact({**raw, "samples": samples}))
 
 
 def _read(record) -> dict[str, Measure]:

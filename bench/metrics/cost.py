@@ -7,11 +7,7 @@ from bench.metrics import Column, Measure, Metric, metric
 
 
 def _reader(attr: str):
-    def read(record) -> dict[str, Measure]:
-        value = _cost(record, attr)
-        return {} if value is None else {attr: Measure(value)}
-
-    return read
+    return lambda record: Measure.named(attr, _cost(record, attr))
 
 
 def _cost(record, attr: str) -> float | None:
@@ -20,13 +16,9 @@ def _cost(record, attr: str) -> float | None:
     return record.pruning.train_s if attr == "train_s" else record.pruning.prune_s
 
 
-def _none(record) -> list[str]:
-    return []
-
-
 metric(Metric(name="prune_s", title="Prune seconds", unit="s", direction="lower", uncertainty="none",
-              read=_reader("prune_s"), progress=_none, order=50,
+              read=_reader("prune_s"), progress=lambda r: [], order=50,
               columns=lambda group: [Column("Prune s", lambda g, r: (r.prune_s, None))]))
 metric(Metric(name="train_s", title="Train seconds", unit="s", direction="lower", uncertainty="none",
-              read=_reader("train_s"), progress=_none, order=60,
+              read=_reader("train_s"), progress=lambda r: [], order=60,
               columns=lambda group: [Column("Train s", lambda g, r: (r.train_s, None))]))

@@ -1,4 +1,4 @@
-"""Fidelity (bench.evaluate.fidelity): bits per byte over whole held-out documents (tokenizer-free, so it
+"""Fidelity (bench.evaluate.bits_per_byte): bits per byte over whole held-out documents (tokenizer-free, so it
 compares across models) and, for a pruned cell, KL(dense || pruned) and top-1 agreement with the dense model
 on the same tokens: the low-noise measure quantization evaluations use. The dense cell computes the dense
 model's final hidden states once (`DenseReference`, tokens x hidden size) and every pruned cell of the session
@@ -13,119 +13,51 @@ absolute tolerances) and `top1_agreement/<corpus>` (shown).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from bench.core.record import Part, number
-from bench.metrics import (
-    AbsoluteChange,
-    Column,
-    EvalContext,
-    Evaluator,
-    Measure,
-    Metric,
-    Outcome,
-    evaluator,
-    metric,
+from bench.core.record import number
+from bench.evaluate.bits_per_byte import (
+    FidelityResult,
+    bootstrap_ci,
+    corpus_documents,
+    dense_reference,
+    evaluate_fidelity,
+    prepare_text,
 )
-
-
-@dataclass
-class CorpusFidelity(Part):
-    corpus: str | None = None
-    documents: int | None = None
-    bytes: int | None = None
-    tokens: int | None = None
-    windows: int | None = None
-    window: int | None = None
-    prefix: str | None = None
-    nll: float | None = None
-    bits_per_byte: float | None = None
-    bits_per_byte_ci: list[float] = field(default_factory=list)
-    kl_to_dense: float | None = None
-    kl_to_dense_ci: list[float] = field(default_factory=list)
-    top1_agreement: float | None = None
-    wall_s: float | None = None
-
-
-def _text(ctx: EvalContext, corpus: str):
-    """The scored documents: a built-in corpus's evaluation split, or a local .txt file's blank-line-separated
-    documents."""
-    from pathlib import Path
-
-    from bench.data import loaders
-    from bench.evaluate.fidelity import prepare_text
-
-    spec = ctx.spec.eval.fidelity
-    from bench.core.textfile import is_text_file, read_text
-
-    path = Path(corpus).expanduser()
-    if is_text_file(path):  # a file, or a pipe read before (its text is kept)
-        text = read_text(path, "fidelity corpus", "eval.fidelity.corpora")
-        docs, label = [d for d in text.split("\n\n") if d.strip()], path.name
-    else:
-        # the corpus's documents in order from its start: the text perplexity scores, and the head of the
-        # evaluation range bench.data.splits (branch fid) reserves; calibration and training come later
-        if corpus not in ("c4", "wikipedia"):
-            from bench.core.errors import ConfigError
-
-            raise ConfigError(f"fidelity corpus {corpus!r} is neither c4, wikipedia nor a .txt file",
-                              "e.g. fidelity: {corpora: [c4]}")
-        docs, label = (loaders.c4_documents() if corpus == "c4" else loaders.wikipedia_documents()), corpus
-    if spec.max_document_bytes is not None:  # the corpus's short documents, in the same order
-        docs = [d for d in docs if len(d.encode("utf-8")) <= spec.max_document_bytes]
-    return prepare_text(ctx.tokenizer, docs, label=label, window=spec.window, max_documents=spec.max_documents,
-                        max_bytes=spec.max_bytes)
-
-
-def _reference(model, text, batch_size: int):
-    """The dense model's hidden states on `text`, or None where its logits are not head(hidden states)
-    (then the dense model itself is run beside each pruned one)."""
-    from bench.core.errors import ConfigError
-    from bench.evaluate.fidelity import DenseReference
-
-    try:
-        return DenseReference(model, text, batch_size=batch_size)
-    except ConfigError:
-        return None
+from bench.metrics import AbsoluteChange, Column, Evaluator, Measure, Metric, Outcome, evaluator, metric
 
 
 @evaluator
 class FidelityEvaluator(Evaluator):
     name = "fidelity"
-    part = CorpusFidelity
+    part = FidelityResult
     many = True
     order = 25
 
     def enabled(self, spec) -> bool:
         return getattr(spec.eval, "fidelity", None) is not None
 
-    def evaluate(self, ctx: EvalContext) -> Outcome:
-        from bench.evaluate.fidelity import bootstrap_ci, evaluate_fidelity
-
+    def evaluate(self, ctx) -> Outcome:
         spec = ctx.spec.eval.fidelity
         mine = (ctx.reference or {}).get("fidelity")
         references = dict(mine.value or {}) if mine is not None and isinstance(mine.value, dict) else {}
         parts, rows, value = [], [], {}
         for corpus in spec.corpora:
             with ctx.stage(f"fidelity {corpus}", f"fidelity_{corpus}_s"):
-                text = _text(ctx, corpus)
+                docs, label = corpus_documents(corpus, spec.max_document_bytes)
+                text = prepare_text(ctx.tokenizer, docs, label=label, window=spec.window,
+                                    max_documents=spec.max_documents, max_bytes=spec.max_bytes)
                 dense = None
                 if ctx.cell.dense:
-                    value[corpus] = _reference(ctx.model, text, spec.batch_size)
+                    value[corpus] = dense_reference(ctx.model, text, spec.batch_size)
                 elif ctx.model is not ctx.dense_model:
                     dense = references.get(corpus)
                     if dense is None or dense.text != text:   # a later session: the dense model is in memory
-                        dense = _reference(ctx.dense_model, text, spec.batch_size) or ctx.dense_model
+                        dense = dense_reference(ctx.dense_model, text, spec.batch_size) or ctx.dense_model
                 r = evaluate_fidelity(ctx.model, text, dense=dense, batch_size=spec.batch_size)
-            part = CorpusFidelity(corpus=r.label, documents=r.documents, bytes=r.bytes, tokens=r.tokens,
-                                  windows=r.windows, window=r.window, prefix=r.prefix, nll=r.nll,
-                                  bits_per_byte=r.bits_per_byte,
-                                  bits_per_byte_ci=list(bootstrap_ci(r.per_document, metric="bits_per_byte")),
-                                  kl_to_dense=r.kl, top1_agreement=r.top1_agreement, wall_s=r.wall_s)
-            if r.kl is not None:
-                part.kl_to_dense_ci = list(bootstrap_ci(r.per_document, metric="kl"))
-            parts.append(part)
-            rows += [{"corpus": r.label, "document": i, **d.__dict__} for i, d in enumerate(r.per_document)]
+            r.bits_per_byte_ci = list(bootstrap_ci(r.per_document, metric="bits_per_byte"))
+            if r.kl_to_dense is not None:
+                r.kl_to_dense_ci = list(bootstrap_ci(r.per_document, metric="kl"))
+            parts.append(r)
+            rows += [{"corpus": r.corpus, "document": i, **d.__dict__} for i, d in enumerate(r.per_document)]
         return Outcome(parts, {"fidelity.jsonl": rows}, {k: v for k, v in value.items() if v is not None} or None)
 
     def reference(self, store, key, record) -> Outcome | None:

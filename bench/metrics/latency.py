@@ -1,4 +1,4 @@
-"""Latency (bench.evaluate.latency): prefill and decode at each batch size of the spec, a pruned model's
+"""Latency (bench.evaluate.timing): prefill and decode at each batch size of the spec, a pruned model's
 measured interleaved with the dense model's (repeat by repeat, same prompt) so the speed-ups carry none of the
 machine's drift, each with a paired 95 % interval (t on the per-repeat log-ratios, bench.stats.speedup);
 weights plus KV-cache bytes per model. The record part `latency` (the first batch size at the top level,
@@ -9,90 +9,31 @@ interval, which `bench regress` compares by interval overlap)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
-from bench.core.record import Part, number
-from bench.metrics import (
-    Column,
-    EvalContext,
-    Evaluator,
-    IntervalOverlap,
-    Measure,
-    Metric,
-    Outcome,
-    evaluator,
-    metric,
-)
+from bench.core.record import number
+from bench.evaluate.environment import host_state
+from bench.evaluate.timing import LatencyResult, measure_latencies
+from bench.metrics import Column, Evaluator, IntervalOverlap, Measure, Metric, Outcome, evaluator, metric
+from bench.stats.speedup import speedup_ci
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LatencyPart(Part):
-    optional = ("dense_paired", "decode_speedup_vs_dense", "prefill_speedup_vs_dense", "decode_speedup_ci",
-                "prefill_speedup_ci", "batches", "kv_cache_bytes", "weights_bytes", "host")  # pruned / newer
-
-    batch_size: int | None = None
-    prompt_tokens: int | None = None
-    new_tokens: int | None = None
-    warmup: int | None = None
-    repeats: int | None = None
-    prefill_ms: float | None = None
-    ttft_ms: float | None = None
-    decode_tokens_per_s: float | None = None
-    generate_s: float | None = None
-    prefill_ms_runs: list[float] = field(default_factory=list)
-    ttft_ms_runs: list[float] = field(default_factory=list)
-    decode_tokens_per_s_runs: list[float] = field(default_factory=list)
-    generate_s_runs: list[float] = field(default_factory=list)
-    peak_memory_bytes: int | None = None
-    peak_memory_kind: str | None = None
-    parameters: int | None = None
-    checkpoint_bytes: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    torch_threads: int | None = None
-    seed: int | None = None
-    dense_paired: dict[str, Any] | None = None
-    decode_speedup_vs_dense: float | None = None
-    prefill_speedup_vs_dense: float | None = None
-    weights_bytes: int | None = None
-    kv_cache_bytes: int | None = None            # the probe's KV cache (batch x (prompt + new) tokens)
-    decode_speedup_ci: dict[str, Any] | None = None   # {estimate, low, high, repeats}
-    prefill_speedup_ci: dict[str, Any] | None = None
-    batches: dict[str, Any] | None = None        # batch size -> the same fields, when several were measured
-    host: dict[str, Any] | None = None           # load average before/after, usable CPUs, CPU model, busy
-
-    @property
-    def busy(self) -> bool:
-        """Measured while other work loaded the host (`host_state`): its times and speed-up are not comparable."""
-        return bool((self.host or {}).get("busy") or self.unknown.get("busy"))   # (or a record's own older field)
-
-    def by_batch(self) -> dict[int, dict[str, Any]]:
-        """batch size -> that batch size's fields (this part alone when one batch size was measured)."""
-        if self.batches:
-            return {int(b): part for b, part in self.batches.items()}
-        return {int(self.batch_size): self.to_dict()} if self.batch_size else {}
 
 
 @evaluator
 class LatencyEvaluator(Evaluator):
     name = "latency"
-    part = LatencyPart
+    part = LatencyResult
     order = 30
 
     def enabled(self, spec) -> bool:
         return spec.eval.latency is not None
 
-    def evaluate(self, ctx: EvalContext) -> Outcome:
-        from bench.evaluate.latency import measure_latencies
-        from bench.stats.speedup import speedup_ci
-
+    def evaluate(self, ctx) -> Outcome:
         lat = ctx.spec.eval.latency
         paired = not ctx.cell.dense and ctx.model is not ctx.dense_model
         models = [ctx.model, ctx.dense_model] if paired else [ctx.model]
-        batches: dict[str, dict[str, Any]] = {}
+        batches: dict[str, LatencyResult] = {}
         before = host_state()
         with ctx.stage("latency", "latency_s"):
             for batch in lat.all_batch_sizes:
@@ -100,63 +41,37 @@ class LatencyEvaluator(Evaluator):
                                             new_tokens=lat.new_tokens, warmup=lat.warmup, repeats=lat.repeats,
                                             seed=ctx.cell.seed or 0,
                                             labels=["pruned", "dense (paired)"] if paired else ["dense"])
-                out = results[0].to_dict()
-                out.pop("provenance", None)
-                out.pop("identity", None)
-                out["weights_bytes"] = out["checkpoint_bytes"]
                 if paired:
-                    dense = results[1]
-                    out["dense_paired"] = {
-                        "prefill_ms": dense.prefill_ms, "decode_tokens_per_s": dense.decode_tokens_per_s,
-                        "prefill_ms_runs": dense.prefill_ms_runs, "decode_tokens_per_s_runs": dense.decode_tokens_per_s_runs,
-                        "weights_bytes": dense.checkpoint_bytes, "kv_cache_bytes": dense.kv_cache_bytes}
-                    out["decode_speedup_ci"] = speedup_ci(out["decode_tokens_per_s_runs"],
-                                                          dense.decode_tokens_per_s_runs).to_dict()
-                    out["prefill_speedup_ci"] = speedup_ci(dense.prefill_ms_runs, out["prefill_ms_runs"]).to_dict()
-                    # the one speed-up estimate every table shows: the paired median (bench.stats.speedup)
-                    out["decode_speedup_vs_dense"] = out["decode_speedup_ci"]["estimate"]
-                    out["prefill_speedup_vs_dense"] = out["prefill_speedup_ci"]["estimate"]
-                batches[str(batch)] = out
-        first = dict(batches[str(lat.all_batch_sizes[0])])
+                    _pair(*results)
+                batches[str(batch)] = results[0]
+        first = batches[str(lat.all_batch_sizes[0])]
         if len(batches) > 1:
-            first["batches"] = batches
+            first.batches = {b: r.batch_fields() for b, r in batches.items()}
         after = host_state()
-        cpu = str(first.get("device") or "cpu").startswith("cpu")
+        cpu = str(first.device or "cpu").startswith("cpu")
         load = max(before["load_1m"] or 0.0, after["load_1m"] or 0.0)
         # our own measurement keeps about one core busy: more than the usable cores loaded means others ran too
         busy = cpu and before["load_1m"] is not None and load > before["cpus"]
-        first["host"] = {"load_1m_before": before["load_1m"], "load_1m_after": after["load_1m"],
-                         "cpus": before["cpus"], "cpu_model": before["cpu_model"], "busy": busy}
+        first.host = {"load_1m_before": before["load_1m"], "load_1m_after": after["load_1m"],
+                      "cpus": before["cpus"], "cpu_model": before["cpu_model"], "busy": busy}
         if busy:
             log.warning("latency of %s measured at load %.1f on %d usable CPUs: marked as not comparable",
                         ctx.cell.label, load, before["cpus"])
-        return Outcome(LatencyPart.from_dict(first))
+        return Outcome(first)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo), else the platform's word for it."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def host_state() -> dict[str, Any]:
-    """The 1-minute load average, the CPUs this process may use, and the CPU model."""
-    import os
-
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        load = None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {"load_1m": load, "cpus": cpus, "cpu_model": cpu_model()}
+def _pair(pruned: LatencyResult, dense: LatencyResult) -> None:
+    """The dense model's timings (measured interleaved with the pruned one's) and the paired speed-ups, with
+    their intervals, into the pruned model's result."""
+    pruned.dense_paired = {
+        "prefill_ms": dense.prefill_ms, "decode_tokens_per_s": dense.decode_tokens_per_s,
+        "prefill_ms_runs": dense.prefill_ms_runs, "decode_tokens_per_s_runs": dense.decode_tokens_per_s_runs,
+        "weights_bytes": dense.checkpoint_bytes, "kv_cache_bytes": dense.kv_cache_bytes}
+    pruned.decode_speedup_ci = speedup_ci(pruned.decode_tokens_per_s_runs, dense.decode_tokens_per_s_runs).to_dict()
+    pruned.prefill_speedup_ci = speedup_ci(dense.prefill_ms_runs, pruned.prefill_ms_runs).to_dict()
+    # the one speed-up estimate every table shows: the paired median (bench.stats.speedup)
+    pruned.decode_speedup_vs_dense = pruned.decode_speedup_ci["estimate"]
+    pruned.prefill_speedup_vs_dense = pruned.prefill_speedup_ci["estimate"]
 
 
 def speedup_measure(part: dict[str, Any] | None) -> Measure | None:
@@ -168,8 +83,6 @@ def speedup_measure(part: dict[str, Any] | None) -> Measure | None:
     runs = part.get("decode_tokens_per_s_runs")
     dense = (part.get("dense_paired") or {}).get("decode_tokens_per_s_runs")
     if isinstance(runs, list) and isinstance(dense, list) and runs and len(runs) == len(dense):
-        from bench.stats.speedup import speedup_ci
-
         ci = speedup_ci(runs, dense).to_dict()   # from the repeats: every record under today's estimator
     ci = ci or part.get("decode_speedup_ci")
     if ci is not None:
@@ -179,16 +92,8 @@ def speedup_measure(part: dict[str, Any] | None) -> Measure | None:
 
 
 def _reader(field_name: str):
-    def read(record) -> dict[str, Measure]:
-        lat = record.latency
-        value = number(getattr(lat, field_name)) if lat is not None else None
-        return {} if value is None else {f"latency/{field_name}": Measure(value)}
-
-    return read
-
-
-def _no_progress(record) -> list[str]:
-    return []
+    name = f"latency/{field_name}"
+    return lambda record: Measure.named(name, record.latency and getattr(record.latency, field_name))
 
 
 def _speedups(record) -> dict[str, Measure]:
@@ -245,10 +150,10 @@ def _not_in_summary(name: str) -> bool:
 
 metric(Metric(name="latency/prefill_ms", title="Prefill", unit="ms", direction="lower", uncertainty="runs",
               read=_reader("prefill_ms"), regress=None, group="latency", columns=lambda group: [],
-              progress=_no_progress, summary=_not_in_summary, order=40))
+              progress=lambda r: [], summary=_not_in_summary, order=40))
 metric(Metric(name="latency/decode_tokens_per_s", title="Decode", unit="tokens/s", direction="higher",
               uncertainty="runs", read=_reader("decode_tokens_per_s"), regress=None, group="latency",
-              columns=lambda group: [], progress=_no_progress, summary=_not_in_summary, order=41))
+              columns=lambda group: [], progress=lambda r: [], summary=_not_in_summary, order=41))
 metric(Metric(name="latency/decode_speedup", title="Decode speed-up over dense", unit="×", direction="higher",
               uncertainty="interval", read=_speedups, regress=IntervalOverlap("latency_pct"), group="latency",
-              columns=_speedup_columns, progress=_no_progress, summary=_not_in_summary, order=42))
+              columns=_speedup_columns, progress=lambda r: [], summary=_not_in_summary, order=42))

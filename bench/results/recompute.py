@@ -2,7 +2,7 @@
 
 Stability used to be computed with the spread of raw perplexities and correctness by `acc`; records
 written then carry per-task values of exactly 0 or 1. This rewrites each pruned record's `stability`
-with `bench.evaluate.stability`'s current definition (per-choice NLL spread, each task's headline metric,
+with `bench.evaluate.answer_agreement`'s current definition (per-choice NLL spread, each task's headline metric,
 agreement, effective sample size, interval) against the dense cell of the same model and settings. It is
 deterministic (the interval is seeded) and touches nothing else in a record but `stability`.
 
@@ -28,7 +28,7 @@ def samples_of(store, key: str) -> dict[str, list[dict]]:
 def recompute_stability(root: str | Path) -> int:
     """Rewrite the `stability` of every finished pruned cell that has per-sample records and a dense cell
     under the same settings; returns the number of records rewritten."""
-    from bench.evaluate.stability import is_multiple_choice, stability
+    from bench.evaluate.answer_agreement import is_multiple_choice, stability
     from bench.metrics import load_record
     from bench.results.rows import canonical, settings
     from bench.results.store import Store

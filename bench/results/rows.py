@@ -193,7 +193,7 @@ class Row:
 
     @property
     def tasks(self) -> dict[str, Any]:
-        """task -> its typed scores (bench.metrics.accuracy.TaskPart)."""
+        """task -> its typed scores (bench.evaluate.multiple_choice.TaskScore)."""
         return self.record.accuracy.tasks if self.record.accuracy else {}
 
     def task_score(self, task: str) -> tuple[float | None, float | None]:
@@ -217,7 +217,7 @@ class Row:
 
     @property
     def perplexity(self) -> dict[str, Any]:
-        """corpus -> its typed entry (bench.metrics.perplexity.CorpusPerplexity)."""
+        """corpus -> its typed entry (bench.evaluate.windowed_perplexity.PerplexityResult)."""
         return {str(p.corpus): p for p in self.record.perplexity}
 
     def perplexity_of(self, corpus: str) -> float | None:

@@ -82,7 +82,7 @@ def cell_provenance(spec, cell, model, *, executor: str, job_id: str | None, loa
 
 @functools.cache
 def _host() -> dict[str, Any]:
-    from bench.metrics.latency import host_state
+    from bench.evaluate.environment import host_state
 
     return host_state()
 

@@ -120,7 +120,7 @@ class PerplexitySpec:
 
 @dataclass(frozen=True)
 class FidelitySpec:
-    """Bits per byte over whole held-out documents and KL to dense (bench.evaluate.fidelity)."""
+    """Bits per byte over whole held-out documents and KL to dense (bench.evaluate.bits_per_byte)."""
 
     corpora: tuple[str, ...] = ("c4",)  # built-in (c4, wikipedia: documents from the start) or a .txt file
     window: int = 512

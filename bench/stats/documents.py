@@ -1,6 +1,6 @@
 """Paired comparisons of two models' bits per byte or KL to dense over the same held-out documents.
 
-Fidelity (bench.evaluate.fidelity) keeps per-document sums: next-token NLL (nats), KL(dense || model)
+Fidelity (bench.evaluate.bits_per_byte) keeps per-document sums: next-token NLL (nats), KL(dense || model)
 summed over the document's tokens, its UTF-8 bytes and its scored tokens. Two cells of one dense model score
 the same documents, so their difference is paired by document:
 

@@ -1,6 +1,6 @@
 """Per-sample records of several cells as aligned 0/1 correctness matrices, one per task.
 
-A record is what `bench.evaluate.accuracy` keeps per document: {"doc_id", optional "subtask", "acc",
+A record is what `bench.evaluate.multiple_choice` keeps per document: {"doc_id", optional "subtask", "acc",
 "acc_norm", ...}. Documents are matched by (subtask, doc_id); a document missing from any cell is left
 out of that task (and counted), so a comparison only ever uses documents all its cells answered.
 """

@@ -1,6 +1,6 @@
 """A paired confidence interval of a speed-up from interleaved repeats, robust to a slow repeat.
 
-The pruned and the dense model are timed repeat by repeat, interleaved (bench.evaluate.latency), so repeat
+The pruned and the dense model are timed repeat by repeat, interleaved (bench.evaluate.timing), so repeat
 i of both saw the same machine state. The speed-up of repeat i is r_i = pruned rate / dense rate (or dense
 time / pruned time). The estimate is the *median* of the r_i and its interval the distribution-free one of
 a median from order statistics: [r_(k), r_(n-k+1)] with the largest k such that P(Binomial(n, 1/2) < k) is

@@ -40,7 +40,7 @@ BATCH = 8
 
 def _subset(limit: int, seed: int):
     from bench.data import tasks as registry
-    from bench.evaluate.accuracy import document_subset, task_manager
+    from bench.evaluate.lm_eval_glue import document_subset, task_manager
 
     loaded = task_manager().load(registry.lm_eval_spec(registry.resolve(TASKS), "local"))
     return document_subset(loaded["tasks"], limit, seed)
@@ -67,7 +67,6 @@ def _worker(kind: str, conn, cells: dict, limit: int, seed: int, threads: int) -
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    from bench.evaluate.accuracy import evaluate_accuracy, task_manager
     from bench.evaluate.engine import (
         BoundaryStates,
         Reuse,
@@ -75,6 +74,8 @@ def _worker(kind: str, conn, cells: dict, limit: int, seed: int, threads: int) -
         first_changed_layer,
         shared_prefix,
     )
+    from bench.evaluate.lm_eval_glue import task_manager
+    from bench.evaluate.multiple_choice import evaluate_accuracy
     from methods.base import PrunePlan
 
     dense, tok = zoo.load(zoo.DEFAULT_MODEL, device="cpu", dtype="float32")

@@ -27,7 +27,7 @@ batches, the same steps: `tests/test_train.py`), and each budget is a checkpoint
 Data (document-level, disjoint by construction, `bench.data.splits`): calibration on the Wikipedia sample's
 calibration range; training windows (256 tokens, batch 4) from the C4 sample's training range; evaluation on
 whole documents of the C4 sample's evaluation range (bits per byte, KL(dense || pruned), top-1 agreement,
-`bench.evaluate.fidelity`), and full PIQA and ARC-Easy (lm-eval tasks, the prefix engine) for the points of
+`bench.evaluate.bits_per_byte`), and full PIQA and ARC-Easy (lm-eval tasks, the prefix engine) for the points of
 the accuracy jobs in `design.jobs()`.
 
 Compute reuse (`teacher.TeacherCache`): the dense model runs once over every training window and keeps

@@ -19,13 +19,13 @@ def load(out: Path) -> tuple[dict[str, dict], dict[str, dict]]:
 
 
 def _scores(rec: dict):
-    from bench.evaluate.fidelity import DocumentScore
+    from bench.evaluate.bits_per_byte import DocumentScore
 
     return [DocumentScore(**d) for d in rec["fidelity"]["per_document"]]
 
 
 def bpb_ci(rec: dict, base: dict | None = None) -> tuple[float, float]:
-    from bench.evaluate.fidelity import bootstrap_ci
+    from bench.evaluate.bits_per_byte import bootstrap_ci
 
     return bootstrap_ci(_scores(rec), n=2000, seed=0, baseline=_scores(base) if base is not None else None)
 

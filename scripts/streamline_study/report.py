@@ -124,7 +124,7 @@ def write_report(out: Path, page: Path) -> None:
         f"tokens) of the C4 sample's evaluation range (documents {text['document_range'][0]}.."
         f"{text['document_range'][1] - 1}: those of at most {design.EVAL_DOC_BYTES:,} bytes, in corpus order). "
         "Bits per byte = summed next-token NLL / (ln 2 x bytes); KL(dense || pruned) and top-1 agreement on the "
-        "same tokens (`bench.evaluate.fidelity`). Intervals: 95 % percentile bootstrap over documents (2,000 "
+        "same tokens (`bench.evaluate.bits_per_byte`). Intervals: 95 % percentile bootstrap over documents (2,000 "
         "resamples), paired for differences, each a per-comparison interval, unadjusted: the bits-per-byte "
         "words (lower / higher / not distinguishable) say whether that one interval excludes 0. **Accuracy**: "
         "PIQA and ARC-Easy in full (lm-eval tasks, 0-shot, the prefix engine), Wilson 95 % intervals, exact "

@@ -5,6 +5,7 @@ jobs; the trained runs are `train.run_training`, from the dense states of `teach
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -17,7 +18,7 @@ import methods
 from bench.core.atomic import write_json
 from bench.data import splits
 from bench.data.calibration import Calibration
-from bench.evaluate.fidelity import DenseReference, evaluate_fidelity, prepare_text
+from bench.evaluate.bits_per_byte import DenseReference, evaluate_fidelity, prepare_text
 from bench.models import arch, zoo
 from bench.run.pipeline import prune
 from methods.base import Budget
@@ -27,6 +28,16 @@ from scripts.streamline_study.train import run_training
 
 log = logging.getLogger("streamline_study")
 
+
+
+def study_fidelity(fid) -> dict:
+    """A FidelityResult as the study's records keep it (reports/streamline-study, read by `points`): the
+    text's `label`, `kl`, every document's sums and the identity."""
+    return {"label": fid.corpus, "documents": fid.documents, "bytes": fid.bytes, "tokens": fid.tokens,
+            "windows": fid.windows, "window": fid.window, "prefix": fid.prefix, "nll": fid.nll,
+            "bits_per_byte": fid.bits_per_byte, "kl": fid.kl_to_dense, "top1_agreement": fid.top1_agreement,
+            "wall_s": fid.wall_s, "per_document": [dataclasses.asdict(d) for d in fid.per_document],
+            "identity": fid.identity}
 
 class Study:
     def __init__(self, out: Path, cache: Path, deadline: dt.datetime | None):
@@ -137,8 +148,9 @@ class Study:
         if self.reference is None:
             self.reference = self._reference()
         fid = evaluate_fidelity(model, self.text, dense=self.reference, batch_size=4)
-        log.info("%s: %.4f bits/byte, KL %.4f, top-1 %.3f", label, fid.bits_per_byte, fid.kl, fid.top1_agreement)
-        return fid.to_dict()
+        log.info("%s: %.4f bits/byte, KL %.4f, top-1 %.3f", label, fid.bits_per_byte, fid.kl_to_dense,
+                 fid.top1_agreement)
+        return study_fidelity(fid)
 
     def _reference(self) -> DenseReference:
         """The dense reference, kept in the cache folder across restarts (keyed by the text's tokens)."""
@@ -186,7 +198,7 @@ class Study:
     # ---------------------------------------------------------------------------------------- accuracy
 
     def accuracy(self, point_name: str) -> None:
-        from bench.evaluate.accuracy import evaluate_accuracy
+        from bench.evaluate.multiple_choice import evaluate_accuracy
 
         path = self.out / "accuracy" / f"{point_name}.json"
         record = self.done().get(point_name)

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def compare(model, tok, task: str = "arc_easy", *, batch_size: int = 16, limit: int = 200, rounds: int = 3) -> dict:
     from bench.data import tasks as registry
-    from bench.evaluate.accuracy import evaluate_accuracy, task_manager
+    from bench.evaluate.lm_eval_glue import task_manager
+    from bench.evaluate.multiple_choice import evaluate_accuracy
 
     registry.configure_offline("local")
     import lm_eval

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from bench.evaluate.engine import packing
 from bench.evaluate.engine.states import BoundaryStates, recording, stubbed
+from bench.evaluate.lm_eval_glue import counting_hflm_class
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,7 @@ def bisection_order(n_layers: int) -> list[int]:
 
 @functools.cache
 def prefix_lm_class():
-    from bench.evaluate.accuracy import _counting_hflm_class
-
-    class PrefixLM(_counting_hflm_class()):
+    class PrefixLM(counting_hflm_class()):
         def __init__(self, *args, reuse: Reuse | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.reuse = reuse

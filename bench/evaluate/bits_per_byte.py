@@ -27,7 +27,9 @@ text). The dense side is either a second model run on the same batch, or a `Dens
 the dense model's final hidden states (tokens x hidden size, in the model's dtype, far smaller than logits)
 and its output head, computed once and reused for every pruned model scored against it.
 
-Per-document sums are kept (`FidelityResult.documents`) so callers can bootstrap over documents.
+Per-document sums are kept (`FidelityResult.per_document`, in memory only) so callers can bootstrap over
+documents. `FidelityResult` is one corpus's entry of the record part `fidelity` (bench.metrics.fidelity
+registers it, and adds the bootstrap intervals). Importing this module imports no torch.
 """
 
 from __future__ import annotations
@@ -36,14 +38,15 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
-
-import torch
-import torch.nn.functional as F
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from bench.core.errors import ConfigError
-from bench.evaluate.perplexity import _split_head, resolve_add_bos
+from bench.core.record import Part
+from bench.evaluate.windowed_perplexity import _split_head
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -88,33 +91,33 @@ class DocumentScore:
 
 
 @dataclass
-class FidelityResult:
-    label: str
-    documents: int
-    bytes: int
-    tokens: int
-    windows: int
-    window: int
-    prefix: str
-    nll: float                           # mean NLL per scored token (nats)
-    bits_per_byte: float
-    kl: float | None                     # mean KL(dense || model) per token (nats); None without dense
-    top1_agreement: float | None         # share of tokens with the same argmax as dense
-    wall_s: float
+class FidelityResult(Part):
+    """Bits per byte of one text, and KL / top-1 agreement to dense on it: an entry of the record part
+    `fidelity`. The intervals are bootstrap ones over documents (`bootstrap_ci`), empty until computed."""
+
+    transient = ("per_document", "identity")
+
+    corpus: str | None = None            # the text's label
+    documents: int | None = None
+    bytes: int | None = None
+    tokens: int | None = None
+    windows: int | None = None
+    window: int | None = None
+    prefix: str | None = None
+    nll: float | None = None             # mean NLL per scored token (nats)
+    bits_per_byte: float | None = None
+    bits_per_byte_ci: list[float] = field(default_factory=list)
+    kl_to_dense: float | None = None     # mean KL(dense || model) per token (nats); None without dense
+    kl_to_dense_ci: list[float] = field(default_factory=list)
+    top1_agreement: float | None = None  # share of tokens with the same argmax as dense
+    wall_s: float | None = None
     per_document: list[DocumentScore] = field(default_factory=list)
     identity: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FidelityResult:
-        d = dict(d)
-        d["per_document"] = [DocumentScore(**s) for s in d.get("per_document", [])]
-        return cls(**d)
-
 
 def _prefix_id(tokenizer, prefix: Prefix) -> tuple[str, int | None]:
+    from bench.data.windows import resolve_add_bos
+
     if prefix == "auto":
         if resolve_add_bos(tokenizer, None):
             return "bos", tokenizer.bos_token_id
@@ -173,8 +176,34 @@ def prepare_text(tokenizer, documents: Sequence[str], *, label: str = "text", wi
     return EvalText(label, tuple(windows), tuple(window_doc), tuple(doc_bytes), tuple(doc_tokens), kind, window)
 
 
+def corpus_documents(corpus: str, max_document_bytes: int | None = None) -> tuple[list[str], str]:
+    """(documents, label) of a fidelity corpus: c4's or wikipedia's documents in order from the start of the
+    corpus (the text perplexity scores, and the head of the evaluation range bench.data.splits reserves;
+    calibration and training come later), or a local .txt file's blank-line-separated documents; with
+    `max_document_bytes`, only the documents that short, in the same order."""
+    from pathlib import Path
+
+    from bench.core.textfile import is_text_file, read_text
+    from bench.data import loaders
+
+    path = Path(corpus).expanduser()
+    if is_text_file(path):  # a file, or a pipe read before (its text is kept)
+        text = read_text(path, "fidelity corpus", "eval.fidelity.corpora")
+        docs, label = [d for d in text.split("\n\n") if d.strip()], path.name
+    elif corpus in ("c4", "wikipedia"):
+        docs, label = (loaders.c4_documents() if corpus == "c4" else loaders.wikipedia_documents()), corpus
+    else:
+        raise ConfigError(f"fidelity corpus {corpus!r} is neither c4, wikipedia nor a .txt file",
+                          "e.g. fidelity: {corpora: [c4]}")
+    if max_document_bytes is not None:
+        docs = [d for d in docs if len(d.encode("utf-8")) <= max_document_bytes]
+    return docs, label
+
+
 def _batches(text: EvalText, batch_size: int):
     """Windows grouped by length (less padding), right-padded: (window indices, ids, mask)."""
+    import torch
+
     order = sorted(range(len(text.windows)), key=lambda i: -len(text.windows[i]))
     for lo in range(0, len(order), batch_size):
         idx = order[lo:lo + batch_size]
@@ -206,6 +235,8 @@ class _Scorer:
         return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        import torch
+
         x = (self.split[1](hidden) if self.split is not None else hidden).float()
         if self.softcap is not None:
             x = torch.tanh(x / self.softcap) * self.softcap
@@ -223,6 +254,8 @@ class DenseReference:
     def __init__(self, dense, text: EvalText, *, batch_size: int = 8):
         import copy
 
+        import torch
+
         self.text = text
         self.scorer = _Scorer(dense)
         if self.scorer.split is None:
@@ -238,8 +271,19 @@ class DenseReference:
         self.scorer.model = None
 
 
+def dense_reference(model, text: EvalText, batch_size: int) -> DenseReference | None:
+    """The dense model's hidden states on `text`, or None where its logits are not head(hidden states)
+    (then the dense model itself is run beside each pruned one)."""
+    try:
+        return DenseReference(model, text, batch_size=batch_size)
+    except ConfigError:
+        return None
+
+
 def _chunk_scores(logits: torch.Tensor, targets: torch.Tensor, dense_logits: torch.Tensor | None):
     """Per position: NLL, and with dense logits KL(dense || model) and argmax agreement."""
+    import torch.nn.functional as F
+
     logp = F.log_softmax(logits, dim=-1)
     nll = -logp.gather(1, targets[:, None])[:, 0]
     if dense_logits is None:
@@ -250,11 +294,18 @@ def _chunk_scores(logits: torch.Tensor, targets: torch.Tensor, dense_logits: tor
     return nll, kl, agree
 
 
-@torch.inference_mode()
 def evaluate_fidelity(model, text: EvalText, *, dense=None, batch_size: int = 8, chunk_tokens: int | None = None,
                       identity: Mapping[str, Any] | None = None) -> FidelityResult:
     """Bits per byte of `model` on `text`; with `dense` (a model or a `DenseReference` on the same text),
     also KL(dense || model) and top-1 agreement on the same tokens."""
+    import torch
+
+    with torch.inference_mode():
+        return _evaluate_fidelity(model, text, dense, batch_size, chunk_tokens, identity)
+
+
+def _evaluate_fidelity(model, text: EvalText, dense, batch_size: int, chunk_tokens: int | None,
+                       identity: Mapping[str, Any] | None) -> FidelityResult:
     start = time.perf_counter()
     scorer = _Scorer(model)
     reference = dense if isinstance(dense, DenseReference) else None
@@ -291,14 +342,14 @@ def evaluate_fidelity(model, text: EvalText, *, dense=None, batch_size: int = 8,
                              agree[d] if has_dense else None) for d in range(n_docs)]
     tokens, n_bytes, total = text.tokens, text.bytes, sum(nll)
     result = FidelityResult(
-        label=text.label, documents=n_docs, bytes=n_bytes, tokens=tokens, windows=len(text.windows),
+        corpus=text.label, documents=n_docs, bytes=n_bytes, tokens=tokens, windows=len(text.windows),
         window=text.window, prefix=text.prefix, nll=total / tokens, bits_per_byte=total / (math.log(2) * n_bytes),
-        kl=sum(kl) / tokens if has_dense else None, top1_agreement=sum(agree) / tokens if has_dense else None,
+        kl_to_dense=sum(kl) / tokens if has_dense else None, top1_agreement=sum(agree) / tokens if has_dense else None,
         wall_s=time.perf_counter() - start, per_document=per_doc, identity=dict(identity or {}))
     log.info("%s: %.4f bits/byte over %d documents (%d tokens, %d bytes)%s in %.1f s", text.label,
              result.bits_per_byte, n_docs, tokens, n_bytes,
-             f", KL to dense {result.kl:.4f} nats/token, top-1 agreement {result.top1_agreement:.3f}"
-             if result.kl is not None else "", result.wall_s)
+             f", KL to dense {result.kl_to_dense:.4f} nats/token, top-1 agreement {result.top1_agreement:.3f}"
+             if result.kl_to_dense is not None else "", result.wall_s)
     return result
 
 
@@ -316,6 +367,8 @@ def bootstrap_ci(scores: Sequence[DocumentScore], *, metric: Literal["bits_per_b
                  baseline: Sequence[DocumentScore] | None = None) -> tuple[float, float]:
     """Percentile bootstrap CI over documents of a ratio metric (resampling whole documents); with
     `baseline` (scores of another model on the same documents), the CI of the paired difference."""
+    import torch
+
     gen = torch.Generator().manual_seed(seed)
 
     def columns(s):

@@ -4,70 +4,116 @@
 to HFLM otherwise runs at batch size 1), builds lm-eval's built-in tasks with the data swapped for local
 copies (`bench.data.tasks`), and runs `lm_eval.simple_evaluate`. Besides the scores it keeps a compact
 per-sample record for every document (per-choice log-likelihoods, continuation token counts, gold index,
-per-sample acc/acc_norm): stability (`bench.evaluate.stability`) needs exactly these, from the dense model
+per-sample acc/acc_norm): stability (`bench.evaluate.answer_agreement`) needs exactly these, from the dense model
 once and from each pruned model. lm-eval's results name the model it was given, never ours, so the
 caller's identity fields are stamped on the result instead.
+
+The result, `AccuracyResult`, is the record part `accuracy` itself (`bench.metrics.accuracy` registers it);
+the per-sample records, lm-eval's log and the provenance ride along in fields the record never stores, and
+`artifact()` writes them as accuracy.json. lm-eval's internals the harness relies on are in
+`bench.evaluate.lm_eval_glue`.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.core.errors import ConfigError
+from bench.core.record import Part, number
 from bench.data import tasks as task_registry
+from bench.evaluate.lm_eval_glue import (
+    add_context_scores,
+    counting_hflm_class,
+    document_subset,
+    sample_record,
+    task_manager,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class TaskScore:
-    """One task's scores as lm-eval computed them (stderr is None where lm-eval gives none)."""
+class TaskScore(Part):
+    """One task's scores as lm-eval computed them (stderr is None where lm-eval gives none). The record keeps
+    every field but `task` (the name it is stored under)."""
 
-    task: str
-    split: str
-    n: int                       # documents scored (after limit)
-    n_total: int                 # documents in the split
-    metric: str                  # the headline metric an average uses
-    shots: int
-    version: str
+    transient = ("task",)
+
     acc: float | None = None
     acc_stderr: float | None = None
     acc_norm: float | None = None
     acc_norm_stderr: float | None = None
-    extra: dict[str, float | None] = field(default_factory=dict)  # e.g. lambada perplexity
+    metric: str | None = None    # the headline metric an average uses
+    score: float | None = None   # the headline metric's value
+    n: int | None = None         # documents scored (after limit)
+    n_total: int | None = None   # documents in the split
+    split: str | None = None
+    limit: int | float | None = None
+    shots: int | None = None
+    version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. lambada perplexity
+    task: str | None = None
 
-    @property
-    def score(self) -> float | None:
-        return getattr(self, self.metric, None)
+    @classmethod
+    def scored(cls, **fields) -> TaskScore:
+        """The task's scores, `score` taken from its headline metric."""
+        out = cls(**fields)
+        out.score = getattr(out, out.metric, None) if out.metric in _SCORES else None
+        return out
+
+    def headline(self) -> tuple[float | None, float | None]:
+        """(headline score, its stderr); stderr is None where lm-eval gives none."""
+        name = self.metric or "acc"
+        fields = self.to_dict()
+        return number(fields.get(name, self.score)), number(fields.get(f"{name}_stderr"))
+
+    def artifact(self) -> dict[str, Any]:
+        """The task as accuracy.json has always kept it (with `task`, without `score` and `limit`)."""
+        return {name: getattr(self, name) for name in _ARTIFACT_TASK}
+
+
+_SCORES = ("acc", "acc_norm")
+_ARTIFACT_TASK = ("task", "split", "n", "n_total", "metric", "shots", "version", "acc", "acc_stderr", "acc_norm",
+                  "acc_norm_stderr", "extra")
+AVERAGE_OF = "each task's headline metric (tasks.*.metric)"
 
 
 @dataclass
-class AccuracyResult:
-    """Scores, per-sample records and provenance of one accuracy evaluation; JSON-able via to_dict()."""
+class AccuracyResult(Part):
+    """Scores, settings and provenance of one accuracy evaluation: the record part `accuracy`, and in memory
+    (never in the record) the per-sample records, lm-eval's own sample log, the provenance and the engine's
+    counters, which `artifact()` writes as accuracy.json."""
 
-    tasks: dict[str, TaskScore]
-    samples: dict[str, list[dict[str, Any]]]      # task -> one record per document, in lm-eval's order
-    batch_size: int
-    limit: int | float | None
-    num_fewshot: int
-    data: str
-    softmax_dtype: str | None
-    max_length: int | None
-    bootstrap_iters: int
-    wall_s: float
-    provenance: dict[str, Any]
-    identity: dict[str, Any] = field(default_factory=dict)
-    lm_eval_samples: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
-    subset: str = "first"                         # how `limit` picks documents: first | random
+    optional = ("delta_vs_dense", "subset", "subset_seed", "engine")  # pruned cells only; older records
+    transient = ("samples", "lm_eval_samples", "max_length", "bootstrap_iters", "provenance", "identity",
+                 "engine_stats")
+
+    tasks: dict[str, TaskScore] = field(default_factory=dict)
+    average: float | None = None  # of each task's headline metric
+    average_of: str | None = None
+    delta_vs_dense: float | None = None
+    limit: int | float | None = None
+    num_fewshot: int | None = None
+    batch_size: int | None = None
+    data: str | None = None
+    softmax_dtype: str | None = None
+    wall_s: float | None = None
+    task_versions: dict[str, Any] | None = None
+    subset: str | None = None                     # how `limit` picks documents: first | random (seeded)
     subset_seed: int | None = None                # the random subset's seed
-    engine: str = "lm-eval"                       # lm-eval (HFLM) | prefix (bench.evaluate.engine)
+    engine: str | None = None                     # lm-eval (HFLM) | prefix (bench.evaluate.engine)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> a record per document
+    lm_eval_samples: dict[str, list[dict[str, Any]]] | None = field(default=None, repr=False)
+    max_length: int | None = None
+    bootstrap_iters: int | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
     engine_stats: dict[str, Any] | None = None
 
     def settings(self) -> dict[str, Any]:
@@ -76,17 +122,26 @@ class AccuracyResult:
                 "data": self.data, "softmax_dtype": self.softmax_dtype, "max_length": self.max_length,
                 "subset": self.subset, "subset_seed": self.subset_seed}
 
-    def average(self, tasks: Sequence[str] | None = None) -> float:
+    def mean_score(self, tasks: Sequence[str] | None = None) -> float:
         """Mean of each task's headline metric (the metric is stated per task in `tasks[...].metric`)."""
         names = list(tasks) if tasks is not None else list(self.tasks)
         scores = [self.tasks[n].score for n in names]
         return float(sum(scores) / len(scores)) if scores and None not in scores else math.nan
 
-    def to_dict(self, samples: bool = True, raw: bool = False) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("lm_eval_samples")
-        if not samples:
-            out.pop("samples")
+    def average_stderr(self) -> float | None:
+        """The mean's stderr, sqrt(sum se_i^2) / k (tasks independent); None unless every task has one."""
+        errs = [t.headline()[1] for t in self.tasks.values()]
+        if not errs or None in errs:
+            return None
+        return math.sqrt(sum(e * e for e in errs)) / len(errs)
+
+    def artifact(self, samples: bool = True, raw: bool = False) -> dict[str, Any]:
+        """The result as accuracy.json (`samples=False`) and the dense cache have always kept it: settings,
+        provenance and each task's scores; the per-sample records with `samples`, lm-eval's log with `raw`."""
+        out = {name: copy.deepcopy(getattr(self, name)) for name in _ARTIFACT}
+        out["tasks"] = {name: task.artifact() for name, task in self.tasks.items()}
+        if samples:
+            out["samples"] = copy.deepcopy(self.samples)
         if raw and self.lm_eval_samples is not None:
             import json
 
@@ -95,11 +150,22 @@ class AccuracyResult:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> AccuracyResult:
-        d = dict(d)
-        d["tasks"] = {k: TaskScore(**v) for k, v in d["tasks"].items()}
-        d.setdefault("samples", {})
-        return cls(**d)
+    def from_artifact(cls, d: Mapping[str, Any]) -> AccuracyResult:
+        """The result from what `artifact()` wrote (records before `subset` / `engine`: first, lm-eval)."""
+        d = {"subset": "first", "engine": "lm-eval", "samples": {}, **d}
+        tasks = {name: TaskScore.scored(**t, limit=d.get("limit")) for name, t in d.pop("tasks").items()}
+        return finished(cls(tasks=tasks, **d))
+
+
+_ARTIFACT = ("batch_size", "limit", "num_fewshot", "data", "softmax_dtype", "max_length", "bootstrap_iters",
+             "wall_s", "provenance", "identity", "subset", "subset_seed", "engine", "engine_stats")
+
+
+def finished(result: AccuracyResult) -> AccuracyResult:
+    """`result` with the fields that follow from its tasks and provenance set: the average, the versions."""
+    result.average, result.average_of = result.mean_score(), AVERAGE_OF
+    result.task_versions = result.provenance.get("task_versions")
+    return result
 
 
 def cached_accuracy(path, compute: Callable[[], AccuracyResult], *, tasks: Sequence[str] = (),
@@ -115,67 +181,14 @@ def cached_accuracy(path, compute: Callable[[], AccuracyResult], *, tasks: Seque
     if path.exists():
         import json
 
-        cached = AccuracyResult.from_dict(json.loads(path.read_text()))
+        cached = AccuracyResult.from_artifact(json.loads(path.read_text()))
         same = settings is None or all(cached.settings().get(k) == v for k, v in settings.items())
         if same and set(tasks) <= set(cached.tasks):
             return cached
         log.info("%s was computed for other tasks or settings; recomputing", path)
     result = compute()
-    write_json(path, result.to_dict())
+    write_json(path, result.artifact())
     return result
-
-
-# ------------------------------------------------------------------------------------------ lm-eval glue
-
-class _DropMessages(logging.Filter):
-    """Drops lm-eval log lines that are our normal path, not news: a warning per task using
-    `custom_dataset` (57 for MMLU), and boolq/copa both declaring the same SuperGLUE tag."""
-
-    def __init__(self, *fragments: str):
-        super().__init__()
-        self.fragments = fragments
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(f in message for f in self.fragments)
-
-
-@functools.cache
-def task_manager(extra: tuple[str, ...] = ()):
-    """lm-eval's TaskManager over the suite's built-in YAML folders only (and the include-path task folders
-    `extra`), built once per process and set of folders.
-
-    Indexing all ~15k built-in YAMLs takes 6 s on a quiet 2-core machine (30 s+ under load); the suite's
-    folders take 0.2 s. The YAMLs, prompts and metrics are lm-eval's own either way.
-    """
-    from pathlib import Path
-
-    import lm_eval.tasks
-    from lm_eval.tasks import TaskManager
-
-    logging.getLogger("lm_eval.api.task").addFilter(_DropMessages("Custom kwargs can be passed"))
-    logging.getLogger("lm_eval.tasks._index").addFilter(_DropMessages("overrides existing task"))
-    root = Path(lm_eval.tasks.__file__).parent
-    return TaskManager(include_path=[str(root / d) for d in task_registry.lm_eval_task_dirs()] + list(extra),
-                       include_defaults=False)
-
-
-@functools.cache
-def _counting_hflm_class():
-    """HFLM that remembers each request's continuation token count as lm-eval itself tokenized it."""
-    from lm_eval.models.huggingface import HFLM
-
-    class CountingHFLM(HFLM):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.continuation_tokens: dict[tuple[str, str], int] = {}
-
-        def _encode_pair(self, context, continuation):
-            context_enc, continuation_enc = super()._encode_pair(context, continuation)
-            self.continuation_tokens[(context, continuation)] = len(continuation_enc)
-            return context_enc, continuation_enc
-
-    return CountingHFLM
 
 
 ENGINES = ("prefix", "lm-eval")
@@ -192,83 +205,7 @@ def make_lm(model, tokenizer, *, batch_size: int, max_length: int | None = None,
         from bench.evaluate.engine import prefix_lm_class
 
         return prefix_lm_class()(reuse=reuse, **kwargs)
-    return _counting_hflm_class()(**kwargs)
-
-
-def document_subset(tasks: Mapping[str, Any], limit: int | float, seed: int) -> dict[str, list[int]]:
-    """A seeded random subset of each task's documents (lm-eval's `samples=` argument), sorted.
-
-    `limit` is a count, or a share of each task when below 1 (as lm-eval reads it). Each task draws with
-    its own generator seeded by (seed, task name), so adding a task changes no other task's subset."""
-    import random
-
-    out = {}
-    for name, task in tasks.items():
-        n = len(task.eval_docs)
-        k = min(n, int(math.ceil(limit * n)) if isinstance(limit, float) and limit < 1 else int(limit))
-        out[name] = sorted(random.Random(f"{seed}:{name}").sample(range(n), k))
-    return out
-
-
-def _continuation_tokens(lm, context: str, continuation: str) -> int:
-    n = lm.continuation_tokens.get((context, continuation))
-    if n is not None:
-        return n
-    if context == "":  # lm-eval's empty-context path (BOS/EOS as context) bypasses _encode_pair
-        enc = lm.tok_encode(continuation, add_special_tokens=False)
-        return len(enc) if lm.prefix_token_id != enc[0] else len(enc) - 1
-    return len(lm._encode_pair(context, continuation)[1])
-
-
-def _gold_index(task, sample: Mapping[str, Any]) -> int | None:
-    """The gold choice index exactly as lm-eval's multiple-choice process_results derives it.
-
-    lm-eval logs `target` = doc_to_target(doc), and each request's continuation is the target delimiter
-    plus a choice, so no template is rendered again (except for multiple-input tasks such as
-    WinoGrande, whose gold index is doc_to_text(doc)).
-    """
-    gold = task.doc_to_text(sample["doc"]) if task.multiple_input else sample["target"]
-    if isinstance(gold, str):
-        delimiter = task.config.target_delimiter
-        choices = [cont.removeprefix(delimiter) for _, cont in sample["arguments"]]
-        if gold not in choices and not task.multiple_input:
-            choices = task.doc_to_choice(sample["doc"])
-        gold = choices.index(gold) if gold in choices else None
-    if isinstance(gold, list):  # multiple targets: not a single gold index
-        return None
-    return int(gold) if gold is not None else None
-
-
-def _sample_record(lm, task, sample: Mapping[str, Any], subtask: str | None) -> dict[str, Any]:
-    lls = [float(r[0]) for r in sample["filtered_resps"]]
-    record: dict[str, Any] = {"doc_id": int(sample["doc_id"])}
-    if subtask is not None:
-        record["subtask"] = subtask
-    record["loglik"] = lls
-    record["n_tokens"] = [_continuation_tokens(lm, *args) for args in sample["arguments"]]
-    record["is_greedy"] = [bool(r[1]) for r in sample["filtered_resps"]]
-    if task.OUTPUT_TYPE == "multiple_choice":
-        record["gold"] = _gold_index(task, sample)
-    for metric in ("acc", "acc_norm"):
-        if metric in sample:
-            record[metric] = float(sample[metric])
-    return record
-
-
-def _add_context_scores(lm, raw_samples: Sequence[Mapping[str, Any]], records: list[dict[str, Any]]) -> None:
-    """Each choice's context scored on its own, log P(context | BOS), into `context_loglik` /
-    `context_n_tokens` (per choice: WinoGrande's contexts differ by choice). Unique contexts run once."""
-    from lm_eval.api.instance import Instance
-
-    contexts = sorted({args[0] for s in raw_samples for args in s["arguments"]})
-    scored = [c for c in contexts if c != ""]
-    requests = [Instance(request_type="loglikelihood", doc={}, arguments=("", c), idx=0) for c in scored]
-    results = dict(zip(scored, lm.loglikelihood(requests, disable_tqdm=True) if requests else [], strict=True))
-    counts = {c: _continuation_tokens(lm, "", c) for c in scored}
-    for sample, record in zip(raw_samples, records, strict=True):
-        ctxs = [args[0] for args in sample["arguments"]]
-        record["context_loglik"] = [float(results[c][0]) if c else 0.0 for c in ctxs]
-        record["context_n_tokens"] = [counts[c] if c else 0 for c in ctxs]
+    return counting_hflm_class()(**kwargs)
 
 
 def _num(value) -> float | None:
@@ -301,7 +238,7 @@ def merge_results(parts: Sequence[AccuracyResult]) -> AccuracyResult:
         if part.lm_eval_samples is not None and merged.lm_eval_samples is not None:
             merged.lm_eval_samples.update(part.lm_eval_samples)
     merged.provenance["task_versions"] = versions
-    return merged
+    return finished(merged)
 
 
 def evaluate_accuracy(
@@ -383,28 +320,28 @@ def evaluate_accuracy(
         n_total = sum(res["n-samples"][m]["original"] for m in members)
         extra = {k.split(",")[0]: _num(v) for k, v in row.items()
                  if "," in k and k.split(",")[0] not in ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr")}
-        scores[info.name] = TaskScore(
-            task=info.name, split=_task_split(lm_tasks[members[0]]), n=n, n_total=n_total, metric=info.metric,
+        scores[info.name] = TaskScore.scored(
+            task=info.name, limit=limit, split=_task_split(lm_tasks[members[0]]), n=n, n_total=n_total, metric=info.metric,
             shots=int(res["n-shot"].get(members[0], num_fewshot)), version=version,
             acc=_num(row.get("acc,none")), acc_stderr=_num(row.get("acc_stderr,none")),
             acc_norm=_num(row.get("acc_norm,none")), acc_norm_stderr=_num(row.get("acc_norm_stderr,none")),
             extra=extra)
         samples[info.name] = [
-            _sample_record(lm, lm_tasks[m], s, m if info.name == "mmlu" else None)
+            sample_record(lm, lm_tasks[m], s, m if info.name == "mmlu" else None)
             for m in members for s in res["samples"][m]]
         if score_contexts:
-            _add_context_scores(lm, [s for m in members for s in res["samples"][m]], samples[info.name])
+            add_context_scores(lm, [s for m in members for s in res["samples"][m]], samples[info.name])
 
     provenance = environment(model)
     provenance.update(lm_eval_version=res.get("lm_eval_version"), task_versions=dict(res["versions"]),
                       lm_eval_max_length=res.get("max_length"), date=res.get("date"))
-    result = AccuracyResult(
+    result = finished(AccuracyResult(
         tasks=scores, samples=samples, batch_size=batch_size, limit=limit, num_fewshot=num_fewshot, data=data,
         softmax_dtype=softmax_dtype, max_length=max_length, bootstrap_iters=bootstrap_iters, wall_s=wall,
         provenance=provenance, identity=dict(identity or {}),
         lm_eval_samples=dict(res["samples"]) if keep_lm_eval_samples else None,
         subset=subset, subset_seed=subset_seed if subset == "random" else None, engine=engine,
-        engine_stats=lm.stats.to_dict() if hasattr(lm, "stats") else None)
+        engine_stats=lm.stats.to_dict() if hasattr(lm, "stats") else None))
     log.info("accuracy on %s in %.1f s: %s", ", ".join(scores), wall,
              ", ".join(f"{k} {v.metric} {v.score:.4f}" for k, v in scores.items() if v.score is not None))
     return result

@@ -21,7 +21,7 @@ formula. The script takes std over OpenCompass's per-choice "PPL" field, and Ope
 returns the mean token cross-entropy (a log-perplexity, not its exp), taken over question + choice tokens.
 `span="question+answer"` (the default) follows it: the choice's mean NLL over its context and its answer
 tokens, -(context_loglik_j + loglik_j) / (context_n_tokens_j + n_tokens_j), from the dense cell's context
-scores (`bench.evaluate.accuracy`, `score_contexts`). `span="answer"` takes the answer tokens only (what
+scores (`bench.evaluate.multiple_choice`, `score_contexts`). `span="answer"` takes the answer tokens only (what
 lm-eval scores, and what older dense records allow): on ARC-Easy it put a third of the weight on one of 50
 documents (Kish effective sample size 5.9 of 50), because a short answer's mean NLL swings widely; the
 shared question damps those swings, as in the official pipeline. A dense record without context scores
@@ -38,7 +38,7 @@ it: plain (unweighted) agreement, the Kish effective sample size of the weights,
 many equally weighted documents the weighted mean is worth), and a 95 % percentile interval from a seeded
 bootstrap over documents (stratified by task for the mean over tasks).
 
-Everything here is a pure function over plain per-sample records, as `bench.evaluate.accuracy` keeps
+Everything here is a pure function over plain per-sample records, as `bench.evaluate.multiple_choice` keeps
 them: {"doc_id", optional "subtask", "loglik": [..], "n_tokens": [..], "acc": 0/1, "acc_norm": 0/1}.
 """
 
@@ -48,6 +48,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from bench.core.record import Part
 
 Record = Mapping[str, Any]
 
@@ -171,32 +173,27 @@ def _bootstrap(parts: Sequence[tuple[Sequence[float], Sequence[bool]]], iters: i
 
 
 @dataclass
-class StabilityResult:
+class StabilityResult(Part):
     """Per-task stability and their mean, with plain agreement, effective sample size and a 95 % interval;
-    which formula, spread and correctness metric produced them."""
+    which formula, spread and correctness metric produced them. The record part `stability`."""
 
-    per_task: dict[str, float]
-    mean: float
-    metric: str
-    official: bool
-    spread: str = "nll"
-    span: str = "answer"
+    optional = ("span",)   # absent from records written before the span was chosen
+
+    per_task: dict[str, float] = field(default_factory=dict)
+    mean: float | None = None
+    metric: str | None = None
+    official: bool | None = None
+    spread: str | None = None
+    span: str | None = None          # what the NLL spread is taken over: question+answer | answer
     n: dict[str, int] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)   # tasks that are not multiple choice (e.g. lambada)
     metrics: dict[str, str] = field(default_factory=dict)            # task -> metric that judged correctness
     agreement: dict[str, float] = field(default_factory=dict)        # task -> unweighted share agreeing
-    agreement_mean: float = math.nan
+    agreement_mean: float | None = None
     ess: dict[str, float] = field(default_factory=dict)              # task -> Kish effective sample size
     ci: dict[str, list[float]] = field(default_factory=dict)         # task -> [low, high]
     mean_ci: list[float] = field(default_factory=list)               # [low, high] of the mean over tasks
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"per_task": dict(self.per_task), "mean": self.mean, "metric": self.metric,
-                "official": self.official, "spread": self.spread, "span": self.span, "n": dict(self.n),
-                "skipped": list(self.skipped), "metrics": dict(self.metrics), "agreement": dict(self.agreement),
-                "agreement_mean": self.agreement_mean, "ess": dict(self.ess),
-                "ci": {k: list(v) for k, v in self.ci.items()}, "mean_ci": list(self.mean_ci),
-                "ci_level": CI_LEVEL}
+    ci_level: float | None = None
 
 
 CI_LEVEL = 0.95
@@ -245,7 +242,7 @@ def stability(dense: Mapping[str, Sequence[Record]], pruned: Mapping[str, Sequen
         skipped=skipped,
         metrics=metrics, agreement=agree_share,
         agreement_mean=sum(agree_share.values()) / len(agree_share) if agree_share else math.nan, ess=ess, ci=ci,
-        mean_ci=list(_bootstrap(parts, CI_ITERS, CI_SEED, CI_LEVEL)) if parts else [])
+        mean_ci=list(_bootstrap(parts, CI_ITERS, CI_SEED, CI_LEVEL)) if parts else [], ci_level=CI_LEVEL)
 
 
 def stability_of(dense_result, pruned_result, **kwargs) -> StabilityResult:

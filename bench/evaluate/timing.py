@@ -17,6 +17,9 @@ config: 2 (keys, values) x decoder layers x key/value heads x head dim x tokens 
 upper bound where some layers use a sliding window shorter than the probe. The cache one prefill of the
 prompt really allocates is also measured: CUDA's allocator count (`torch.cuda.memory_allocated`) around it,
 elsewhere the bytes of the returned cache's tensors.
+
+`LatencyResult` is the record part `latency` (bench.metrics.latency registers it). Importing this module
+imports no torch: `bench report` reads the record type without it.
 """
 
 from __future__ import annotations
@@ -27,53 +30,80 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import torch
+from bench.core.record import Part
 
-from bench.core.device import is_cuda, synchronize
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class LatencyResult:
-    batch_size: int
-    prompt_tokens: int
-    new_tokens: int
-    warmup: int
-    repeats: int
-    prefill_ms: float
-    ttft_ms: float
-    decode_tokens_per_s: float
-    generate_s: float
-    prefill_ms_runs: list[float]
-    ttft_ms_runs: list[float]
-    decode_tokens_per_s_runs: list[float]
-    generate_s_runs: list[float]
-    peak_memory_bytes: int
-    peak_memory_kind: str            # "cuda_max_allocated" | "process_peak_rss"
-    parameters: int                  # tied weights counted once
-    checkpoint_bytes: int            # those parameters in their dtype
-    device: str
-    dtype: str
-    torch_threads: int
-    seed: int
-    provenance: dict[str, Any] = field(default_factory=dict)
-    identity: dict[str, Any] = field(default_factory=dict)
+class LatencyResult(Part):
+    """One model's timings and sizes at one batch size: the record part `latency` (the latency evaluator adds
+    the paired dense timings, the speed-ups with their intervals, every batch size's fields and the host's
+    state)."""
+
+    optional = ("dense_paired", "decode_speedup_vs_dense", "prefill_speedup_vs_dense", "decode_speedup_ci",
+                "prefill_speedup_ci", "batches", "kv_cache_bytes", "weights_bytes", "host",   # pruned / newer
+                "kv_cache_measured_bytes", "kv_cache_measured_kind")
+    transient = ("provenance", "identity")
+
+    batch_size: int | None = None
+    prompt_tokens: int | None = None
+    new_tokens: int | None = None
+    warmup: int | None = None
+    repeats: int | None = None
+    prefill_ms: float | None = None
+    ttft_ms: float | None = None
+    decode_tokens_per_s: float | None = None
+    generate_s: float | None = None
+    prefill_ms_runs: list[float] = field(default_factory=list)
+    ttft_ms_runs: list[float] = field(default_factory=list)
+    decode_tokens_per_s_runs: list[float] = field(default_factory=list)
+    generate_s_runs: list[float] = field(default_factory=list)
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str | None = None          # "cuda_max_allocated" | "process_peak_rss"
+    parameters: int | None = None                # tied weights counted once
+    checkpoint_bytes: int | None = None          # those parameters in their dtype
+    device: str | None = None
+    dtype: str | None = None
+    torch_threads: int | None = None
+    seed: int | None = None
+    weights_bytes: int | None = None             # = checkpoint_bytes
     kv_cache_bytes: int | None = None  # the probe's KV cache, from the config (None where it has no such fields)
     # the KV cache one prefill of the prompt really allocates: CUDA's allocator count, elsewhere the cache's
     # tensors (None where the model returns no cache it can read)
     kv_cache_measured_bytes: int | None = None
-    kv_cache_measured_kind: str | None = None  # "cuda_memory_allocated" | "cache_tensors"
+    kv_cache_measured_kind: str | None = None    # "cuda_memory_allocated" | "cache_tensors"
+    dense_paired: dict[str, Any] | None = None   # the dense model's timings, measured interleaved with these
+    decode_speedup_vs_dense: float | None = None
+    prefill_speedup_vs_dense: float | None = None
+    decode_speedup_ci: dict[str, Any] | None = None   # {estimate, low, high, repeats}
+    prefill_speedup_ci: dict[str, Any] | None = None
+    batches: dict[str, Any] | None = None        # batch size -> the same fields, when several were measured
+    host: dict[str, Any] | None = None           # load average before/after, usable CPUs, CPU model, busy
+    provenance: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def busy(self) -> bool:
+        """Measured while other work loaded the host (`host_state`): its times and speed-up are not comparable."""
+        return bool((self.host or {}).get("busy") or self.unknown.get("busy"))   # (or a record's own older field)
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LatencyResult:
-        return cls(**d)
+    def by_batch(self) -> dict[int, dict[str, Any]]:
+        """batch size -> that batch size's fields (this part alone when one batch size was measured)."""
+        if self.batches:
+            return {int(b): part for b, part in self.batches.items()}
+        return {int(self.batch_size): self.to_dict()} if self.batch_size else {}
+
+    def batch_fields(self) -> dict[str, Any]:
+        """This batch size's fields as `batches` keeps them (the KV-cache sizes even where None)."""
+        return {"kv_cache_bytes": None, "kv_cache_measured_bytes": None, "kv_cache_measured_kind": None,
+                **self.to_dict()}
 
 
 def parameter_size(model: torch.nn.Module) -> tuple[int, int]:
@@ -117,6 +147,8 @@ def _attention_dropped_layers(model) -> int:
 def measured_kv_cache_bytes(model, tokens: int, batch: int = 1, seed: int = 0) -> int:
     """Bytes the model's KV cache actually holds after a prefill of `batch` x `tokens` seeded token ids
     (the keys and values of every cache layer; dropped attentions store none)."""
+    import torch
+
     device = next(model.parameters()).device
     vocab = model.get_input_embeddings().weight.shape[0]
     ids = torch.randint(0, vocab, (batch, tokens), generator=torch.Generator().manual_seed(seed)).to(device)
@@ -133,6 +165,8 @@ def measured_kv_cache_bytes(model, tokens: int, batch: int = 1, seed: int = 0) -
 
 def _cache_tensors(cache) -> list[torch.Tensor]:
     """The key and value tensors of a transformers cache object (DynamicCache's layers, or legacy tuples)."""
+    import torch
+
     layers = getattr(cache, "layers", None)
     if layers is not None:
         return [t for layer in layers for t in (getattr(layer, "keys", None), getattr(layer, "values", None))
@@ -146,6 +180,10 @@ def measured_kv_cache(model, ids: torch.Tensor) -> tuple[int | None, str | None]
     """The KV cache one prefill of `ids` allocates, read off the device: on CUDA the allocator's bytes held
     after the prefill with its cache kept, less those before and less the kept (last-position) logits; on other
     devices the bytes of the cache's tensors."""
+    import torch
+
+    from bench.core.device import is_cuda, synchronize
+
     device = ids.device
     cuda = is_cuda(device)
     if cuda:
@@ -180,6 +218,8 @@ def _pad_token_id(model) -> int:
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+    from bench.core.device import synchronize
+
     synchronize(device)
     start = time.perf_counter()
     fn()
@@ -191,6 +231,8 @@ class _Probe:
     """One model's prefill / first-token / decode timings on the seeded prompt."""
 
     def __init__(self, model, ids: torch.Tensor, new_tokens: int):
+        import torch
+
         self.model, self.device, self.new_tokens = model, ids.device, new_tokens
         mask = torch.ones_like(ids)
         pad = _pad_token_id(model)
@@ -221,7 +263,6 @@ class _Probe:
         self.decode_runs.append(self.batch * (self.new_tokens - 1) / max(total - ttft, 1e-9))
 
 
-@torch.inference_mode()
 def measure_latency(model, *, batch_size: int = 1, prompt_tokens: int = 128, new_tokens: int = 64,
                     warmup: int = 1, repeats: int = 3, seed: int = 0,
                     identity: Mapping[str, Any] | None = None) -> LatencyResult:
@@ -230,7 +271,6 @@ def measure_latency(model, *, batch_size: int = 1, prompt_tokens: int = 128, new
                              warmup=warmup, repeats=repeats, seed=seed, identity=identity)[0]
 
 
-@torch.inference_mode()
 def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, new_tokens: int = 64,
                       warmup: int = 1, repeats: int = 3, seed: int = 0,
                       identity: Mapping[str, Any] | None = None,
@@ -241,6 +281,18 @@ def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, 
     `labels` name the models in the log lines (e.g. pruned, dense)."""
     if new_tokens < 2 or repeats < 1 or prompt_tokens < 1 or batch_size < 1:
         raise ValueError("need new_tokens >= 2, repeats >= 1, prompt_tokens >= 1, batch_size >= 1")
+    import torch
+
+    with torch.inference_mode():
+        return _measure(models, batch_size, prompt_tokens, new_tokens, warmup, repeats, seed, identity, labels)
+
+
+def _measure(models, batch_size, prompt_tokens, new_tokens, warmup, repeats, seed, identity,
+             labels) -> list[LatencyResult]:
+    import torch
+
+    from bench.core.device import is_cuda
+
     device = next(models[0].parameters()).device
     vocab = models[0].get_input_embeddings().weight.shape[0]
     gen = torch.Generator().manual_seed(seed)
@@ -266,6 +318,8 @@ def measure_latencies(models, *, batch_size: int = 1, prompt_tokens: int = 128, 
 
 def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, identity,
             label: str = "model", kv_measured=(None, None)) -> LatencyResult:
+    import torch
+
     from bench.evaluate.environment import environment
 
     model = probe.model
@@ -278,7 +332,7 @@ def _result(probe: _Probe, prompt_tokens, warmup, repeats, seed, peak, kind, ide
         generate_s=statistics.median(probe.gen_runs), prefill_ms_runs=[t * 1e3 for t in probe.prefill_runs],
         ttft_ms_runs=[t * 1e3 for t in probe.ttft_runs], decode_tokens_per_s_runs=probe.decode_runs,
         generate_s_runs=probe.gen_runs, peak_memory_bytes=int(peak), peak_memory_kind=kind, parameters=params,
-        checkpoint_bytes=nbytes, device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),
+        checkpoint_bytes=nbytes, weights_bytes=nbytes, device=str(param.device), dtype=str(param.dtype).removeprefix("torch."),
         torch_threads=torch.get_num_threads(), seed=seed, provenance=environment(model),
         identity=dict(identity or {}), kv_cache_bytes=kv_cache_bytes(model, prompt_tokens + probe.new_tokens,
                                                                       probe.batch),

@@ -13,6 +13,10 @@ Memory stays bounded: the decoder runs on `batch_size` windows, and the output h
 run on chunks of positions (`chunk_tokens` at most), so full-vocabulary logits in fp32 never exist for
 the whole batch. Reports must use the corpus label ("Wikipedia-sample", "C4-sample"), the window and the
 token count, never "WikiText-2" or "PTB".
+
+The result, `PerplexityResult`, is one corpus's entry of the record part `perplexity` (bench.metrics.perplexity
+registers it); `corpus_perplexity` scores a built-in corpus or a local .txt file as the evaluator asks.
+Importing this module imports no torch: `bench report` reads the record type without it.
 """
 
 from __future__ import annotations
@@ -21,14 +25,15 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-
+from bench.core.record import Part
 from bench.data import tasks as registry
-from bench.data.windows import make_windows, resolve_add_bos, tokenizer_adds_bos  # noqa: F401 (re-exported)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -36,29 +41,28 @@ _LOGIT_BUDGET = 1 << 26   # fp32 logits per chunk: 64 M values = 256 MB
 
 
 @dataclass
-class PerplexityResult:
-    corpus: str                  # the label: "Wikipedia-sample" / "C4-sample"
-    window: int
-    tokens: int                  # predicted tokens scored (windows * (window - 1))
-    windows: int                 # windows used
-    windows_total: int           # full windows in the corpus
-    corpus_tokens: int
-    documents: int
-    nll: float                   # mean negative log-likelihood per predicted token (nats)
-    perplexity: float
-    batch_size: int
-    add_bos: bool
-    wall_s: float
-    source: str = ""
+class PerplexityResult(Part):
+    """One corpus's perplexity: an entry of the record part `perplexity`."""
+
+    optional = ("documents", "document_range")  # absent from records written before document splits
+    transient = ("corpus_tokens", "provenance", "identity")
+
+    corpus: str | None = None    # the label: "Wikipedia-sample" / "C4-sample" (a file: its name)
+    window: int | None = None
+    tokens: int | None = None    # predicted tokens scored (windows * (window - 1))
+    windows: int | None = None   # windows used
+    windows_total: int | None = None  # full windows in the corpus
+    perplexity: float | None = None
+    nll: float | None = None     # mean negative log-likelihood per predicted token (nats)
+    source: str | None = None
+    add_bos: bool | None = None
+    batch_size: int | None = None
+    wall_s: float | None = None
+    documents: int | None = None
+    document_range: list[int] | None = None  # [start, stop) of a built-in corpus's evaluation range
+    corpus_tokens: int | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> PerplexityResult:
-        return cls(**d)
 
 
 def corpus_text(corpus: str) -> tuple[str, int]:
@@ -72,6 +76,8 @@ def corpus_text(corpus: str) -> tuple[str, int]:
 
 def corpus_token_ids(tokenizer, corpus: str) -> torch.Tensor:
     """The whole corpus as one 1-D tensor of token ids (no special tokens)."""
+    import torch
+
     text, _ = corpus_text(corpus)
     ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     return torch.tensor(ids, dtype=torch.long)
@@ -97,6 +103,9 @@ def _split_head(model):
 def _nll_chunked(hidden: torch.Tensor, targets: torch.Tensor, head, softcap: float | None,
                  chunk: int) -> float:
     """Sum of -log p(target) over positions, the head applied `chunk` positions at a time (fp32 loss)."""
+    import torch
+    import torch.nn.functional as F
+
     hidden = hidden.reshape(-1, hidden.shape[-1])
     targets = targets.reshape(-1)
     total = 0.0
@@ -108,9 +117,15 @@ def _nll_chunked(hidden: torch.Tensor, targets: torch.Tensor, head, softcap: flo
     return total
 
 
-@torch.inference_mode()
 def windows_nll(model, windows: torch.Tensor, *, batch_size: int = 8, chunk_tokens: int | None = None) -> float:
     """Total NLL (nats) of windows[:, 1:] given their prefixes, batch by batch."""
+    import torch
+
+    with torch.inference_mode():
+        return _windows_nll(model, windows, batch_size, chunk_tokens)
+
+
+def _windows_nll(model, windows: torch.Tensor, batch_size: int, chunk_tokens: int | None) -> float:
     device = next(model.parameters()).device
     split = _split_head(model)
     vocab = split[1].weight.shape[0] if split is not None else model.get_input_embeddings().weight.shape[0]
@@ -149,7 +164,7 @@ def evaluate_perplexity(model, tokenizer, corpus: str = "wikipedia", *, window: 
     result = text_perplexity(model, tokenizer, text, label=info.label, source=info.source, documents=documents,
                            window=window, batch_size=batch_size, max_windows=max_windows, max_tokens=max_tokens,
                            add_bos=add_bos, chunk_tokens=chunk_tokens, identity=identity, started=start)
-    result.provenance["document_range"] = list(splits.split(info.name).evaluation)
+    result.document_range = list(splits.split(info.name).evaluation)
     return result
 
 
@@ -158,6 +173,9 @@ def text_perplexity(model, tokenizer, text: str, *, label: str, source: str, doc
                     add_bos: bool | None = None, chunk_tokens: int | None = None,
                     identity: Mapping[str, Any] | None = None, started: float | None = None) -> PerplexityResult:
     """Token-level perplexity of `model` on any text (a built-in corpus, a user's file), windowed as above."""
+    import torch
+
+    from bench.data.windows import make_windows, resolve_add_bos
     from bench.evaluate.environment import environment
 
     start = time.perf_counter() if started is None else started
@@ -177,3 +195,16 @@ def text_perplexity(model, tokenizer, text: str, *, label: str, source: str, doc
     log.info("%s perplexity %.3f over %d tokens (%d windows of %d) in %.1f s", label, result.perplexity,
              tokens, result.windows, window, wall)
     return result
+
+
+def corpus_perplexity(model, tokenizer, corpus: str, spec) -> PerplexityResult:
+    """Perplexity on a built-in corpus or a local .txt file (`spec`: bench.run.config.PerplexitySpec)."""
+    from bench.core.textfile import is_text_file, read_text
+
+    windows = {"window": spec.window, "batch_size": spec.batch_size, "max_windows": spec.max_windows,
+               "add_bos": spec.add_bos}
+    path = Path(corpus).expanduser()
+    if is_text_file(path):  # a file, or a pipe the early checks read (its text is kept)
+        return text_perplexity(model, tokenizer, read_text(path, "perplexity corpus", "--ppl"), label=path.name,
+                               source=f"file:{path.resolve()}", documents=1, **windows)
+    return evaluate_perplexity(model, tokenizer, corpus, **windows)
