@@ -10,7 +10,7 @@ import pytest
 from bench.cli import options
 from bench.core.errors import BudgetError, ConfigError, UnknownNameError
 from bench.run import config, presets
-from bench.run.config import MethodSpec, RunSpec
+from bench.run.config import MethodSpec, from_dict, from_yaml
 
 
 def _args(**kw):
@@ -35,7 +35,7 @@ def test_default_is_the_quick_preset():
 @pytest.mark.parametrize("name", presets.names())
 def test_every_preset_builds_and_round_trips(name):
     spec = config.resolve({"preset": name})
-    assert RunSpec.from_dict(spec.to_dict()) == spec
+    assert from_dict(spec.to_dict()) == spec
 
 
 def test_precedence_cli_over_yaml_over_preset(tmp_path):
@@ -55,11 +55,11 @@ def test_precedence_cli_over_yaml_over_preset(tmp_path):
 def test_yaml_preset_and_method_forms(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("preset: nightly\nmethods:\n  - shortgpt\n  - {name: laco, params: {threshold: 0.3}}\n")
-    spec = RunSpec.from_yaml(path)
+    spec = from_yaml(path)
     assert spec.preset == "nightly" and spec.eval.batch_size == 16
     assert spec.methods == (MethodSpec("shortgpt"), MethodSpec("laco", (("threshold", 0.3),)))
     path.write_text("methods: {laco: {threshold: 0.2}, last: null}\n")
-    assert RunSpec.from_yaml(path).methods == (MethodSpec("laco", (("threshold", 0.2),)), MethodSpec("last"))
+    assert from_yaml(path).methods == (MethodSpec("laco", (("threshold", 0.2),)), MethodSpec("last"))
 
 
 def test_none_values_and_lists_from_strings():
@@ -98,7 +98,7 @@ def test_bad_yaml_is_one_config_error(tmp_path, text, match):
     path = tmp_path / "run.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=match):
-        RunSpec.from_yaml(path)
+        from_yaml(path)
 
 
 @pytest.mark.parametrize("kw, error", [
@@ -122,7 +122,7 @@ def test_method_params_are_defaults_under_each_methods_own(tmp_path):
     path.write_text("methods: [streamline, {name: laco, params: {threshold: 0.3}}]\n"
                     "method_params: {laco: {threshold: 0.2, n_sentences: 4}, last: {heal: true}}\n"
                     "train: {source: wikipedia}\n")
-    spec = RunSpec.from_yaml(path)
+    spec = from_yaml(path)
     assert spec.train.source == "wikipedia" and spec.train.add_bos is None
     laco = spec.methods[1].with_defaults(spec.method_params)
     assert laco.params_dict() == {"threshold": 0.3, "n_sentences": 4, "layers_per_merge": 2}  # + the preset
@@ -169,12 +169,12 @@ def test_standard_preset_seeds_and_documents():
 def test_method_seeds_forms_and_errors(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("seeds: [3]\nmethod_seeds: {random: [1, 2]}\nmethods: [shortgpt, random]\n")
-    spec = RunSpec.from_yaml(path)
+    spec = from_yaml(path)
     assert spec.seeds_for("random") == (1, 2) and spec.seeds_for("shortgpt") == (3,)
-    assert RunSpec.from_dict(spec.to_dict()) == spec
+    assert from_dict(spec.to_dict()) == spec
     path.write_text("method_seeds: {random: []}\n")
     with pytest.raises(ConfigError, match="no seeds"):
-        RunSpec.from_yaml(path)
+        from_yaml(path)
     path.write_text("method_seeds: [1, 2]\n")
     with pytest.raises(ConfigError, match="map method names"):
-        RunSpec.from_yaml(path)
+        from_yaml(path)

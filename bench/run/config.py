@@ -27,8 +27,9 @@ from bench.run.spec import (
 )
 from bench.run.spec_layers import from_yaml, load_yaml, merge, resolve
 from bench.run.spec_read import canonical, canonical_corpus, canonical_method, canonical_model, canonical_task
+from bench.run.spec_read import read as from_dict
 
 __all__ = ["ALL", "EXECUTORS", "MAX_CELLS", "MAX_LIST", "MAX_SEED", "MAX_YAML_VALUES", "CalibConfig", "EvalSpec",
            "FidelitySpec", "LatencySpec", "MethodSpec", "ModelSpec", "PerplexitySpec", "RunSpec", "SlurmSpec",
            "TrainConfig", "canonical", "canonical_corpus", "canonical_method", "canonical_model", "canonical_task",
-           "check_seed", "from_yaml", "load_yaml", "merge", "option", "resolve"]
+           "check_seed", "from_dict", "from_yaml", "load_yaml", "merge", "option", "resolve"]

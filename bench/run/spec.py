@@ -2,7 +2,7 @@
 calibration, training text, Slurm), each checking its own values as it is built (ranges, duplicates, sizes).
 
 A field that `bench run` sets states its flag with `option(...)` (bench.cli.options builds the flags from
-them). Plain data becomes a RunSpec in bench.run.spec_read (`RunSpec.from_dict`); the layers it comes from
+them). Plain data becomes a RunSpec in bench.run.spec_read (`read`, re-exported as `bench.run.config.from_dict`); the layers it comes from
 (preset, YAML file, command line) are laid over each other in bench.run.spec_layers; `to_dict()` writes the
 YAML shape back. bench.run.config gathers the names other modules use. This module imports no torch.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench.core.errors import BudgetError, ConfigError
@@ -328,19 +327,6 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists, dicts) in the YAML shape; `from_dict(to_dict())` round-trips."""
         return _plain(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        """The spec of a plain mapping in the YAML shape, typed, checked and in canonical spelling."""
-        from bench.run import spec_read
-
-        return spec_read.read(data)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> RunSpec:
-        from bench.run import spec_layers
-
-        return spec_layers.from_yaml(path)
 
     @property
     def budgets(self) -> list[dict[str, Any]]:

@@ -142,7 +142,7 @@ def _prune_and_export(out: Path, ratio: float, seed: int) -> dict[str, str]:
 
     data = presets.get("quick")
     data.update(ratios=[ratio], seeds=[seed], dtype="float32", device="cpu")
-    spec = config.RunSpec.from_dict(data)
+    spec = config.from_dict(data)
     cells = {"dense": str(zoo.ensure_local(zoo.DEFAULT_MODEL))}
     model = tok = calib = train = None
     for cell in expand(spec):
