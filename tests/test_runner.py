@@ -82,6 +82,34 @@ def test_validate_checks_the_training_text_only_of_a_run_that_trains(tiny_env, t
         runner.validate(healed)
 
 
+def test_perplexity_corpora_are_the_declared_ones(tiny_env, monkeypatch):
+    """The runner knows the built-in corpora from bench/data/tasks.yaml (bench.data.tasks.CORPORA): every
+    declared name and label is accepted and fetched, a newly declared corpus too, any other name rejected."""
+    from bench.core.errors import UnknownNameError
+    from bench.core.observer import Observer
+    from bench.data import fetch, loaders, tasks
+    from bench.models import zoo
+
+    for corpus in tasks.CORPORA.values():
+        runner.check_perplexity_corpus(corpus.name)
+        runner.check_perplexity_corpus(corpus.label.upper())
+    with pytest.raises(UnknownNameError, match="unknown perplexity corpus 'pile'"):
+        runner.check_perplexity_corpus("pile")
+    monkeypatch.setitem(tasks.CORPORA, "pile", tasks.CorpusInfo("pile", "Pile-sample", 10, "test", "c4_documents"))
+    runner.check_perplexity_corpus("pile")
+    runner.check_perplexity_corpus("pile-SAMPLE")
+    fetched = []
+    monkeypatch.setattr(fetch, "is_cached", lambda source: False)
+    monkeypatch.setattr(fetch, "ensure", fetched.append)
+    monkeypatch.setattr(zoo, "is_cached", lambda name: True)
+    local = {"methods": ["shortgpt"], "calib": {"source": str(tiny_env.corpus)}, "eval": {"tasks": []}}
+    for corpora, sources in (([str(tiny_env.corpus)], []), (["Pile-sample"], [loaders.EXL])):
+        fetched.clear()
+        runner.prepare(config.resolve({**local, "eval": {"tasks": [], "perplexity": {"corpora": corpora}}}),
+                       Observer())
+        assert fetched == sources, corpora
+
+
 def test_dense_loaded_once_and_one_pruned_variant_at_a_time(tiny_env, tmp_path, monkeypatch):
     from bench.models import zoo
     from bench.run import pipeline
