@@ -52,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Literal
@@ -61,11 +60,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.core.costmeter import CostMeter
 from bench.core.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train
 from methods import register
-from methods.base import Budget, PrunePlan, Pruner, calib_provenance
+from methods.base import Budget, PrunePlan, Pruner, Search, calib_provenance
 from methods.ops import Replace, to_dict
 from methods.selection import best_start, block_influence, window_scores
 
@@ -137,17 +135,16 @@ class Streamline(Pruner):
         from bench.models import arch
 
         p = self.params
-        with CostMeter(next(model.parameters()).device) as meter:
+        with Search(model, seconds=None) as search:  # the meter spans a capture of the statistics, if any
             per_layer = arch.layer_parameter_counts(model)
-            k = budget.to_layers(per_layer, arch.count_parameters(model))
+            k = budget.layers_for(model)
             stats = self.require_calib(calib).stats
-            t0 = time.perf_counter()
-            window = k if p.replacement == "none" else k + 1
-            similarity = window_scores(stats.cos_tokens, window)
-            start = best_start(similarity, highest=True)
+            with Search(seconds="select_seconds") as select:
+                window = k if p.replacement == "none" else k + 1
+                similarity = window_scores(stats.cos_tokens, window)
+                start = best_start(similarity, highest=True)
         scores = {"window_cosine": similarity, "window": window, "per_layer": block_influence(stats.cos_tokens)}
-        cost = {"capture_seconds": stats.seconds, "select_seconds": time.perf_counter() - t0,
-                "pruning": meter.result()}
+        cost = {**select.cost(capture_seconds=stats.seconds), **search.cost()}
         if p.replacement == "none":
             return self.removal_plan(model, budget, list(range(start, start + k)), scores, calib, cost)
         stop = start + window
