@@ -195,3 +195,26 @@ def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tiny_env, tm
     assert "7 cells: 5 stored, 1 to compute, 1 reusing" in out
     (line,) = [x for x in out.splitlines() if x.startswith("run ")]
     assert "random" in line and "[measured]" in line
+
+
+def test_a_listed_subcommand_whose_module_is_missing_is_an_error(monkeypatch):
+    import bench.cli as cli
+
+    assert set(cli.build_parser()._subparsers._group_actions[0].choices) == set(cli.SUBCOMMANDS)
+    monkeypatch.setattr(cli, "SUBCOMMANDS", (*cli.SUBCOMMANDS, "nosuch"))
+    with pytest.raises(ModuleNotFoundError, match="bench.cli.nosuch"):
+        cli.build_parser()
+
+
+def test_run_without_the_report_package_fails_before_the_run(tiny_env, tmp_path, monkeypatch):
+    """`bench run` writes its report pages after the run: a missing bench.report is an error up front,
+    not pages silently left out."""
+    import sys
+
+    import bench
+
+    monkeypatch.delattr(bench, "report", raising=False)
+    monkeypatch.setitem(sys.modules, "bench.report", None)  # the import fails as for a missing module
+    with pytest.raises(ImportError, match="bench.report"):
+        _run(tiny_env, tmp_path)
+    assert not (tmp_path / "store").exists()
