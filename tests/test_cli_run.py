@@ -185,6 +185,17 @@ def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tiny_env, tm
     capsys.readouterr()
     assert main(["run", "--config", str(cfg), "--store", str(store), "--dry-run"]) == 0
     assert "5 cells: 5 stored, 0 to compute, 0 reusing" in capsys.readouterr().out
+    index = [json.loads(line) for line in (store / "results.jsonl").read_text().splitlines()]
+    key = next(r["key"] for r in index if r["method"] == "random" and r["seed"] == 0)
+    plan = store / "cells" / key / "plan.json"
+    kept = plan.read_bytes()
+    plan.write_bytes(kept[: len(kept) // 2])  # a truncated file: `bench run` would compute the cell again
+    assert main(["run", "--config", str(cfg), "--store", str(store), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "5 cells: 4 stored, 1 to compute, 0 reusing" in out
+    (line,) = [x for x in out.splitlines() if x.startswith("run ")]
+    assert "random" in line and "seed 0" in line
+    plan.write_bytes(kept)
     assert main(["report", "--store", str(store), "--no-figures"]) == 0   # calibration sensitivity per seed
     page = (store / "reports" / "leaderboard.md").read_text()
     assert "calibration sensitivity (layers chosen per seed)" in page and "Mean pairwise Jaccard" in page
