@@ -18,13 +18,12 @@ from the hidden states, so its blocks start at layer 1 or later: `min_start=1` i
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
 from bench.core.errors import BudgetError
 from methods import register
-from methods.base import Budget, Pruner
+from methods.base import Budget, Pruner, Search
 from methods.selection import angular, best_start, window_scores
 
 
@@ -48,21 +47,19 @@ class Angular(Pruner):
                 raise ValueError("min_start must be >= 0")
 
     def plan(self, model, calib, budget: Budget):
-        from bench.models import arch
-
-        n = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+        n = budget.layers_for(model)
         stats = self.require_calib(calib).stats
-        t0 = time.perf_counter()
-        if self.params.averaging == "per_sample":
-            distance = window_scores(stats.angle_last, n)
-            per_layer = window_scores(stats.angle_last, 1)
-        else:
-            distance = [angular(c) for c in window_scores(stats.cos_last, n)]
-            per_layer = [angular(c) for c in window_scores(stats.cos_last, 1)]
-        if self.params.min_start > len(distance) - 1:
-            raise BudgetError(f"no block of {n} layers starts at layer {self.params.min_start} or later",
-                              "lower the budget or min_start")
-        start = self.params.min_start + best_start(distance[self.params.min_start:], highest=False)
+        with Search(seconds="select_seconds") as select:
+            if self.params.averaging == "per_sample":
+                distance = window_scores(stats.angle_last, n)
+                per_layer = window_scores(stats.angle_last, 1)
+            else:
+                distance = [angular(c) for c in window_scores(stats.cos_last, n)]
+                per_layer = [angular(c) for c in window_scores(stats.cos_last, 1)]
+            if self.params.min_start > len(distance) - 1:
+                raise BudgetError(f"no block of {n} layers starts at layer {self.params.min_start} or later",
+                                  "lower the budget or min_start")
+            start = self.params.min_start + best_start(distance[self.params.min_start:], highest=False)
         return self.removal_plan(model, budget, list(range(start, start + n)),
                                  {"angular_distance": distance, "window": n, "per_layer": per_layer}, calib,
-                                 {"capture_seconds": stats.seconds, "select_seconds": time.perf_counter() - t0})
+                                 select.cost(capture_seconds=stats.seconds))

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -51,6 +52,12 @@ class Budget:
             raise BudgetError(f"a budget of {k} layers leaves no layer of a {n}-layer model",
                               f"remove at most {n - 1} layers")
         return k
+
+    def layers_for(self, model) -> int:
+        """`to_layers` for `model`: its decoder layers' parameter counts and its total (bench.models.arch)."""
+        from bench.models import arch
+
+        return self.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
 
     def target_parameters(self, layer_params: list[int], total_params: int) -> float:
         """The budget in parameters: `ratio * total_parameters`, or `layers` mean-sized decoder layers."""
@@ -147,6 +154,52 @@ class PrunePlan:
         key = json.dumps({"method": self.method, "n_layers": self.n_layers, "ops": self.ops,
                           "params": self.params}, sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------------- cost
+
+
+class Search:
+    """The measured cost of a pruner's search, for its plan's `cost`: the wall seconds of the `with` block
+    (under `seconds`; None: not timed) and, with `model` given, what a bench.core.costmeter.CostMeter on the
+    model's device measures (under `pruning`; count the work with `add`):
+
+        with Search(model) as search:
+            ...
+            search.add(tokens=n)
+        plan = self.removal_plan(model, budget, removed, scores, calib, search.cost())
+    """
+
+    def __init__(self, model=None, seconds: str | None = "search_seconds"):
+        from bench.core.costmeter import CostMeter
+
+        self.meter = CostMeter(next(model.parameters()).device) if model is not None else None
+        self.key = seconds
+        self.seconds = 0.0
+        self._t0 = 0.0
+
+    def __enter__(self) -> Search:
+        if self.meter is not None:
+            self.meter.__enter__()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._t0
+        if self.meter is not None:
+            self.meter.__exit__(*exc)
+
+    def add(self, tokens: int = 0, steps: int = 0, flops: float = 0.0) -> None:
+        self.meter.add(tokens=tokens, steps=steps, flops=flops)
+
+    def elapsed(self) -> float:
+        """Seconds since the block began (for progress logs)."""
+        return time.perf_counter() - self._t0
+
+    def cost(self, **first: Any) -> dict[str, Any]:
+        """`first` (e.g. capture_seconds), then the block's seconds, then the meter's result."""
+        out = {**first, **({self.key: self.seconds} if self.key else {})}
+        return {**out, "pruning": self.meter.result()} if self.meter is not None else out
 
 
 # ------------------------------------------------------------------------------------------------ pruner

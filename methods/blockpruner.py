@@ -23,16 +23,14 @@ Deviations, all stated and parameters where they are choices:
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from bench.core.costmeter import CostMeter
 from methods import register
-from methods.base import Budget, Pruner
+from methods.base import Budget, Pruner, Search
 from methods.sublayers import Metric, Unit, budget_target, greedy_search, to_lists, unit_name, unit_sizes
 
 
@@ -90,19 +88,16 @@ class BlockPruner(Pruner):
 
         pad = getattr(model.config, "pad_token_id", None) if p.ignore_pad else None
         batches = list(calib.batches())
-        with CostMeter(next(model.parameters()).device) as meter:
-            t0 = time.perf_counter()
+        with Search(model) as search:
             chosen, rounds, forwards = greedy_search(model, batches, Perplexity(pad), candidates,
                                                      budget_target(model, budget), unit_sizes(model), self.name,
                                                      reuse=p.reuse)
-            meter.add(tokens=forwards * int(batches[0][0].numel()))
-            search_seconds = time.perf_counter() - t0
+            search.add(tokens=forwards * int(batches[0][0].numel()))
         attn, mlp = to_lists(chosen)
         scores = {"order": [unit_name(u) for u in chosen], "rounds": rounds,
                   "perplexity": [r["scores"][r["removed"]] for r in rounds],
                   "log_perplexity": [math.log(r["scores"][r["removed"]]) for r in rounds]}
-        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib,
-                                  {"search_seconds": search_seconds, "pruning": meter.result()})
+        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, search.cost())
         plan.notes.append(f"BlockPruner removal order (dense layers): {scores['order']}; each round's calibration "
                           f"perplexity per candidate is in scores.rounds.")
         return plan

@@ -26,10 +26,6 @@ import torch.nn.functional as F
 from bench.models import arch
 
 
-class _Stop(Exception):
-    pass
-
-
 @contextlib.contextmanager
 def patched(layers, forwards: dict[int, Callable]):
     """Replace `layers[i].forward` by `forwards[i]` for the duration; restored even on error."""
@@ -79,19 +75,13 @@ def _prefix_states(model, ids, mask, alive: Sequence[int], stop_at: int, base: d
         def hook(_module, args, kwargs):
             states[i] = args[0] if args else kwargs["hidden_states"]
             if i == stop_at:
-                raise _Stop
+                raise arch.StopForward
 
         return hook
 
     handles = [layers[i].register_forward_pre_hook(pre(i), with_kwargs=True) for i in alive if i <= stop_at]
-    try:
-        with patched(layers, base):
-            model(input_ids=ids, attention_mask=mask, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
+    with arch.hooks(handles), patched(layers, base):
+        arch.forward_until_stop(model, ids, mask)
     return states
 
 
@@ -101,15 +91,10 @@ def _returns_tuple(model, ids, mask) -> bool:
 
     def post(_module, _args, output):
         kind["tuple"] = isinstance(output, (tuple, list))
-        raise _Stop
+        raise arch.StopForward
 
-    handle = layers[0].register_forward_hook(post)
-    try:
-        model(input_ids=ids[:, :2], attention_mask=mask[:, :2], use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
+    with arch.hooks([layers[0].register_forward_hook(post)]):
+        arch.forward_until_stop(model, ids[:, :2], mask[:, :2])
     return kind["tuple"]
 
 

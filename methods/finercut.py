@@ -23,15 +23,13 @@ full forwards; same logits). The dense logits are kept in fp32: n_samples x seq_
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from bench.core.costmeter import CostMeter
 from methods import register
-from methods.base import Budget, Pruner
+from methods.base import Budget, Pruner, Search
 from methods.sublayers import Metric, Unit, budget_target, greedy_search, to_lists, unit_name, unit_sizes
 
 
@@ -117,8 +115,7 @@ class FinerCut(Pruner):
             return [u for u in order if u not in chosen]
 
         batches = list(calib.batches())
-        with CostMeter(next(model.parameters()).device) as meter:
-            t0 = time.perf_counter()
+        with Search(model) as search:
             with torch.inference_mode():
                 dense = [F.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
                          for ids, mask in batches]
@@ -126,13 +123,11 @@ class FinerCut(Pruner):
                                                      budget_target(model, budget), unit_sizes(model), self.name,
                                                      reuse=p.reuse)
             del dense
-            meter.add(tokens=(forwards + len(batches)) * int(batches[0][0].numel()))
-            search_seconds = time.perf_counter() - t0
+            search.add(tokens=(forwards + len(batches)) * int(batches[0][0].numel()))
         attn, mlp = to_lists(chosen)
         scores = {"order": [unit_name(u) for u in chosen], "rounds": rounds,
                   "divergence": [r["scores"][r["removed"]] for r in rounds]}
-        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib,
-                                  {"search_seconds": search_seconds, "pruning": meter.result()})
+        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, search.cost())
         plan.notes.append(f"FinerCut removal order (dense layers): {scores['order']}; each round's {p.divergence} "
                           f"to the dense model per candidate is in scores.rounds.")
         return plan

@@ -29,11 +29,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.core.costmeter import CostMeter
 from bench.core.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train, unique
 from methods import register
-from methods.base import Budget, Pruner
+from methods.base import Budget, Pruner, Search
 
 
 @register
@@ -70,12 +69,12 @@ class LastLayers(Pruner):
         from bench.models import arch
 
         p = self.params
-        with CostMeter(next(model.parameters()).device) as meter:
+        with Search(model, seconds=None) as search:
             n = arch.num_layers(model)
-            k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+            k = budget.layers_for(model)
             stop = n - 1 if p.keep_last else n
             plan = self.removal_plan(model, budget, list(range(stop - k, stop)), {}, None)
-        plan.cost["pruning"] = meter.result()
+        plan.cost.update(search.cost())
         if p.heal:
             plan.notes.append(f"Healed: the final norm, the LM head and the last {p.heal_layers} remaining layers "
                               f"were trained on next-token loss ({p.heal_epochs} epochs over {p.train_samples} "

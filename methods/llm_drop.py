@@ -23,15 +23,13 @@ variant (layer_drop_iterative.sh) and `consecutive` block dropping.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from bench.core.costmeter import CostMeter
 from methods import register
-from methods.base import Budget, Pruner
+from methods.base import Budget, Pruner, Search
 from methods.sublayers import budget_target, take_in_order, to_lists, unit_name, unit_sizes
 
 MODES = ("attn", "mlp", "block", "joint")
@@ -117,11 +115,9 @@ class LLMDrop(Pruner):
 
         calib = self.require_calib(calib)
         n = arch.num_layers(model)
-        with CostMeter(next(model.parameters()).device) as meter:
-            t0 = time.perf_counter()
+        with Search(model, "capture_seconds") as search:
             sims = similarities(model, calib.batches())
-            meter.add(tokens=len(calib.windows) * calib.spec.seq_len)
-            seconds = time.perf_counter() - t0
+            search.add(tokens=len(calib.windows) * calib.spec.seq_len)
         kinds = {"attn": ("attn",), "mlp": ("mlp",), "block": ("block",), "joint": ("attn", "mlp")}[self.params.mode]
         units = [(k, i) for k in kinds for i in range(n)]  # the official concatenation: attention, then MLP
         order = sorted(units, key=lambda u: (-sims[u], units.index(u)))  # descending similarity
@@ -130,8 +126,7 @@ class LLMDrop(Pruner):
         scores = {"similarity": {unit_name(u): sims[u] for u in sorted(sims)},
                   "importance": {unit_name(u): 1.0 - sims[u] for u in units},
                   "order": [unit_name(u) for u in order], "dropped": [unit_name(u) for u in chosen]}
-        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib,
-                                  {"capture_seconds": seconds, "pruning": meter.result()})
+        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, search.cost())
         plan.notes.append(f"LLM-Drop ({self.params.mode}) dropped {scores['dropped']} (highest similarity "
                           "cos(x, x + f(LN(x))) first; scores.similarity has every unit).")
         return plan

@@ -4,7 +4,21 @@ by default for every criterion unless `--no_plus_heuristic`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bench.core.errors import BudgetError
+
+
+@dataclass(frozen=True)
+class PlusParams:
+    """The "+" heuristic's parameters, for the Params of the criteria that apply it."""
+
+    keep_first: int = 4  # the "+" heuristic: never prune the first blocks (official 4)
+    keep_last: int = 2  # ... nor the last blocks (official 2)
+
+    def __post_init__(self):
+        if self.keep_first < 0 or self.keep_last < 0:
+            raise ValueError("keep_first and keep_last must be >= 0")
 
 
 def prune_order(scores: dict[int, float], n_layers: int, k: int, keep_first: int, keep_last: int,

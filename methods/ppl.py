@@ -14,14 +14,12 @@ runs the whole model per candidate, as the official code does; same losses).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
-from bench.core.costmeter import CostMeter
 from methods import register
-from methods.base import Budget, Pruner
+from methods.base import Budget, Pruner, Search
 from methods.bypass import bypass_losses
-from methods.plus import prune_order
+from methods.plus import PlusParams, prune_order
 
 
 @register
@@ -33,14 +31,8 @@ class PPL(Pruner):
     order = 54
 
     @dataclass(frozen=True)
-    class Params:
-        keep_first: int = 4  # the "+" heuristic: never prune the first blocks (official 4)
-        keep_last: int = 2  # ... nor the last blocks (official 2)
+    class Params(PlusParams):
         reuse: bool = True  # prefix states computed once per batch (same result; false: official cost)
-
-        def __post_init__(self):
-            if self.keep_first < 0 or self.keep_last < 0:
-                raise ValueError("keep_first and keep_last must be >= 0")
 
     def plan(self, model, calib, budget: Budget):
         from bench.models import arch
@@ -48,17 +40,14 @@ class PPL(Pruner):
         p = self.params
         calib = self.require_calib(calib)
         n = arch.num_layers(model)
-        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
-        with CostMeter(next(model.parameters()).device) as meter:
-            t0 = time.perf_counter()
+        k = budget.layers_for(model)
+        with Search(model) as search:
             totals, tokens = bypass_losses(model, calib.batches(), [], list(range(n)), reuse=p.reuse)
-            meter.add(tokens=tokens * n)
-            search_seconds = time.perf_counter() - t0
+            search.add(tokens=tokens * n)
         ppl = [math.exp(totals[i] / tokens) for i in range(n)]
         order = prune_order(dict(enumerate(ppl)), n, k, p.keep_first, p.keep_last, self.name)
         scores = {"perplexity_without_block": ppl, "order": order, "per_layer": ppl}
-        plan = self.removal_plan(model, budget, order, scores, calib,
-                                 {"search_seconds": search_seconds, "pruning": meter.result()})
+        plan = self.removal_plan(model, budget, order, scores, calib, search.cost())
         plan.notes.append(f"PPL pruning order (ascending calibration perplexity without the block, blocks "
                           f"0-{p.keep_first - 1} and the last {p.keep_last} kept): {order}.")
         return plan

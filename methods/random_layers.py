@@ -26,6 +26,6 @@ class RandomLayers(Pruner):
         from bench.models import arch
 
         n = arch.num_layers(model)
-        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+        k = budget.layers_for(model)
         removed = sorted(random.Random(self.params.seed).sample(range(n), k))
         return self.removal_plan(model, budget, removed, {}, None)

@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
-from bench.core.costmeter import CostMeter
 from bench.core.errors import ConfigError, SurgeryError
 from methods import register
-from methods.base import Budget, PrunePlan, Pruner
+from methods.base import Budget, PrunePlan, Pruner, Search
 from methods.selection import angular, best_start, window_scores
 
 log = logging.getLogger(__name__)
@@ -65,14 +63,11 @@ def normal_equations(model, batches, start: int, stop: int, source: str):
     prev, last = start - 1, stop - 1
     got: dict[str, torch.Tensor] = {}
 
-    class _Stop(Exception):
-        pass
-
     def keep(name, stop_here=False):
         def hook(_module, _args, output):
             got[name] = arch.layer_output(output)
             if stop_here:
-                raise _Stop
+                raise arch.StopForward
 
         return hook
 
@@ -80,13 +75,10 @@ def normal_equations(model, batches, start: int, stop: int, source: str):
                layers[prev].register_forward_hook(keep("ys")), layers[last].register_forward_hook(keep("ye", True))]
     mtm = mtb = None
     btb, tokens = 0.0, 0
-    try:
+    with arch.hooks(handles):
         for ids, mask in batches:
             got.clear()
-            try:
-                model(input_ids=ids, attention_mask=mask, use_cache=False)
-            except _Stop:
-                pass
+            arch.forward_until_stop(model, ids, mask)
             sel = mask.reshape(-1).bool()
             d = got["m"].shape[-1]
             m = got["m"].reshape(-1, d)[sel].double()
@@ -95,9 +87,6 @@ def normal_equations(model, batches, start: int, stop: int, source: str):
             mtb = m.T @ b if mtb is None else mtb + m.T @ b
             btb += float((b * b).sum())
             tokens += int(sel.sum())
-    finally:
-        for h in handles:
-            h.remove()
     return mtm.cpu(), mtb.cpu(), btb, tokens
 
 
@@ -179,16 +168,13 @@ class ReplaceMe(Pruner):
         self._transforms: dict[str, torch.Tensor] = {}  # digest -> T, from `plan` to `apply`
 
     def plan(self, model, calib, budget: Budget) -> PrunePlan:
-        from bench.models import arch
-
         p = self.params
         calib = self.require_calib(calib)
-        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+        k = budget.layers_for(model)
         source, post_norm = fold_paths(model)
         into = post_norm or source
         diag = p.diag or post_norm is not None
-        with CostMeter(next(model.parameters()).device) as meter:
-            t0 = time.perf_counter()
+        with Search(model) as search:
             if p.averaging == "per_sample":
                 distance = window_scores(calib.stats.angle_last, k)
             else:
@@ -196,8 +182,7 @@ class ReplaceMe(Pruner):
             start = 1 + best_start(distance[1:], highest=False)
             mtm, mtb, btb, tokens = normal_equations(model, calib.batches(), start, start + k, into)
             t = solve(mtm, mtb, p.alpha, diag)
-            meter.add(tokens=tokens)
-            search_seconds = time.perf_counter() - t0
+            search.add(tokens=tokens)
         residual = float(torch.trace(t.T @ mtm @ t) - 2 * torch.trace(t.T @ mtb) + btb) / max(btb, 1e-300)
         digest = hashlib.sha256(t.numpy().tobytes()).hexdigest()[:16]
         self._transforms[digest] = t
@@ -205,8 +190,7 @@ class ReplaceMe(Pruner):
         plan = self.removal_plan(model, budget, removed,
                                  {"angular_distance": distance, "window": k, "start": start,
                                   "lstsq_relative_residual": residual},
-                                 calib, {"capture_seconds": calib.stats.seconds, "search_seconds": search_seconds,
-                                         "pruning": meter.result()})
+                                 calib, search.cost(capture_seconds=calib.stats.seconds))
         plan.ops = [{"op": "fold", "layer": start - 1, "into": into, "diag": diag, "transform": digest},
                     {"op": "remove", "layers": removed}]
         plan.notes.append(f"ReplaceMe: layers {start}..{start + k - 1} replaced by a linear map T folded into layer "

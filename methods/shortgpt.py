@@ -6,11 +6,10 @@ official code sums instead, which ranks identically). The k layers need not be c
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from methods import register
-from methods.base import Budget, Pruner
+from methods.base import Budget, Pruner, Search
 from methods.selection import block_influence, lowest_k
 
 
@@ -27,12 +26,10 @@ class ShortGPT(Pruner):
         pass
 
     def plan(self, model, calib, budget: Budget):
-        from bench.models import arch
-
-        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+        k = budget.layers_for(model)
         stats = self.require_calib(calib).stats
-        t0 = time.perf_counter()
-        bi = block_influence(stats.cos_tokens)
-        removed = lowest_k(bi, k)
+        with Search(seconds="select_seconds") as select:
+            bi = block_influence(stats.cos_tokens)
+            removed = lowest_k(bi, k)
         return self.removal_plan(model, budget, removed, {"block_influence": bi, "per_layer": bi}, calib,
-                                 {"capture_seconds": stats.seconds, "select_seconds": time.perf_counter() - t0})
+                                 select.cost(capture_seconds=stats.seconds))

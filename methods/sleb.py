@@ -19,13 +19,11 @@ the calibration sequences. Deviations, all stated:
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
-from bench.core.costmeter import CostMeter
 from bench.core.errors import BudgetError
 from methods import register
-from methods.base import Budget, Pruner
+from methods.base import Budget, Pruner, Search
 from methods.bypass import bypass_losses
 
 log = logging.getLogger(__name__)
@@ -55,11 +53,10 @@ class SLEB(Pruner):
         p = self.params
         calib = self.require_calib(calib)
         n = arch.num_layers(model)
-        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
+        k = budget.layers_for(model)
         removed: list[int] = []
         rounds = []
-        with CostMeter(next(model.parameters()).device) as meter:
-            t0 = time.perf_counter()
+        with Search(model) as search:
             for _ in range(k):
                 alive = [i for i in range(n) if i not in removed]
                 candidates = alive[p.early_barrier:len(alive) - p.latter_barrier]
@@ -71,13 +68,11 @@ class SLEB(Pruner):
                 best = min(candidates, key=lambda c: (totals[c], c))
                 removed.append(best)
                 log.info("sleb round %d/%d: removed layer %d of %d candidates (calibration NLL %.4f) at %.0f s",
-                         len(removed), k, best, len(candidates), totals[best] / tokens, time.perf_counter() - t0)
+                         len(removed), k, best, len(candidates), totals[best] / tokens, search.elapsed())
                 rounds.append({"removed": best, "mean_nll": {str(c): totals[c] / tokens for c in candidates}})
-                meter.add(tokens=tokens * len(candidates))
-            search_seconds = time.perf_counter() - t0
+                search.add(tokens=tokens * len(candidates))
         scores = {"order": list(removed), "rounds": rounds}
-        plan = self.removal_plan(model, budget, removed, scores, calib,
-                                 {"search_seconds": search_seconds, "pruning": meter.result()})
+        plan = self.removal_plan(model, budget, removed, scores, calib, search.cost())
         plan.notes.append(f"SLEB removal order (dense indices): {removed}; each round's calibration NLL per "
                           f"candidate is in scores.rounds ({'prefix states reused' if p.reuse else 'full forwards'}).")
         return plan

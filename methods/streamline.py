@@ -15,22 +15,18 @@ Budget convention, for a budget of k layers:
 So every trained variant leaves L - k blocks, and `params_removed` = the window's parameters minus the
 module's (the module counts), as in the paper's "9 layers replaced by an FFN = 25 %" arithmetic.
 
-Objectives (only the module trains, everything else frozen). The default is `lm`, not the official `mse`:
-on SmolLM2-135M with 8 of 30 layers removed (reports/streamline-study.md), at the default's budget (32 K
-tokens) the official MSE leaves the model worse than dropping the block, while `lm` beats dropping it from
-25.6 K tokens (tied with `kd`, which costs twice as much per token, and below the MSE up to 1 M tokens in
-paired tests); the MSE only catches up
-after a few hundred thousand tokens (it must first learn the attention-sink position that dominates its
-loss). Pass `objective=mse` for the paper's loss.
+Objectives (only the module trains, everything else frozen). The default is `lm`, not the official `mse`;
+the measurements behind that choice (every objective's bits per byte against training tokens, paired with
+dropping the block) are on the study page, reports/streamline-study.md ("Answers", "Defaults"). Pass
+`objective=mse` for the paper's loss.
 - `mse` (the paper's and the official code's loss): MSE between the module's output on h_l and the dense model's
   h_{l+k+1} (the raw residual stream, not the final-normed one). Teacher states are computed batch by
   batch from the dense model (the kept window layers re-installed for one no-grad forward that stops
   after the window), never stored for the training set. The module is called with the exact mask /
   rotary / position arguments the model passes to position l (`bench.models.layercall`), so it trains causally.
   `mse_skip_first=n` leaves the first n positions of each window out of the loss: the raw residual stream
-  carries massive activations at the attention-sink position (SmolLM2-135M, window 10..18: |h| up to
-  2.6e4 vs a median of 2.9; position 0 holds 99.5 % of the MSE and five channels 99 %), so the official
-  loss trains almost only on them.
+  carries massive activations at the attention-sink position, which dominate the official loss (the study
+  page measures by how much).
 - `lm` (default): next-token loss of the pruned model (the official code's LLM-loss mode).
 - `kd`: knowledge distillation from the dense model's logits: T^2 x KL(softmax(z_dense / T) || softmax(z_pruned
   / T)) per token, averaged over all positions (`kd_temperature` T, default 1: the KL the fidelity metric
@@ -52,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Literal
@@ -61,11 +56,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.core.costmeter import CostMeter
 from bench.core.errors import ConfigError
 from bench.train import TrainParams, flops_per_token, lm_loss, matmul_params, train
 from methods import register
-from methods.base import Budget, PrunePlan, Pruner, calib_provenance
+from methods.base import Budget, PrunePlan, Pruner, Search, calib_provenance
 from methods.ops import Replace, to_dict
 from methods.selection import best_start, block_influence, window_scores
 
@@ -137,17 +131,16 @@ class Streamline(Pruner):
         from bench.models import arch
 
         p = self.params
-        with CostMeter(next(model.parameters()).device) as meter:
+        with Search(model, seconds=None) as search:  # the meter spans a capture of the statistics, if any
             per_layer = arch.layer_parameter_counts(model)
-            k = budget.to_layers(per_layer, arch.count_parameters(model))
+            k = budget.layers_for(model)
             stats = self.require_calib(calib).stats
-            t0 = time.perf_counter()
-            window = k if p.replacement == "none" else k + 1
-            similarity = window_scores(stats.cos_tokens, window)
-            start = best_start(similarity, highest=True)
+            with Search(seconds="select_seconds") as select:
+                window = k if p.replacement == "none" else k + 1
+                similarity = window_scores(stats.cos_tokens, window)
+                start = best_start(similarity, highest=True)
         scores = {"window_cosine": similarity, "window": window, "per_layer": block_influence(stats.cos_tokens)}
-        cost = {"capture_seconds": stats.seconds, "select_seconds": time.perf_counter() - t0,
-                "pruning": meter.result()}
+        cost = {**select.cost(capture_seconds=stats.seconds), **search.cost()}
         if p.replacement == "none":
             return self.removal_plan(model, budget, list(range(start, start + k)), scores, calib, cost)
         stop = start + window

@@ -15,15 +15,13 @@ Numerics: gradients in the model's dtype; salience accumulated in fp32.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 
-from bench.core.costmeter import CostMeter
 from methods import register
-from methods.base import Budget, Pruner
-from methods.plus import prune_order
+from methods.base import Budget, Pruner, Search
+from methods.plus import PlusParams, prune_order
 
 
 def taylor_scores(model, batches) -> tuple[list[float], int]:
@@ -124,13 +122,8 @@ class Taylor(Pruner):
     order = 56
 
     @dataclass(frozen=True)
-    class Params:
-        keep_first: int = 4  # the "+" heuristic: never prune the first blocks (official 4)
-        keep_last: int = 2  # ... nor the last blocks (official 2)
-
-        def __post_init__(self):
-            if self.keep_first < 0 or self.keep_last < 0:
-                raise ValueError("keep_first and keep_last must be >= 0")
+    class Params(PlusParams):
+        pass
 
     def plan(self, model, calib, budget: Budget):
         from bench.models import arch
@@ -138,15 +131,13 @@ class Taylor(Pruner):
         p = self.params
         calib = self.require_calib(calib)
         n = arch.num_layers(model)
-        k = budget.to_layers(arch.layer_parameter_counts(model), arch.count_parameters(model))
-        with CostMeter(next(model.parameters()).device) as meter:
-            t0 = time.perf_counter()
+        k = budget.layers_for(model)
+        with Search(model) as search:
             scores, tokens = taylor_scores(model, calib.batches())
-            meter.add(tokens=tokens)
-            search_seconds = time.perf_counter() - t0
+            search.add(tokens=tokens)
         order = prune_order(dict(enumerate(scores)), n, k, p.keep_first, p.keep_last, self.name)
         plan = self.removal_plan(model, budget, order, {"taylor": scores, "order": order, "per_layer": scores},
-                                 calib, {"search_seconds": search_seconds, "pruning": meter.result()})
+                                 calib, search.cost())
         plan.notes.append(f"Taylor+ pruning order (ascending block importance, blocks 0-{p.keep_first - 1} and "
                           f"the last {p.keep_last} kept): {order}.")
         return plan

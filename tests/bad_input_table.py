@@ -82,6 +82,14 @@ SECTIONS: dict[str, list[tuple[str, list[str], str]]] = {
         ("run-ppl-binary", [*RUN, "--ppl", "{bin}"], "perplexity corpus file"),
         ("run-train-data-missing", ["run", "--config", "train-missing.yaml", "--store", "store"],
          "training text source 'nope.txt' is neither"),
+        # a method that trains only with LoRA healing asked for, by each of the ways a run gives parameters
+        ("run-lora-heal-train-data-missing", ["run", "--config", "train-missing.yaml", "--store", "store", "--methods",
+                                              "shortgpt", "--param", "shortgpt.heal=lora"],
+         "training text source 'nope.txt' is neither"),
+        ("run-lora-heal-yaml-train-data-missing", ["run", "--config", "heal-lora.yaml", "--store", "store"],
+         "training text source 'nope.txt' is neither"),
+        ("run-lora-heal-method-params-train-data-missing", ["run", "--config", "heal-lora-defaults.yaml", "--store",
+                                                            "store"], "training text source 'nope.txt' is neither"),
         ("run-slurm-without-slurm", [*RUN, "--executor", "slurm"], "no `sbatch` is on PATH (hint: run from a Slurm login node"),
         ("run-cache-dir-is-a-file", ["--cache-dir", "{file}", *RUN], "--cache-dir"),
     ],
@@ -428,6 +436,10 @@ def sandbox(work: Path, model: Path, corpus: Path, run_yaml) -> dict[str, str]:
     run_yaml(work / "unknown-key.yaml", evaluation={"limit": 3})
     run_yaml(work / "nested-key.yaml", eval={"limt": 3})
     run_yaml(work / "train-missing.yaml", methods=["streamline"], train={"source": "nope.txt"})
+    run_yaml(work / "heal-lora.yaml", methods=[{"name": "shortgpt", "params": {"heal": "lora"}}],
+             train={"source": "nope.txt"})
+    run_yaml(work / "heal-lora-defaults.yaml", methods=["shortgpt"], method_params={"shortgpt": {"heal": "lora"}},
+             train={"source": "nope.txt"})
     places = {"cfg": str(work / "run.yaml"), "model": str(model), "corpus": str(corpus), "file": str(work / "afile"),
               "bin": str(work / "binary.bin"), "empty": str(work / "empty.txt"), "dir": str(work / "emptydir"),
               "badjsonl": str(work / "bad.jsonl"), "notes": str(notes), "edited": str(edited), "store": str(store),

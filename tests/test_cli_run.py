@@ -185,6 +185,17 @@ def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tiny_env, tm
     capsys.readouterr()
     assert main(["run", "--config", str(cfg), "--store", str(store), "--dry-run"]) == 0
     assert "5 cells: 5 stored, 0 to compute, 0 reusing" in capsys.readouterr().out
+    index = [json.loads(line) for line in (store / "results.jsonl").read_text().splitlines()]
+    key = next(r["key"] for r in index if r["method"] == "random" and r["seed"] == 0)
+    plan = store / "cells" / key / "plan.json"
+    kept = plan.read_bytes()
+    plan.write_bytes(kept[: len(kept) // 2])  # a truncated file: `bench run` would compute the cell again
+    assert main(["run", "--config", str(cfg), "--store", str(store), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "5 cells: 4 stored, 1 to compute, 0 reusing" in out
+    (line,) = [x for x in out.splitlines() if x.startswith("run ")]
+    assert "random" in line and "seed 0" in line
+    plan.write_bytes(kept)
     assert main(["report", "--store", str(store), "--no-figures"]) == 0   # calibration sensitivity per seed
     page = (store / "reports" / "leaderboard.md").read_text()
     assert "calibration sensitivity (layers chosen per seed)" in page and "Mean pairwise Jaccard" in page
@@ -195,3 +206,26 @@ def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tiny_env, tm
     assert "7 cells: 5 stored, 1 to compute, 1 reusing" in out
     (line,) = [x for x in out.splitlines() if x.startswith("run ")]
     assert "random" in line and "[measured]" in line
+
+
+def test_a_listed_subcommand_whose_module_is_missing_is_an_error(monkeypatch):
+    import bench.cli as cli
+
+    assert set(cli.build_parser()._subparsers._group_actions[0].choices) == set(cli.SUBCOMMANDS)
+    monkeypatch.setattr(cli, "SUBCOMMANDS", (*cli.SUBCOMMANDS, "nosuch"))
+    with pytest.raises(ModuleNotFoundError, match="bench.cli.nosuch"):
+        cli.build_parser()
+
+
+def test_run_without_the_report_package_fails_before_the_run(tiny_env, tmp_path, monkeypatch):
+    """`bench run` writes its report pages after the run: a missing bench.report is an error up front,
+    not pages silently left out."""
+    import sys
+
+    import bench
+
+    monkeypatch.delattr(bench, "report", raising=False)
+    monkeypatch.setitem(sys.modules, "bench.report", None)  # the import fails as for a missing module
+    with pytest.raises(ImportError, match="bench.report"):
+        _run(tiny_env, tmp_path)
+    assert not (tmp_path / "store").exists()

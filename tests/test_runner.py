@@ -57,6 +57,59 @@ def test_a_seed_parameter_follows_the_run_seed():
     assert [dict(c.params)["seed"] for c in pruned] == [0, 1] and pruned[0].key != pruned[1].key
 
 
+def test_the_run_needs_training_text_exactly_when_a_cell_keys_it():
+    """`validate` and `prepare` ask `run_may_train`; a cell's key holds the training spec by `may_train` on the
+    cell's resolved parameters: the two agree however the parameters are given."""
+    given = {"plain": {"methods": ["shortgpt"]},
+             "param": {"methods": {"shortgpt": {"heal": "lora"}}},
+             "method_params": {"methods": ["shortgpt"], "method_params": {"shortgpt": {"heal": "lora"}}},
+             "trains by kind": {"methods": ["streamline"]}}
+    for name, over in given.items():
+        spec = config.resolve({**over, "layers": [1]})
+        keyed = any(matrix.may_train(c.method, dict(c.params)) for c in matrix.expand(spec) if not c.dense)
+        assert matrix.run_may_train(spec) is keyed is (name != "plain"), name
+
+
+def test_validate_checks_the_training_text_only_of_a_run_that_trains(tiny_env, tmp_path):
+    from bench.core.errors import BenchError
+
+    over = {"models": [str(tiny_env.model)], "methods": ["shortgpt"], "layers": [1], "device": "cpu",
+            "calib": {"source": str(tiny_env.corpus), "seq_len": 32}, "train": {"source": "nope.txt"},
+            "store": str(tmp_path / "store")}
+    runner.validate(config.resolve(over))  # no cell trains: the missing training text does not matter
+    healed = config.resolve({**over, "method_params": {"shortgpt": {"heal": "lora"}}})
+    with pytest.raises(BenchError, match="training text source 'nope.txt'"):
+        runner.validate(healed)
+
+
+def test_perplexity_corpora_are_the_declared_ones(tiny_env, monkeypatch):
+    """The runner knows the built-in corpora from bench/data/tasks.yaml (bench.data.tasks.CORPORA): every
+    declared name and label is accepted and fetched, a newly declared corpus too, any other name rejected."""
+    from bench.core.errors import UnknownNameError
+    from bench.core.observer import Observer
+    from bench.data import fetch, loaders, tasks
+    from bench.models import zoo
+
+    for corpus in tasks.CORPORA.values():
+        runner.check_perplexity_corpus(corpus.name)
+        runner.check_perplexity_corpus(corpus.label.upper())
+    with pytest.raises(UnknownNameError, match="unknown perplexity corpus 'pile'"):
+        runner.check_perplexity_corpus("pile")
+    monkeypatch.setitem(tasks.CORPORA, "pile", tasks.CorpusInfo("pile", "Pile-sample", 10, "test", "c4_documents"))
+    runner.check_perplexity_corpus("pile")
+    runner.check_perplexity_corpus("pile-SAMPLE")
+    fetched = []
+    monkeypatch.setattr(fetch, "is_cached", lambda source: False)
+    monkeypatch.setattr(fetch, "ensure", fetched.append)
+    monkeypatch.setattr(zoo, "is_cached", lambda name: True)
+    local = {"methods": ["shortgpt"], "calib": {"source": str(tiny_env.corpus)}, "eval": {"tasks": []}}
+    for corpora, sources in (([str(tiny_env.corpus)], []), (["Pile-sample"], [loaders.EXL])):
+        fetched.clear()
+        runner.prepare(config.resolve({**local, "eval": {"tasks": [], "perplexity": {"corpora": corpora}}}),
+                       Observer())
+        assert fetched == sources, corpora
+
+
 def test_dense_loaded_once_and_one_pruned_variant_at_a_time(tiny_env, tmp_path, monkeypatch):
     from bench.models import zoo
     from bench.run import pipeline

@@ -6,7 +6,6 @@ Subcommand modules import nothing heavy at module level: `bench ls methods` must
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 import os
 import sys
@@ -25,9 +24,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--cache-dir", help="cache root for models and data (default: $BENCH_CACHE_DIR or ~/.cache/layerprune-bench)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        if importlib.util.find_spec(f"bench.cli.{name}") is None:
-            continue  # a subcommand whose module has not landed yet is simply absent
+    for name in SUBCOMMANDS:  # a listed module that is missing is a broken install: the import fails
         importlib.import_module(f"bench.cli.{name}").register(subparsers)
     return parser
 

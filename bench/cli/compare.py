@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import sys
 
+from bench.cli.edge import add_command
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "compare", help="compare two result stores cell by cell (paired differences)",
+    p = add_command(
+        subparsers, "compare", help="compare two result stores cell by cell (paired differences)",
         description="For every cell both stores hold (same model, method, parameters, budget, seed): Avg accuracy "
                     "under each, the paired difference A − B on the documents both scored (95 % bootstrap "
                     "interval, Holm-adjusted sign-flip p), bits per byte and decode speed-up under each, and the "

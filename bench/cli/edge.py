@@ -53,6 +53,32 @@ class OneLineParser(argparse.ArgumentParser):
         return parsed
 
 
+def add_command(subparsers, name: str, help: str, description: str, epilog: str | None = None):
+    """A subcommand's parser: `description` wrapped at 100 columns, `epilog` (the examples) kept as written."""
+    import textwrap
+
+    return subparsers.add_parser(name, help=help, description=textwrap.fill(description, 100), epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_store_option(parser) -> None:
+    """`--store`, the result store a command reads (default ./store)."""
+    parser.add_argument("--store", default="store", help="result store folder (default ./store)")
+
+
+def check_store_input(store: str, option: str = "--store") -> None:
+    """A store a command reads: a missing one holds no records (said by the command); an existing one must be
+    a readable folder laid out as a store."""
+    import os
+
+    from bench.core.pathcheck import readable_folder
+    from bench.results.store import check_location
+
+    if os.path.lexists(store):
+        readable_folder(store, option, "result store")
+        check_location(store)
+
+
 def os_error_line(exc: OSError, kept: str | None) -> str:
     """An OSError as one line: what failed on which path, why in words, and what was kept."""
     where = f" writing {exc.filename}" if exc.filename else ""

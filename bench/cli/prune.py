@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from bench.cli.edge import add_command
 from bench.core.errors import ConfigError
 
 EXAMPLES = """examples:
@@ -25,13 +26,13 @@ EXAMPLES = """examples:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "prune", help="prune one model and save it as a Hugging Face checkpoint",
+    p = add_command(
+        subparsers, "prune", help="prune one model and save it as a Hugging Face checkpoint",
         description="Write a pruned model as a stock Hugging Face checkpoint (safetensors, tokenizer, plan.json, "
                     "model card). Without --from-store/--plan it prunes with the settings of the --preset's cell "
                     "of the same method and budget (default: quick), so the checkpoint is the model that cell "
                     "measures; options given on top are printed as differences.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES)
     what = p.add_argument_group("what to write (one of)")
     what.add_argument("--method", help="a method name (see `bench ls methods -v`)")
     what.add_argument("--from-store", metavar="STORE",

@@ -5,15 +5,15 @@ Shares its name with bench.results.regress: the module of the `bench regress` su
 
 from __future__ import annotations
 
-import os
 import sys
+
+from bench.cli.edge import add_command, add_store_option, check_store_input
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "regress", help="compare a result store with a baseline (exit 1 on a change, better or worse)",
-        description=__import__("textwrap").fill(
-                    "Compare every baseline cell with the store's newest record of that cell, in both directions. "
+    p = add_command(
+        subparsers, "regress", help="compare a result store with a baseline (exit 1 on a change, better or worse)",
+        description="Compare every baseline cell with the store's newest record of that cell, in both directions. "
                     "Per document: answers that flipped and per-choice log-likelihoods that drifted by more than "
                     "--loglik nats (evaluation on fixed documents is deterministic); perplexity NLL, bits per byte "
                     "and KL to dense beyond absolute tolerances; the decode speed-up's 95 % interval disjoint "
@@ -21,13 +21,12 @@ def register(subparsers) -> None:
                     "when there is any change (an unexpected improvement needs a new baseline too), else 0. "
                     "--update-baseline writes the baseline from the store instead. A cell run under other settings "
                     "names each one that differs (`limit: 50 → 100`, `subset: first → random`); a cell missing "
-                    "under other method parameters names them (`streamline.objective: mse → lm`).", 100),
+                    "under other method parameters names them (`streamline.objective: mse → lm`).",
         epilog="examples:\n  bench regress --baseline reports/baseline.json --store reports/store\n"
                "  bench regress --store store --skip latency            # on a shared or busy machine\n"
-               "  bench regress --store store --update-baseline --baseline my-baseline.json",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+               "  bench regress --store store --update-baseline --baseline my-baseline.json")
     p.add_argument("--baseline", default="reports/baseline.json", help="baseline JSON (default reports/baseline.json)")
-    p.add_argument("--store", default="store", help="result store folder (default ./store)")
+    add_store_option(p)
     p.add_argument("--update-baseline", action="store_true", help="write the baseline from the store and exit 0")
     p.add_argument("--loglik", type=tolerance, default=0.01, help="per-choice log-likelihood drift allowed, nats (0.01)")
     p.add_argument("--acc-points", type=tolerance, default=1.0,
@@ -76,13 +75,10 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bench.core.pathcheck import readable_folder, writable_file
+    from bench.core.pathcheck import writable_file
     from bench.results import regress
-    from bench.results.store import check_location
 
-    if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
-        readable_folder(args.store, "--store", "result store")
-        check_location(args.store)  # laid out as a store
+    check_store_input(args.store)
     if args.update_baseline:
         writable_file(args.baseline, "--baseline")
         regress.check_replaceable(args.baseline, force=args.force)

@@ -3,16 +3,16 @@ store (`<store>/reports`), so the committed `reports/` changes only when asked f
 
 from __future__ import annotations
 
-import os
+from bench.cli.edge import add_command, add_store_option, check_store_input
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "report", help="write the leaderboard, paper tables and figures from a result store",
+    p = add_command(
+        subparsers, "report", help="write the leaderboard, paper tables and figures from a result store",
         description="Write leaderboard.md, paper-tables.md and figures/*.png into --out from the records of "
                     "--store. A pure function of the store: no model runs, torch is not imported, and the "
                     "same store gives byte-identical markdown.")
-    p.add_argument("--store", default="store", help="result store folder (default ./store)")
+    add_store_option(p)
     p.add_argument("--out", help="output folder (default: <store>/reports, beside the records; the committed "
                                  "pages: --store reports/store --out reports)")
     p.add_argument("--no-figures", action="store_true", help="write the markdown only")
@@ -24,12 +24,9 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from bench import report
-    from bench.core.pathcheck import no_empty_leftovers, readable_folder, writable_folder
-    from bench.results.store import check_location
+    from bench.core.pathcheck import no_empty_leftovers, writable_folder
 
-    if os.path.lexists(args.store):  # a missing store is reported as one that holds no records
-        readable_folder(args.store, "--store", "result store")
-        check_location(args.store)  # laid out as a store
+    check_store_input(args.store)
     out = args.out or report.default_out(args.store)
     writable_folder(out, "--out")
     report.check_out(out, force=args.force)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import sys
 
+from bench.cli.edge import add_command
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "run", help="run the benchmark matrix into a result store (resumable)",
-        description=__import__("textwrap").fill(
-                    "Run models x methods x budgets x seeds (plus one dense cell per model) and record every "
+    p = add_command(
+        subparsers, "run", help="run the benchmark matrix into a result store (resumable)",
+        description="Run models x methods x budgets x seeds (plus one dense cell per model) and record every "
                     "cell in the store. Finished cells are skipped on a rerun. Without options: the `quick` "
                     "preset (SmolLM2-135M, six methods that each plan within a CPU minute, ratios 0.125 and 0.25, a CPU-sized suite). "
-                    "Precedence: preset < --config YAML < options.", 100),
+                    "Precedence: preset < --config YAML < options.",
         epilog="examples:\n"
                "  bench run                                         # the quick preset: 13 cells, ~9 min on 2 cores\n"
                "  bench run --methods shortgpt,last --ratios 0.25 --limit 20    # a small run\n"
@@ -20,8 +21,7 @@ def register(subparsers) -> None:
                "  bench run --methods laco --param threshold=0.3    # a method parameter (bench show laco)\n"
                "  bench run --include-path plugins/ --methods mine  # your own pruner (.py) or lm-eval task YAML\n"
                "  bench run --preset standard --executor slurm --partition gpu\n"
-               "presets: quick (default), standard, paper, nightly (bench/presets.yaml)",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+               "presets: quick (default), standard, paper, nightly (bench/presets.yaml)")
     from bench.cli.options import add_cli_options
 
     groups = {"matrix": p.add_argument_group("matrix"), "evaluation": p.add_argument_group("evaluation"),
@@ -48,7 +48,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import importlib.util
     import os
 
     from bench.cli import options
@@ -60,7 +59,7 @@ def run(args) -> int:
         from bench.core.pathcheck import writable_folder
 
         writable_folder(args.report_dir, "--reports")
-    if not args.no_report and importlib.util.find_spec("bench.report") is not None:
+    if not args.no_report:
         from bench import report
 
         report.check_out(args.report_dir or report.default_out(spec.store), option="--reports")
@@ -85,10 +84,8 @@ def run(args) -> int:
         print(f"warning: the closing table failed: {type(exc).__name__}: {exc}", file=sys.stderr)
     console.print(f"{len(outcome.computed)} cells computed, {len(outcome.skipped)} skipped (already stored) "
                   f"in {outcome.seconds:.1f} s; store: {os.path.abspath(spec.store)}")
-    if not args.no_report and importlib.util.find_spec("bench.report") is not None:
+    if not args.no_report:
         try:
-            from bench import report
-
             written = report.render(spec.store, args.report_dir or report.default_out(spec.store))
             console.print(f"report: {', '.join(str(p) for p in written if p.suffix == '.md')}")
         except Exception as exc:  # a report problem must not hide the run's results

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import sys
 
+from bench.cli.edge import add_command
+
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "show", help="a method's parameters (types, defaults, meaning) and CPU cost",
+    p = add_command(
+        subparsers, "show", help="a method's parameters (types, defaults, meaning) and CPU cost",
         description="Print a method's title, paper, CPU-cost class and every parameter with its type, default and "
                     "meaning, e.g. `bench show laco`. Set them with --param NAME=VALUE (bench prune) or "
                     "--param METHOD.NAME=VALUE (bench run).")

@@ -97,23 +97,49 @@ def read_text(path: str | Path, what: str, option: str, allow_empty: bool = Fals
     return text
 
 
+class JsonlLineError(ValueError):
+    """A JSONL line that is not a JSON object (`number`: its 1-based line number)."""
+
+    def __init__(self, number: int):
+        super().__init__(f"line {number} is not a JSON object")
+        self.number = number
+
+
+def jsonl_rows(text: str) -> list[tuple[int, dict]]:
+    """The one JSONL parser: each non-blank line's JSON object with its 1-based line number; a line that is
+    not a JSON object raises JsonlLineError (the caller says what the file is and what to do)."""
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            raise JsonlLineError(number)
+        rows.append((number, row))
+    return rows
+
+
 def read_documents(path: str | Path, what: str, option: str) -> tuple[str, ...]:
     """The documents of a local text file; `what` names its use ("calibration text"), `option` its flag."""
     path = Path(path).expanduser()
     text = read_text(path, what, option)
     if path.suffix == ".jsonl":
+        def bad(number: int) -> ConfigError:
+            return ConfigError(f"{what} file {path} line {number} is not a JSON object with a \"text\" string",
+                               'write one {"text": "..."} object per line')
+
+        try:
+            rows = jsonl_rows(text)
+        except JsonlLineError as exc:
+            raise bad(exc.number) from None
         docs = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                docs.append(row["text"] if isinstance(row["text"], str) else None)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                docs.append(None)
-            if docs[-1] is None:
-                raise ConfigError(f"{what} file {path} line {number} is not a JSON object with a \"text\" string",
-                                  'write one {"text": "..."} object per line')
+        for number, row in rows:
+            if not isinstance(row.get("text"), str):
+                raise bad(number)
+            docs.append(row["text"])
     else:
         docs = [d.strip() for d in text.split("\n\n") if d.strip()]
     if not any(d.strip() for d in docs):

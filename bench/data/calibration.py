@@ -89,10 +89,6 @@ class BoundaryStats:
         return self.cos_tokens.shape[0] - 1
 
 
-class _StopForward(Exception):
-    pass
-
-
 class Calibration:
     """Seeded calibration windows for one dense model; `stats` is captured once, on first use."""
 
@@ -145,7 +141,7 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
         def hook(_module, _args, output):
             states.append(arch.layer_output(output))
             if i == n - 1:
-                raise _StopForward
+                raise arch.StopForward
 
         return hook
 
@@ -153,13 +149,10 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
     handles += [layer.register_forward_hook(post(i)) for i, layer in enumerate(layers)]
     n_tokens = n_seqs = 0
     start = time.perf_counter()
-    try:
+    with arch.hooks(handles):
         for ids, mask in batches:
             states.clear()
-            try:
-                model(input_ids=ids, attention_mask=mask, use_cache=False)
-            except _StopForward:
-                pass
+            arch.forward_until_stop(model, ids, mask)
             if norm is not None:
                 states[-1] = norm(states[-1])
             tok_gram, last_gram, last_angle, count = _grams(states, mask)
@@ -168,9 +161,6 @@ def capture_boundary_stats(model, batches, last_boundary: str = "raw") -> Bounda
             angle_last += last_angle
             n_tokens += count
             n_seqs += ids.shape[0]
-    finally:
-        for h in handles:
-            h.remove()
     seconds = time.perf_counter() - start
     log.info("captured boundary statistics over %d tokens in %.1f s", n_tokens, seconds)
     return BoundaryStats((cos_tokens / n_tokens).float(), (cos_last / n_seqs).float(),

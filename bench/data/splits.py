@@ -32,11 +32,12 @@ from dataclasses import dataclass
 import torch
 
 from bench.core.errors import ConfigError
+from bench.data.tasks import CORPORA
 
 SEPARATOR = "\n\n"  # how bench.evaluate.windowed_perplexity joins a corpus's documents
 EVAL_SHARE = 0.5
 CALIB_SHARE = 0.15
-BUILTIN = ("wikipedia", "c4")
+BUILTIN = tuple(CORPORA)  # the corpora bench/data/tasks.yaml declares
 ROLES = ("evaluation", "calibration", "training")
 
 
@@ -64,7 +65,7 @@ def _builtin_documents(corpus: str) -> tuple[str, ...]:
 
     if corpus not in BUILTIN:
         raise ConfigError(f"{corpus!r} is not a built-in corpus", f"use one of {', '.join(BUILTIN)}")
-    return loaders.wikipedia_documents() if corpus == "wikipedia" else loaders.c4_documents()
+    return getattr(loaders, CORPORA[corpus].loader)()
 
 
 def _boundary(docs: tuple[str, ...], share: float) -> int:

@@ -78,12 +78,18 @@ def get_task(name: str) -> TaskInfo:
     return TASKS[name]
 
 
+def find_corpus(name: str) -> CorpusInfo | None:
+    """A declared corpus by name or label (case-insensitive): `wikipedia`, `Wikipedia-sample`, `c4`,
+    `C4-sample`; None for any other name."""
+    return next((c for c in CORPORA.values() if name.lower() in (c.name, c.label.lower())), None)
+
+
 def get_corpus(name: str) -> CorpusInfo:
-    """A corpus by name or label (case-insensitive): `wikipedia`, `Wikipedia-sample`, `c4`, `C4-sample`."""
-    for corpus in CORPORA.values():
-        if name.lower() in (corpus.name, corpus.label.lower()):
-            return corpus
-    raise UnknownNameError("perplexity corpus", name, [*CORPORA, *(c.label for c in CORPORA.values())])
+    """A declared corpus by name or label (`find_corpus`); an unknown name raises."""
+    corpus = find_corpus(name)
+    if corpus is None:
+        raise UnknownNameError("perplexity corpus", name, [*CORPORA, *(c.label for c in CORPORA.values())])
+    return corpus
 
 
 def task_rows() -> list[dict[str, Any]]:

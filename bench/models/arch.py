@@ -119,6 +119,30 @@ def layer_output(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+class StopForward(Exception):
+    """Raised by a forward hook to end the model's forward there (`forward_until_stop` catches it)."""
+
+
+@contextlib.contextmanager
+def hooks(handles: list) -> Iterator[list]:
+    """Hooks registered for the duration: `handles` (torch's removable handles) are removed on exit, even on
+    error."""
+    try:
+        yield handles
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def forward_until_stop(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+    """The model's forward on a batch (no cache), for what its hooks record; a hook raising StopForward ends
+    it there (no LM head)."""
+    try:
+        model(input_ids=ids, attention_mask=mask, use_cache=False)
+    except StopForward:
+        pass
+
+
 # ----------------------------------------------------------------------------------------------- surgery
 
 

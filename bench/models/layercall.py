@@ -55,10 +55,6 @@ class Captured:
     outputs: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-class _Stop(Exception):
-    pass
-
-
 def capture(model: nn.Module, input_ids: torch.Tensor, inputs: Sequence[int] = (), outputs: Sequence[int] = (),
             attention_mask: torch.Tensor | None = None) -> Captured:
     """Run `model` on `input_ids` (no grad, no cache) and record, for each position in `inputs`, the hidden
@@ -90,20 +86,14 @@ def capture(model: nn.Module, input_ids: torch.Tensor, inputs: Sequence[int] = (
             if i in outputs:
                 got.outputs[i] = arch.layer_output(output).detach()
             if i == last:
-                raise _Stop
+                raise arch.StopForward
 
         return hook
 
     handles = [layers[i].register_forward_pre_hook(pre(i), with_kwargs=True) for i in set(inputs)]
     handles += [layers[i].register_forward_hook(post(i)) for i in set(outputs) | {last}]
-    try:
-        with torch.no_grad():
-            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    except _Stop:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
+    with arch.hooks(handles), torch.no_grad():
+        arch.forward_until_stop(model, input_ids, attention_mask)
     return got
 
 

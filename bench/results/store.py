@@ -63,18 +63,18 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.atomic import write_bytes, write_json, write_text
-from bench.core.errors import BenchError, ConfigError
+from bench.core.errors import ConfigError
+from bench.core.textfile import JsonlLineError, jsonl_rows
+from bench.results.artifacts import RECORD as RECORD  # re-exported: the record's file name
+from bench.results.artifacts import DamagedArtifact as DamagedArtifact  # re-exported: what readers catch
+from bench.results.artifacts import damage, digests
+from bench.results.artifacts import read_artifact as read_cell_file
 
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
-RECORD = "record.json"
 INDEX = "results.jsonl"
 VIEW = "results.parquet"
-
-
-class DamagedArtifact(BenchError, ValueError):
-    """A cell's file that cannot be read as what the store wrote (truncated, garbled, hand-edited)."""
 
 
 def _is_index_line(line: str) -> bool:
@@ -173,43 +173,16 @@ class Store:
         except ValueError as exc:
             log.warning("%s cannot be read (%s); ignoring it (`bench run` computes the cell again)", path, exc)
             return None
-        damage = self._damage(key, record, thorough=False)
-        if damage and record.get("status") == "ok":  # said in the record itself: not ok, and why
+        damaged = damage(self.cell_dir(key), record, False, self._hint)
+        if damaged and record.get("status") == "ok":  # said in the record itself: not ok, and why
             record = {**record, "status": "failed", "error": {
-                "type": "DamagedArtifact", "message": damage, "stage": "store", "user_error": False}}
-            log.warning("cell %s: %s; it counts as not computed (`bench run` computes it again)", key, damage)
+                "type": "DamagedArtifact", "message": damaged, "stage": "store", "user_error": False}}
+            log.warning("cell %s: %s; it counts as not computed (`bench run` computes it again)", key, damaged)
         return record
 
-    def _damage(self, key: str, record: dict[str, Any], thorough: bool) -> str | None:
-        """Why the cell's files are not the ones its record was written with, or None. The record lists each
-        file's size and sha256 (`artifacts`, written by `put`): sizes are always compared, contents with
-        `thorough`. A record written before that lists only names (`files`): they must exist and, with
-        `thorough`, parse."""
-        folder = self.cell_dir(key)
-        digests = record.get("artifacts")
-        if isinstance(digests, dict):
-            for name, want in sorted(digests.items()):
-                path = folder / name
-                try:
-                    size = path.stat().st_size
-                except OSError:
-                    return f"{name} is missing"
-                if isinstance(want, dict) and size != want.get("size"):
-                    return f"{name} has {size} bytes, not the {want.get('size')} it was written with"
-                if thorough and isinstance(want, dict) and _sha256(path) != want.get("sha256"):
-                    return f"{name} changed since it was written (its sha256 differs)"
-            return None
-        for name in record.get("files") or []:
-            if name == RECORD or not isinstance(name, str):
-                continue
-            if not (folder / name).is_file():
-                return f"{name} is missing"
-            if thorough:
-                try:
-                    self.read_artifact(key, name)
-                except DamagedArtifact as exc:
-                    return exc.message
-        return None
+    @property
+    def _hint(self) -> str:
+        return f"run `bench run --store {self.root}` again: it computes the cell anew"
 
     def is_done(self, key: str) -> bool:
         """True when the cell has a successful record whose files are intact (failed cells, and cells with a
@@ -217,10 +190,10 @@ class Store:
         record = self.get(key)
         if record is None or record.get("status") != "ok":
             return False
-        damage = self._damage(key, record, thorough=True)
-        if damage:
-            log.warning("cell %s: %s; computing it again", key, damage)
-        return damage is None
+        damaged = damage(self.cell_dir(key), record, True, self._hint)
+        if damaged:
+            log.warning("cell %s: %s; computing it again", key, damaged)
+        return damaged is None
 
     def records(self) -> list[dict[str, Any]]:
         """Every record in the store (one per cell folder), ordered by completion time."""
@@ -240,18 +213,14 @@ class Store:
             return []
         except (OSError, ValueError) as exc:
             return self._rebuilt_index(str(exc))
-        rows = []
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                row = None
-            if not isinstance(row, dict) or not isinstance(row.get("key"), str):
+        try:
+            rows = jsonl_rows(text)
+        except JsonlLineError as exc:
+            return self._rebuilt_index(f"line {exc.number} is not an index line")
+        for number, row in rows:
+            if not isinstance(row.get("key"), str):
                 return self._rebuilt_index(f"line {number} is not an index line")
-            rows.append(row)
-        return rows
+        return [row for _, row in rows]
 
     def _rebuilt_index(self, why: str) -> list[dict[str, Any]]:
         """The index derived from the records, for an index file that cannot be read (the next write saves it)."""
@@ -262,31 +231,7 @@ class Store:
     def read_artifact(self, key: str, name: str) -> Any:
         """A cell's JSON or JSONL file (None when absent); one that does not parse is a DamagedArtifact,
         said in one line (which file, which line), never a JSONDecodeError."""
-        path = self.cell_dir(key) / name
-        if not path.exists():
-            return None
-        hint = f"run `bench run --store {self.root}` again: it computes the cell anew"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise DamagedArtifact(f"{path} is damaged: it is not UTF-8 text", hint) from None
-        if name.endswith(".jsonl"):
-            rows = []
-            for number, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    row = None
-                if not isinstance(row, dict):
-                    raise DamagedArtifact(f"{path} is damaged: line {number} is not a JSON object", hint)
-                rows.append(row)
-            return rows
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise DamagedArtifact(f"{path} is damaged: not valid JSON ({exc})", hint) from None
+        return read_cell_file(self.cell_dir(key) / name, self._hint)
 
     # ------------------------------------------------------------------------------------------ writing
 
@@ -304,9 +249,8 @@ class Store:
                 write_text(path, content)
             else:
                 write_json(path, content)
-        # each file's size and sha256 in the record, so that a truncated or edited file is found (`_damage`)
-        record["artifacts"] = {name: {"size": (folder / name).stat().st_size, "sha256": _sha256(folder / name)}
-                               for name in sorted(artifacts or {})}
+        # each file's size and sha256 in the record, so that a truncated or edited file is found (`damage`)
+        record["artifacts"] = digests(folder, artifacts or {})
         write_json(folder / RECORD, record)
         with self.lock():
             self._write_index(self._merged_index([record]))
@@ -347,16 +291,6 @@ class Store:
             _parquet_safe(df).to_parquet(buf, index=False)
             write_bytes(self.root / VIEW, buf.getvalue())
         return self.root / VIEW
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _parquet_safe(df):

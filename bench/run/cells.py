@@ -194,3 +194,9 @@ def may_train(method: str, params: dict[str, Any] | None = None) -> bool:
 
     info = methods.info(method)
     return info.may_train or info.trains or methods.heals_with_lora(params or {})
+
+
+def run_may_train(spec: RunSpec) -> bool:
+    """Whether any pruned cell of the run can train (so the run needs its training text): each method with
+    the run's `method_params` under its own, as its cells get them (`resolve_params`)."""
+    return any(may_train(m.name, m.with_defaults(spec.method_params).params_dict()) for m in spec.methods)

@@ -159,22 +159,10 @@ def _seed_free(method: str, params: dict[str, Any]) -> bool:
 
 def plan(spec: RunSpec) -> RunPlan:
     """The run's cells, what each would do, and an estimate of its time (reads the store, writes nothing)."""
-    from pathlib import Path
-
     from bench.models import zoo
-    from bench.results.store import RECORD
+    from bench.results.store import Store
 
-    root = Path(spec.store)
-    records = []
-    cells_dir = root / "cells"
-    if cells_dir.is_dir():
-        import json
-
-        for folder in sorted(cells_dir.iterdir()):
-            try:
-                records.append(json.loads((folder / RECORD).read_text(encoding="utf-8")))
-            except (OSError, ValueError):
-                continue
+    records = Store(spec.store).records()  # readable, intact records only (a damaged cell is computed again)
     by_key = {r.get("key"): r for r in records}
     docs = _documents(spec)
     rates = {m.name: measured_rates(records, m.name) for m in spec.models}

@@ -18,7 +18,7 @@ from bench.core.errors import BenchError
 from bench.core.observer import Observer
 from bench.core.record import failure
 from bench.results.store import Store, check_location
-from bench.run.cells import Cell, device_and_dtype, expand, may_train
+from bench.run.cells import Cell, device_and_dtype, expand, run_may_train
 from bench.run.config import RunSpec
 from bench.run.session import ModelSession
 
@@ -58,8 +58,7 @@ def validate(spec: RunSpec) -> None:
         from bench.models.offload import check_devices
 
         check_devices(spec.max_memory, spec.offload_folder)  # a GPU this machine lacks, an unwritable --offload-dir
-    check_paths(spec, needs_calibration=needs_calibration,
-                trains=any(may_train(m.name, m.with_defaults(spec.method_params).params_dict()) for m in spec.methods))
+    check_paths(spec, needs_calibration=needs_calibration, trains=run_may_train(spec))
     if spec.executor in ("slurm", "submitit-local"):
         from bench.run.slurm import check_reachable
 
@@ -76,7 +75,7 @@ def check_perplexity_corpus(corpus: str) -> None:
         read_text(path, "perplexity corpus", "--ppl")
     elif path.suffix or "/" in corpus:  # meant as a file
         raise BenchError(f"perplexity corpus file {corpus} does not exist",
-                         "give --ppl wikipedia, c4, or the path of a UTF-8 text file")
+                         f"give --ppl {', '.join(tasks.CORPORA)}, or the path of a UTF-8 text file")
     else:
         tasks.get_corpus(corpus)
 
@@ -100,17 +99,15 @@ def check_paths(spec: RunSpec, needs_calibration: bool, trains: bool) -> None:
 
 def prepare(spec: RunSpec, observer: Observer) -> None:
     """Download and convert what the run needs (models, data) before the store is touched."""
-    from bench.data import fetch, loaders
+    from bench.data import fetch, loaders, tasks
     from bench.models import zoo
 
     sources = set()
     if spec.eval.tasks:
         sources.add(loaders.OLMO)
-    builtin = {"wikipedia", "c4", "wikipedia-sample", "c4-sample"}
     corpora = list(spec.eval.perplexity.corpora) if spec.eval.perplexity else []
-    trains = any(may_train(m.name, m.with_defaults(spec.method_params).params_dict()) for m in spec.methods)
-    if trains or any(c.lower() in builtin for c in [*corpora, spec.calib.source]):  # training text is
-        # checked against the built-in corpora's evaluation heads, whatever its source
+    if run_may_train(spec) or any(tasks.find_corpus(c) for c in [*corpora, spec.calib.source]):  # training text
+        # is checked against the built-in corpora's evaluation heads, whatever its source
         sources.add(loaders.EXL)
     for source in sorted(sources):
         if not fetch.is_cached(source):
