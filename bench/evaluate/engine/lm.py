@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CHECK_REQUESTS = 4
 MAX_BATCH_TOKENS = 16384
+HEAD_POSITIONS = 2048  # scored positions per LM-head chunk (bounds the logits' memory, not the numbers)
 
 
 @dataclass
@@ -194,33 +195,44 @@ def prefix_lm_class():
                                if start else None)
             wanted = [b for b in record if b > start]
             sink: dict[int, torch.Tensor] = {}
-            with (torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
-                                 enabled=self.mixed_precision_dtype is not None),
-                  stubbed(model, start, boundary_states), recording(model, wanted, sink)):
+            autocast = functools.partial(torch.autocast, device_type=self.device.type,
+                                         dtype=self.mixed_precision_dtype,
+                                         enabled=self.mixed_precision_dtype is not None)
+            with autocast(), stubbed(model, start, boundary_states), recording(model, wanted, sink):
                 out = model.base_model(input_ids=batch.input_ids, attention_mask=mask,
                                        position_ids=batch.position_ids, use_cache=False)
                 hidden = out[0]
                 for b in wanted:
                     for r, g in enumerate(groups):
                         self.reuse.states.put(b, g.key, sink[b][r, : g.length].detach().to("cpu", copy=True))
-                rows, cols, targets, spans = [], [], [], []
-                for r, g in enumerate(groups):
-                    spans.append([])
-                    for b, block in enumerate(g.blocks):
-                        positions = g.scored_positions(b)
-                        spans[-1].append((len(targets), len(targets) + len(block)))
-                        rows += [r] * len(positions)
-                        cols += positions
-                        targets += block
-                selected = hidden[torch.tensor(rows, device=hidden.device), torch.tensor(cols, device=hidden.device)]
-                logits = model.get_output_embeddings()(selected)
+            del out, sink
+            rows, cols, targets, spans = [], [], [], []
+            for r, g in enumerate(groups):
+                spans.append([])
+                for b, block in enumerate(g.blocks):
+                    positions = g.scored_positions(b)
+                    spans[-1].append((len(targets), len(targets) + len(block)))
+                    rows += [r] * len(positions)
+                    cols += positions
+                    targets += block
+            token_lp, greedy = [], []
             cap = getattr(model.config, "final_logit_softcapping", None)
-            if cap:
-                logits = torch.tanh(logits / cap) * cap
-            logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
-            target = torch.tensor(targets, device=logprobs.device)
-            token_lp = logprobs.gather(1, target[:, None]).squeeze(1).tolist()
-            greedy = (logprobs.argmax(dim=-1) == target).tolist()
+            for a in range(0, len(targets), HEAD_POSITIONS):
+                # the LM head and log-softmax over at most HEAD_POSITIONS scored positions at a time: a batch
+                # of whole contexts scored (stability's question-plus-answer spread) would otherwise hold
+                # MAX_BATCH_TOKENS x vocabulary floats twice (3.2 GB each for a 49K vocabulary in fp32)
+                z = a + HEAD_POSITIONS
+                index = (torch.tensor(rows[a:z], device=hidden.device), torch.tensor(cols[a:z], device=hidden.device))
+                with autocast():
+                    logits = model.get_output_embeddings()(hidden[index])
+                if cap:
+                    logits = torch.tanh(logits / cap) * cap
+                logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+                del logits
+                target = torch.tensor(targets[a:z], device=logprobs.device)
+                token_lp += logprobs.gather(1, target[:, None]).squeeze(1).tolist()
+                greedy += (logprobs.argmax(dim=-1) == target).tolist()
+                del logprobs
             self.stats.rows += len(groups)
             self.stats.row_tokens += sum(batch.lengths)
             self.stats.start_boundaries[start] += len(groups)
