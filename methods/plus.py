@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.core.errors import BudgetError
+from methods.base import Budget, Pruner, Search
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,32 @@ def prune_order(scores: dict[int, float], n_layers: int, k: int, keep_first: int
                           f"leaving {len(order)} candidates for a budget of {k} layers",
                           "lower the budget, or --param keep_first=... keep_last=...")
     return order[:k]
+
+
+class PlusCriterion(Pruner):
+    """A one-shot criterion under the "+" heuristic (PPL, Taylor+): each block scored once
+    (`layer_scores`), the lowest `k` outside the protected ends pruned. Subclasses name the score's record
+    key (`score_name`), the criterion (`criterion`) and what ascending means (`ranked_by`) for the plan's note."""
+
+    score_name: str = ""
+    criterion: str = ""
+    ranked_by: str = ""
+
+    def layer_scores(self, model, calib, search: Search) -> list[float]:
+        raise NotImplementedError
+
+    def plan(self, model, calib, budget: Budget):
+        from bench.models import arch
+
+        p = self.params
+        calib = self.require_calib(calib)
+        n = arch.num_layers(model)
+        k = budget.layers_for(model)
+        with Search(model) as search:
+            scores = self.layer_scores(model, calib, search)
+        order = prune_order(dict(enumerate(scores)), n, k, p.keep_first, p.keep_last, self.name)
+        plan = self.removal_plan(model, budget, order, {self.score_name: scores, "order": order, "per_layer": scores},
+                                 calib, search.cost())
+        plan.notes.append(f"{self.criterion} pruning order (ascending {self.ranked_by}, blocks 0-{p.keep_first - 1} "
+                          f"and the last {p.keep_last} kept): {order}.")
+        return plan

@@ -17,37 +17,28 @@ import math
 from dataclasses import dataclass
 
 from methods import register
-from methods.base import Budget, Pruner, Search
+from methods.base import Search
 from methods.bypass import bypass_losses
-from methods.plus import PlusParams, prune_order
+from methods.plus import PlusCriterion, PlusParams
 
 
 @register
-class PPL(Pruner):
+class PPL(PlusCriterion):
     name = "ppl"
     title = "Shortened-LLaMA PPL (one-block removal perplexity)"
     paper = "2402.02834"
     needs_calibration = True
     order = 54
+    score_name, criterion, ranked_by = "perplexity_without_block", "PPL", "calibration perplexity without the block"
 
     @dataclass(frozen=True)
     class Params(PlusParams):
         reuse: bool = True  # prefix states computed once per batch (same result; false: official cost)
 
-    def plan(self, model, calib, budget: Budget):
+    def layer_scores(self, model, calib, search: Search) -> list[float]:
         from bench.models import arch
 
-        p = self.params
-        calib = self.require_calib(calib)
         n = arch.num_layers(model)
-        k = budget.layers_for(model)
-        with Search(model) as search:
-            totals, tokens = bypass_losses(model, calib.batches(), [], list(range(n)), reuse=p.reuse)
-            search.add(tokens=tokens * n)
-        ppl = [math.exp(totals[i] / tokens) for i in range(n)]
-        order = prune_order(dict(enumerate(ppl)), n, k, p.keep_first, p.keep_last, self.name)
-        scores = {"perplexity_without_block": ppl, "order": order, "per_layer": ppl}
-        plan = self.removal_plan(model, budget, order, scores, calib, search.cost())
-        plan.notes.append(f"PPL pruning order (ascending calibration perplexity without the block, blocks "
-                          f"0-{p.keep_first - 1} and the last {p.keep_last} kept): {order}.")
-        return plan
+        totals, tokens = bypass_losses(model, calib.batches(), [], list(range(n)), reuse=self.params.reuse)
+        search.add(tokens=tokens * n)
+        return [math.exp(totals[i] / tokens) for i in range(n)]

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 
 from methods import register
-from methods.base import Budget, Pruner, Search
-from methods.plus import PlusParams, prune_order
+from methods.base import Search
+from methods.plus import PlusCriterion, PlusParams
 
 
 def taylor_scores(model, batches) -> tuple[list[float], int]:
@@ -114,30 +114,19 @@ def _dispatched_scores(model, batches) -> tuple[list[float], int]:
                                                                                             strict=True)], tokens
 
 @register
-class Taylor(Pruner):
+class Taylor(PlusCriterion):
     name = "taylor"
     title = "Shortened-LLaMA Taylor+ (first-order weight importance)"
     paper = "2402.02834"
     needs_calibration = True
     order = 56
+    score_name, criterion, ranked_by = "taylor", "Taylor+", "block importance"
 
     @dataclass(frozen=True)
     class Params(PlusParams):
         pass
 
-    def plan(self, model, calib, budget: Budget):
-        from bench.models import arch
-
-        p = self.params
-        calib = self.require_calib(calib)
-        n = arch.num_layers(model)
-        k = budget.layers_for(model)
-        with Search(model) as search:
-            scores, tokens = taylor_scores(model, calib.batches())
-            search.add(tokens=tokens)
-        order = prune_order(dict(enumerate(scores)), n, k, p.keep_first, p.keep_last, self.name)
-        plan = self.removal_plan(model, budget, order, {"taylor": scores, "order": order, "per_layer": scores},
-                                 calib, search.cost())
-        plan.notes.append(f"Taylor+ pruning order (ascending block importance, blocks 0-{p.keep_first - 1} and "
-                          f"the last {p.keep_last} kept): {order}.")
-        return plan
+    def layer_scores(self, model, calib, search: Search) -> list[float]:
+        scores, tokens = taylor_scores(model, calib.batches())
+        search.add(tokens=tokens)
+        return scores
