@@ -206,3 +206,37 @@ def test_a_first_batch_that_fails_falls_back_to_lm_eval(toy_data, monkeypatch):
     assert "first batch failed" in engine.engine_stats["fallback"]
     assert states.nbytes == 0 and not states.layers
     assert_same(plain, engine, ["arc_easy"])
+
+
+def test_batches_cap_rows_tokens_and_attention():
+    """Rows are packed longest first under every cap; a row longer than the attention cap still runs alone."""
+    from bench.evaluate.engine import packing
+
+    def group(length, tag):
+        return packing.Group(prefix=(tag,) * (length - 1), blocks=[(7, 8)])
+
+    groups = [group(n, t) for t, n in enumerate([10, 10, 10, 10, 40, 40, 100])]
+    by_rows = packing.batches(groups, rows=3)
+    assert [[g.length for g in b] for b in by_rows] == [[100, 40, 40], [10, 10, 10], [10]]
+    by_tokens = packing.batches(groups, rows=8, max_tokens=100)
+    assert [[g.length for g in b] for b in by_tokens] == [[100], [40, 40], [10, 10, 10, 10]]
+    # 2 rows of 40 tokens hold 2 x 40² = 3,200 query-key pairs: over a cap of 3,000, so one row a batch
+    by_attention = packing.batches(groups, rows=8, max_attention=3000)
+    assert [[g.length for g in b] for b in by_attention] == [[100], [40], [40], [10, 10, 10, 10]]
+    assert sorted(g.key for b in by_attention for g in b) == sorted(g.key for g in groups)
+
+
+def test_engine_chunks_change_no_loglikelihood(toy_data, monkeypatch):
+    """The LM head in chunks of a few positions and one row per batch give the unchunked numbers."""
+    from bench.evaluate.engine import lm as engine_lm
+
+    model, tok = _tiny()
+    kwargs = dict(batch_size=4, limit=6, engine="prefix", score_contexts=True, keep_lm_eval_samples=False,
+                  data="local")
+    plain = evaluate_accuracy(model, tok, ["arc_easy"], **kwargs)
+    monkeypatch.setattr(engine_lm, "HEAD_POSITIONS", 3)
+    monkeypatch.setattr(engine_lm, "MAX_BATCH_ATTENTION", 1)
+    chunked = evaluate_accuracy(model, tok, ["arc_easy"], **kwargs)
+    for a, b in zip(plain.samples["arc_easy"], chunked.samples["arc_easy"], strict=True):
+        assert a["loglik"] == pytest.approx(b["loglik"], abs=1e-5)
+        assert a["context_loglik"] == pytest.approx(b["context_loglik"], abs=1e-5)

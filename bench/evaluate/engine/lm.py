@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 CHECK_REQUESTS = 4
 MAX_BATCH_TOKENS = 16384
+# query-key pairs per head in one batch (rows x width²): 8 rows of 2,048 tokens. The 4-D mask takes sdpa's
+# math path, which holds the attention weights of every head: a batch of 4 rows of 4,000 tokens (BoolQ's
+# longest contexts, scored whole for stability) held gigabytes per layer; typical rows never reach the cap
+MAX_BATCH_ATTENTION = 8 * 2048 * 2048
 HEAD_POSITIONS = 2048  # scored positions per LM-head chunk (bounds the logits' memory, not the numbers)
 
 
@@ -138,7 +142,7 @@ def prefix_lm_class():
             rows = override_bs or (self.batch_size if isinstance(self.batch_size, int) else 8)
             record = self._reserve(groups)
             results: list[tuple[float, bool] | None] = [None] * len(requests)
-            for batch in packing.batches(groups, rows, MAX_BATCH_TOKENS):
+            for batch in packing.batches(groups, rows, MAX_BATCH_TOKENS, MAX_BATCH_ATTENTION):
                 try:
                     scored = self._score(batch, record)
                 except Exception as exc:  # noqa: BLE001 - a model the 4-D mask path does not fit

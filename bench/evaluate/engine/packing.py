@@ -97,15 +97,20 @@ def group_requests(requests: Sequence[tuple[object, Sequence[int], Sequence[int]
     return list(groups.values())
 
 
-def batches(groups: list[Group], rows: int, max_tokens: int | None = None) -> list[list[Group]]:
+def batches(groups: list[Group], rows: int, max_tokens: int | None = None,
+            max_attention: int | None = None) -> list[list[Group]]:
     """Longest rows first (padding stays small, a memory error shows at once), `rows` rows per batch at
-    most, and at most `max_tokens` padded tokens per batch when given (a single row always fits)."""
+    most, at most `max_tokens` padded tokens per batch and at most `max_attention` query-key pairs per head
+    (rows x width², what the 4-D mask and the attention weights hold) when given; a single row always fits."""
     order = sorted(groups, key=lambda g: (-g.length, g.key))
     out: list[list[Group]] = []
     for group in order:
         current = out[-1] if out else None
-        if (current is None or len(current) >= rows
-                or (max_tokens is not None and current[0].length * (len(current) + 1) > max_tokens)):
+        if current is not None:
+            n, width = len(current) + 1, current[0].length
+            full = (n > rows or (max_tokens is not None and width * n > max_tokens)
+                    or (max_attention is not None and width * width * n > max_attention))
+        if current is None or full:
             out.append([group])
         else:
             current.append(group)
