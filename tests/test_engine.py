@@ -240,3 +240,18 @@ def test_engine_chunks_change_no_loglikelihood(toy_data, monkeypatch):
     for a, b in zip(plain.samples["arc_easy"], chunked.samples["arc_easy"], strict=True):
         assert a["loglik"] == pytest.approx(b["loglik"], abs=1e-5)
         assert a["context_loglik"] == pytest.approx(b["context_loglik"], abs=1e-5)
+
+
+def test_requests_sharing_only_a_start_token_pack_into_bounded_rows():
+    """Contexts scored on their own all share the one-token prefix: they fill rows of at most max_row tokens
+    (one block each at least), not one row of every context; a document's choices still share one row."""
+    from bench.evaluate.engine import packing
+
+    contexts = [(None, [1], list(range(10 + i, 40 + i))) for i in range(10)]  # 30-token continuations
+    rows = packing.group_requests(contexts, max_length=512, max_row=100)
+    assert [len(g.blocks) for g in rows] == [3, 3, 3, 1] and all(g.length <= 100 for g in rows)
+    assert sorted(i for g in rows for i in g.requests) == list(range(10))
+    assert len(packing.group_requests(contexts, max_length=512)) == 1
+    choices = [(None, [5, 6, 7], [8]), (None, [5, 6, 7], [9]), (None, [5, 6, 7], [8])]
+    (row,) = packing.group_requests(choices, max_length=512, max_row=4)
+    assert row.blocks == [(8,), (9,)] and row.members == [0, 1, 0]

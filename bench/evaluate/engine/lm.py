@@ -39,6 +39,8 @@ MAX_BATCH_TOKENS = 16384
 # math path, which holds the attention weights of every head: a batch of 4 rows of 4,000 tokens (BoolQ's
 # longest contexts, scored whole for stability) held gigabytes per layer; typical rows never reach the cap
 MAX_BATCH_ATTENTION = 8 * 2048 * 2048
+# tokens of one packed row at most (one context's continuations always share a row)
+MAX_ROW_TOKENS = 2048
 HEAD_POSITIONS = 2048  # scored positions per LM-head chunk (bounds the logits' memory, not the numbers)
 
 
@@ -138,7 +140,7 @@ def prefix_lm_class():
         def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
             if self.stats.fallback is not None or not requests:
                 return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
-            groups = packing.group_requests(requests, self.max_length)
+            groups = packing.group_requests(requests, self.max_length, MAX_ROW_TOKENS)
             rows = override_bs or (self.batch_size if isinstance(self.batch_size, int) else 8)
             record = self._reserve(groups)
             results: list[tuple[float, bool] | None] = [None] * len(requests)

@@ -77,16 +77,29 @@ class Group:
         return digest.digest()
 
 
-def group_requests(requests: Sequence[tuple[object, Sequence[int], Sequence[int]]], max_length: int) -> list[Group]:
-    """lm-eval's `(request_str, context_enc, continuation_enc)` triples -> groups, in first-seen order."""
-    groups: dict[tuple[int, ...], Group] = {}
+def group_requests(requests: Sequence[tuple[object, Sequence[int], Sequence[int]]], max_length: int,
+                   max_row: int | None = None) -> list[Group]:
+    """lm-eval's `(request_str, context_enc, continuation_enc)` triples -> groups, in first-seen order.
+
+    With `max_row`, a group takes no further block once its row would exceed `max_row` tokens: requests
+    sharing a prefix then form several rows. Without it, contexts scored on their own (stability's
+    question-plus-answer spread: every request `("", context)`, all sharing the one-token prefix) would be
+    one row of every context's tokens, whose attention grows with the square of the whole task."""
+    groups: list[Group] = []
+    open_group: dict[tuple[int, ...], Group] = {}
     for index, (_, context, continuation) in enumerate(requests):
         continuation = tuple(continuation)
         if not context or not continuation:
             raise ValueError("lm-eval passed an empty context or continuation")
         full = (list(context) + list(continuation))[-(max_length + 1):]
         prefix = tuple(full[:-len(continuation)])
-        group = groups.setdefault(prefix, Group(prefix))
+        group = open_group.get(prefix)
+        if group is not None and continuation not in group.blocks and max_row is not None \
+                and group.blocks and group.length + len(continuation) - 1 > max_row:
+            group = None
+        if group is None:
+            group = open_group[prefix] = Group(prefix)
+            groups.append(group)
         if continuation in group.blocks:
             block = group.blocks.index(continuation)
         else:
@@ -94,7 +107,7 @@ def group_requests(requests: Sequence[tuple[object, Sequence[int], Sequence[int]
             group.blocks.append(continuation)
         group.requests.append(index)
         group.members.append(block)
-    return list(groups.values())
+    return groups
 
 
 def batches(groups: list[Group], rows: int, max_tokens: int | None = None,
