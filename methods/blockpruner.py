@@ -31,7 +31,17 @@ import torch.nn.functional as F
 
 from methods import register
 from methods.base import Budget, Pruner, Search
-from methods.sublayers import Metric, Unit, budget_target, greedy_search, to_lists, unit_name, unit_sizes
+from methods.sublayers import (
+    Metric,
+    Unit,
+    budget_target,
+    greedy_search,
+    replayed_cost,
+    search_memo,
+    to_lists,
+    unit_name,
+    unit_sizes,
+)
 
 
 class Perplexity(Metric):
@@ -89,15 +99,15 @@ class BlockPruner(Pruner):
         pad = getattr(model.config, "pad_token_id", None) if p.ignore_pad else None
         batches = list(calib.batches())
         with Search(model) as search:
-            chosen, rounds, forwards = greedy_search(model, batches, Perplexity(pad), candidates,
-                                                     budget_target(model, budget), unit_sizes(model), self.name,
-                                                     reuse=p.reuse)
-            search.add(tokens=forwards * int(batches[0][0].numel()))
-        attn, mlp = to_lists(chosen)
-        scores = {"order": [unit_name(u) for u in chosen], "rounds": rounds,
-                  "perplexity": [r["scores"][r["removed"]] for r in rounds],
-                  "log_perplexity": [math.log(r["scores"][r["removed"]]) for r in rounds]}
-        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, search.cost())
+            found = greedy_search(model, batches, Perplexity(pad), candidates,
+                                  budget_target(model, budget), unit_sizes(model), self.name, reuse=p.reuse,
+                                  memo=search_memo(calib, self.name, p, model))
+            search.add(tokens=found.forwards * int(batches[0][0].numel()))
+        attn, mlp = to_lists(found.chosen)
+        scores = {"order": [unit_name(u) for u in found.chosen], "rounds": found.rounds,
+                  "perplexity": [r["scores"][r["removed"]] for r in found.rounds],
+                  "log_perplexity": [math.log(r["scores"][r["removed"]]) for r in found.rounds]}
+        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, search.cost(**replayed_cost(found)))
         plan.notes.append(f"BlockPruner removal order (dense layers): {scores['order']}; each round's calibration "
                           f"perplexity per candidate is in scores.rounds.")
         return plan

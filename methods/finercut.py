@@ -23,6 +23,7 @@ full forwards; same logits). The dense logits are kept in fp32: n_samples x seq_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,19 +31,33 @@ import torch.nn.functional as F
 
 from methods import register
 from methods.base import Budget, Pruner, Search
-from methods.sublayers import Metric, Unit, budget_target, greedy_search, to_lists, unit_name, unit_sizes
+from methods.sublayers import (
+    Metric,
+    Unit,
+    budget_target,
+    greedy_search,
+    replayed_cost,
+    search_memo,
+    to_lists,
+    unit_name,
+    unit_sizes,
+)
 
 
 class Divergence(Metric):
     """The evaluator's divergence between the dense and the candidate's next-token distributions."""
 
-    def __init__(self, dense: list[torch.Tensor], kind: str):
-        self.dense = dense  # fp32 log-softmax of the dense logits, per batch
+    def __init__(self, dense: Callable[[], list[torch.Tensor]], kind: str):
+        self.compute_dense = dense  # called once, at the first computed round (none when every round is replayed)
+        self.dense: list[torch.Tensor] = []  # fp32 log-softmax of the dense logits, per batch
         self.kind = kind
         self.sums: dict[Unit, float] = {}
-        self.count = sum(int(d.numel()) for d in dense)
+        self.count = 0
 
     def reset(self, candidates):
+        if not self.dense:
+            self.dense = self.compute_dense()
+            self.count = sum(int(d.numel()) for d in self.dense)
         self.sums = {c: 0.0 for c in candidates}
 
     def add(self, unit, batch, logits, ids, mask):
@@ -115,19 +130,24 @@ class FinerCut(Pruner):
             return [u for u in order if u not in chosen]
 
         batches = list(calib.batches())
+
+        @torch.inference_mode()
+        def dense() -> list[torch.Tensor]:
+            return [F.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
+                    for ids, mask in batches]
+
         with Search(model) as search:
-            with torch.inference_mode():
-                dense = [F.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
-                         for ids, mask in batches]
-            chosen, rounds, forwards = greedy_search(model, batches, Divergence(dense, p.divergence), candidates,
-                                                     budget_target(model, budget), unit_sizes(model), self.name,
-                                                     reuse=p.reuse)
-            del dense
-            search.add(tokens=(forwards + len(batches)) * int(batches[0][0].numel()))
-        attn, mlp = to_lists(chosen)
-        scores = {"order": [unit_name(u) for u in chosen], "rounds": rounds,
-                  "divergence": [r["scores"][r["removed"]] for r in rounds]}
-        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, search.cost())
+            metric = Divergence(dense, p.divergence)
+            found = greedy_search(model, batches, metric, candidates,
+                                  budget_target(model, budget), unit_sizes(model), self.name, reuse=p.reuse,
+                                  memo=search_memo(calib, self.name, p, model))
+            dense_forwards = len(batches) if metric.dense else 0
+            metric.dense.clear()
+            search.add(tokens=(found.forwards + dense_forwards) * int(batches[0][0].numel()))
+        attn, mlp = to_lists(found.chosen)
+        scores = {"order": [unit_name(u) for u in found.chosen], "rounds": found.rounds,
+                  "divergence": [r["scores"][r["removed"]] for r in found.rounds]}
+        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, search.cost(**replayed_cost(found)))
         plan.notes.append(f"FinerCut removal order (dense layers): {scores['order']}; each round's {p.divergence} "
                           f"to the dense model per candidate is in scores.rounds.")
         return plan

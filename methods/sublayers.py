@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -78,17 +78,47 @@ class Metric:
         raise NotImplementedError
 
 
+class SearchResult(NamedTuple):
+    chosen: list[Unit]              # removal order
+    rounds: list[dict[str, Any]]    # per round: the unit removed and every candidate's score
+    forwards: int                   # candidate forwards computed (replayed rounds cost none)
+    replayed: int                   # rounds taken from the memo
+    replayed_seconds: float         # what those rounds took when they were computed
+
+
+def replayed_cost(found: SearchResult) -> dict[str, Any]:
+    """What a plan's cost says of rounds replayed from an earlier search (nothing when none were): how many,
+    and the seconds they took when computed (the search's own seconds plus these: its cost on its own)."""
+    if not found.replayed:
+        return {}
+    return {"replayed_rounds": found.replayed, "replayed_round_seconds": round(found.replayed_seconds, 3)}
+
+
+def search_memo(calib, method: str, params: Any, model) -> list:
+    """The rounds a greedy search of `method` with `params` already ran on these calibration windows and this
+    model (its weights as they are now: storage and version counter of every parameter, so an in-place change
+    is a new memo): the runner plans ratio 0.125 and then 0.25 of a method on the same windows, and the
+    larger budget's first rounds are the smaller one's."""
+    weights = tuple((name, t.data_ptr(), t._version, tuple(t.shape)) for name, t in model.named_parameters())
+    return calib.memo("greedy_search", method, repr(params), id(model), hash(weights))
+
+
 @torch.inference_mode()
 def greedy_search(model, batches: list[tuple[torch.Tensor, torch.Tensor]], metric: Metric,
                   candidates: Callable[[list[Unit]], list[Unit]], target: float, sizes: dict[Unit, int],
-                  method: str, reuse: bool = True) -> tuple[list[Unit], list[dict[str, Any]], int]:
+                  method: str, reuse: bool = True, memo: list | None = None) -> SearchResult:
     """Remove units one at a time, each round the candidate of lowest `metric` (ties: the first in the list
     `candidates(chosen)` returns, the official iteration order), until the budget is met.
-    Returns (removal order, per-round scores, forwards run)."""
+
+    `memo` (search_memo): the rounds of an earlier search with the same model, windows, metric and candidate
+    rule, each with its candidates and their scores; a round whose candidates match is replayed from it
+    instead of computed (the same scores, so the same choices), and every round computed is added to it
+    (also the last, whose best candidate the budget refused: a larger budget starts from it)."""
     layers = arch.decoder_layers(model)
+    memo = [] if memo is None else memo
     chosen: list[Unit] = []
     rounds: list[dict[str, Any]] = []
-    removed_params, forwards = 0, 0
+    removed_params, forwards, replayed, replayed_s = 0, 0, 0, 0.0
     tuple_out = _returns_tuple(model, *batches[0])
     identity = _identity(tuple_out)
     t0 = time.perf_counter()
@@ -101,30 +131,46 @@ def greedy_search(model, batches: list[tuple[torch.Tensor, torch.Tensor]], metri
         if not Budget.take_next(removed_params, max(sizes[c] for c in cands), target) and \
                 not Budget.take_next(removed_params, smallest, target):
             break  # no candidate would bring the removed parameters nearer the target
-        metric.reset(cands)
-        with sublayer.skipped(model, chosen):
-            for b, (ids, mask) in enumerate(batches):
-                states = _prefix_states(model, ids, mask, list(range(len(layers))), max(c[1] for c in cands), {}) \
-                    if reuse else {}
-                for cand in cands:
-                    stubs = {}
-                    if reuse and cand[1] > 0:
-                        stubs = {i: identity for i in range(cand[1])}
-                        stubs[cand[1] - 1] = _constant(states[cand[1]], tuple_out)
-                    with patched(layers, stubs), sublayer.skipped(model, [cand]):
-                        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-                    metric.add(cand, b, logits, ids, mask)
-                    forwards += 1
-        values = {c: metric.value(c) for c in cands}
+        done = memo[len(chosen)] if len(chosen) < len(memo) else None
+        replay = done is not None and done["candidates"] == cands
+        if replay:
+            values = done["values"]
+            replayed, replayed_s = replayed + 1, replayed_s + done["seconds"]
+        else:
+            t_round = time.perf_counter()
+            values = _round(model, layers, batches, metric, cands, chosen, reuse, tuple_out, identity)
+            forwards += len(cands) * len(batches)
+            del memo[len(chosen):]
+            memo.append({"candidates": list(cands), "values": values, "seconds": time.perf_counter() - t_round})
         best = min(cands, key=lambda c: (values[c], cands.index(c)))
         if not Budget.take_next(removed_params, sizes[best], target):
             break  # the best candidate would overshoot: stop here (the tie rule of Budget.take_next)
         chosen.append(best)
         removed_params += sizes[best]
         rounds.append({"removed": unit_name(best), "scores": {unit_name(c): values[c] for c in cands}})
-        log.info("%s round %d: dropped %s of %d candidates (%.6g), %.1f%% of parameters at %.0f s", method,
+        log.info("%s round %d: dropped %s of %d candidates (%.6g), %.1f%% of parameters at %.0f s%s", method,
                  len(chosen), unit_name(best), len(cands), values[best],
-                 100 * removed_params / arch.count_parameters(model), time.perf_counter() - t0)
+                 100 * removed_params / arch.count_parameters(model), time.perf_counter() - t0,
+                 " (replayed)" if replay else "")
     if not chosen:
         raise BudgetError(f"{method}: the budget removes no sublayer", "raise the budget")
-    return chosen, rounds, forwards
+    return SearchResult(chosen, rounds, forwards, replayed, replayed_s)
+
+
+def _round(model, layers, batches, metric: Metric, cands: list[Unit], chosen: list[Unit], reuse: bool,
+           tuple_out, identity) -> dict[Unit, float]:
+    """One round: every candidate dropped on top of `chosen`, its score over every batch."""
+    metric.reset(cands)
+    with sublayer.skipped(model, chosen):
+        for b, (ids, mask) in enumerate(batches):
+            states = _prefix_states(model, ids, mask, list(range(len(layers))), max(c[1] for c in cands), {}) \
+                if reuse else {}
+            for cand in cands:
+                stubs = {}
+                if reuse and cand[1] > 0:
+                    stubs = {i: identity for i in range(cand[1])}
+                    stubs[cand[1] - 1] = _constant(states[cand[1]], tuple_out)
+                with patched(layers, stubs), sublayer.skipped(model, [cand]):
+                    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+                metric.add(cand, b, logits, ids, mask)
+    return {c: metric.value(c) for c in cands}

@@ -3,8 +3,11 @@
 # background from a fixed commit in a separate worktree, resumable, its finished cells copied into the
 # checkout's evidence store and committed.
 #
-#   scripts/evidence_run.sh start [COMMIT]   worktree ../evidence at COMMIT (default HEAD), seeded with the cells
-#                                            already collected, run in the background (nice 10)
+#   scripts/evidence_run.sh start [COMMIT] [-- OPTIONS]
+#                                            worktree ../evidence at COMMIT (default HEAD), seeded with the cells
+#                                            already collected, run in the background (nice 10); OPTIONS go to
+#                                            `bench run` after the preset, to compute a part first (e.g.
+#                                            `-- --methods shortgpt,finercut --seeds 0`: the same cells, same keys)
 #   scripts/evidence_run.sh status           the plan and its estimate (`bench run --dry-run`) against the run's store
 #   scripts/evidence_run.sh collect          copy the run's finished cells into reports/evidence-store and commit them
 #   scripts/evidence_run.sh stop             stop the run (the running cell is lost; `start` resumes)
@@ -24,7 +27,10 @@ PY=${PYTHON:-$REPO/.venv/bin/python}
 
 case "${1:-}" in
   start)
-    commit=${2:-HEAD}
+    shift
+    commit=HEAD
+    if [ $# -gt 0 ] && [ "$1" != "--" ]; then commit=$1; shift; fi
+    [ "${1:-}" = "--" ] && shift
     if [ ! -d "$WORKTREE" ]; then git worktree add --detach "$WORKTREE" "$commit";
     else git -C "$WORKTREE" checkout -q --detach "$(git rev-parse "$commit")"; fi
     mkdir -p "$STORE/cells"
@@ -35,7 +41,7 @@ case "${1:-}" in
       [ -d "$STORE/cells/$key" ] || cp -r "$cell" "$STORE/cells/$key"
     done
     (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" setsid nohup nice -n "${EVIDENCE_NICE:-10}" "$PY" -m bench run --preset "$PRESET" --store "$STORE" \
-        --plain --no-report >> "$STORE/run.log" 2>&1 < /dev/null &)
+        --plain --no-report "$@" >> "$STORE/run.log" 2>&1 < /dev/null &)
     echo "evidence run started from $(git -C "$WORKTREE" rev-parse --short HEAD); log: $STORE/run.log"
     ;;
   status)

@@ -123,7 +123,7 @@ def test_finercut_divergence_is_zero_for_the_dense_model_and_official_js_differs
     torch.manual_seed(0)
     p = torch.log_softmax(torch.randn(1, 3, 7), -1)
     q_logits = torch.randn(1, 3, 7)
-    off, book = Divergence([p], "js_official"), Divergence([p], "js")
+    off, book = Divergence(lambda: [p], "js_official"), Divergence(lambda: [p], "js")
     for d in (off, book):
         d.reset([("attn", 0), ("attn", 1)])
         d.add(("attn", 0), 0, p.clone(), None, None)
@@ -150,3 +150,27 @@ def test_plans_replay_to_the_searched_model(tiny, name):
         want = model(ids).logits
     with torch.no_grad():
         assert torch.equal(pruned(ids).logits, want)
+
+
+@pytest.mark.parametrize("name", ["blockpruner", "finercut"])
+def test_a_larger_budget_replays_the_rounds_a_smaller_one_searched(name):
+    """The runner plans ratio 0.15 then 0.3 of a method on the same calibration: the second search replays the
+    first one's rounds (methods.sublayers.search_memo) and gives bit for bit the plan of a search from scratch;
+    an in-place change to a weight starts a new memo."""
+    model, tok = tiny_model("llama", n_layers=6)
+    spec = CalibSpec(source="wikipedia", n_samples=4, seq_len=32, batch_size=2)
+    shared = Calibration(spec, model, tok)
+    small = methods.create(name).plan(model, shared, Budget(ratio=0.15))
+    large = methods.create(name).plan(model, shared, Budget(ratio=0.3))
+    scratch = methods.create(name).plan(model, Calibration(spec, model, tok), Budget(ratio=0.3))
+    assert large.scores == scratch.scores and large.ops == scratch.ops
+    assert len(large.scores["rounds"]) > len(small.scores["rounds"])
+    assert large.cost["replayed_rounds"] >= len(small.scores["rounds"])
+    assert large.cost["replayed_round_seconds"] > 0
+    assert "replayed_rounds" not in small.cost and "replayed_rounds" not in scratch.cost
+    other = methods.create(name, {"reuse": False}).plan(model, shared, Budget(ratio=0.3))
+    assert "replayed_rounds" not in other.cost  # other parameters: another memo
+    with torch.no_grad():
+        arch.decoder_layers(model)[3].mlp.down_proj.weight.mul_(0.5)
+    changed = methods.create(name).plan(model, shared, Budget(ratio=0.3))
+    assert "replayed_rounds" not in changed.cost

@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -119,6 +119,11 @@ class Calibration:
     @functools.cached_property
     def stats(self) -> BoundaryStats:
         return capture_boundary_stats(self.model, self.batches(), self.spec.last_boundary)
+
+    def memo(self, *key: Any) -> list:
+        """A list kept on these windows for `key`, for work a method's plans on the same tokens share: a greedy
+        search's rounds (methods.sublayers.greedy_search), computed at one budget and replayed at the next."""
+        return self.__dict__.setdefault("_memos", {}).setdefault(key, [])
 
 
 @torch.inference_mode()
