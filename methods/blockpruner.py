@@ -30,14 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from methods import register
-from methods.base import Budget, Pruner, Search
+from methods.base import Budget, Pruner, Search, replayed_cost, search_memo
 from methods.sublayers import (
     Metric,
     Unit,
     budget_target,
     greedy_search,
-    replayed_cost,
-    search_memo,
     to_lists,
     unit_name,
     unit_sizes,
@@ -107,7 +105,8 @@ class BlockPruner(Pruner):
         scores = {"order": [unit_name(u) for u in found.chosen], "rounds": found.rounds,
                   "perplexity": [r["scores"][r["removed"]] for r in found.rounds],
                   "log_perplexity": [math.log(r["scores"][r["removed"]]) for r in found.rounds]}
-        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, search.cost(**replayed_cost(found)))
+        cost = search.cost(**replayed_cost(found.replayed, found.replayed_seconds))
+        plan = self.sublayer_plan(model, budget, attn, mlp, scores, calib, cost)
         plan.notes.append(f"BlockPruner removal order (dense layers): {scores['order']}; each round's calibration "
                           f"perplexity per candidate is in scores.rounds.")
         return plan

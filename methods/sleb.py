@@ -19,11 +19,12 @@ the calibration sequences. Deviations, all stated:
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from bench.core.errors import BudgetError
 from methods import register
-from methods.base import Budget, Pruner, Search
+from methods.base import Budget, Pruner, Search, replayed_cost, search_memo
 from methods.bypass import bypass_losses
 
 log = logging.getLogger(__name__)
@@ -56,23 +57,34 @@ class SLEB(Pruner):
         k = budget.layers_for(model)
         removed: list[int] = []
         rounds = []
+        memo = search_memo(calib, self.name, p, model)  # rounds a smaller budget already searched
+        replayed, replayed_s = 0, 0.0
         with Search(model) as search:
-            for _ in range(k):
+            for r in range(k):
                 alive = [i for i in range(n) if i not in removed]
                 candidates = alive[p.early_barrier:len(alive) - p.latter_barrier]
                 if not candidates:
                     raise BudgetError(f"SLEB cannot remove {k} of {n} layers with barriers "
                                       f"{p.early_barrier}/{p.latter_barrier}: no candidate left after "
                                       f"{len(removed)} removals", "lower the budget or the barriers")
-                totals, tokens = bypass_losses(model, calib.batches(), removed, candidates, reuse=p.reuse)
+                if r < len(memo) and memo[r]["candidates"] == candidates:
+                    totals, tokens = memo[r]["totals"], memo[r]["tokens"]
+                    replayed, replayed_s = replayed + 1, replayed_s + memo[r]["seconds"]
+                else:
+                    t_round = time.perf_counter()
+                    totals, tokens = bypass_losses(model, calib.batches(), removed, candidates, reuse=p.reuse)
+                    search.add(tokens=tokens * len(candidates))
+                    del memo[r:]
+                    memo.append({"candidates": candidates, "totals": totals, "tokens": tokens,
+                                 "seconds": time.perf_counter() - t_round})
                 best = min(candidates, key=lambda c: (totals[c], c))
                 removed.append(best)
                 log.info("sleb round %d/%d: removed layer %d of %d candidates (calibration NLL %.4f) at %.0f s",
                          len(removed), k, best, len(candidates), totals[best] / tokens, search.elapsed())
                 rounds.append({"removed": best, "mean_nll": {str(c): totals[c] / tokens for c in candidates}})
-                search.add(tokens=tokens * len(candidates))
         scores = {"order": list(removed), "rounds": rounds}
-        plan = self.removal_plan(model, budget, removed, scores, calib, search.cost())
+        plan = self.removal_plan(model, budget, removed, scores, calib,
+                                 search.cost(**replayed_cost(replayed, replayed_s)))
         plan.notes.append(f"SLEB removal order (dense indices): {removed}; each round's calibration NLL per "
                           f"candidate is in scores.rounds ({'prefix states reused' if p.reuse else 'full forwards'}).")
         return plan

@@ -86,23 +86,6 @@ class SearchResult(NamedTuple):
     replayed_seconds: float         # what those rounds took when they were computed
 
 
-def replayed_cost(found: SearchResult) -> dict[str, Any]:
-    """What a plan's cost says of rounds replayed from an earlier search (nothing when none were): how many,
-    and the seconds they took when computed (the search's own seconds plus these: its cost on its own)."""
-    if not found.replayed:
-        return {}
-    return {"replayed_rounds": found.replayed, "replayed_round_seconds": round(found.replayed_seconds, 3)}
-
-
-def search_memo(calib, method: str, params: Any, model) -> list:
-    """The rounds a greedy search of `method` with `params` already ran on these calibration windows and this
-    model (its weights as they are now: storage and version counter of every parameter, so an in-place change
-    is a new memo): the runner plans ratio 0.125 and then 0.25 of a method on the same windows, and the
-    larger budget's first rounds are the smaller one's."""
-    weights = tuple((name, t.data_ptr(), t._version, tuple(t.shape)) for name, t in model.named_parameters())
-    return calib.memo("greedy_search", method, repr(params), id(model), hash(weights))
-
-
 @torch.inference_mode()
 def greedy_search(model, batches: list[tuple[torch.Tensor, torch.Tensor]], metric: Metric,
                   candidates: Callable[[list[Unit]], list[Unit]], target: float, sizes: dict[Unit, int],
@@ -110,8 +93,8 @@ def greedy_search(model, batches: list[tuple[torch.Tensor, torch.Tensor]], metri
     """Remove units one at a time, each round the candidate of lowest `metric` (ties: the first in the list
     `candidates(chosen)` returns, the official iteration order), until the budget is met.
 
-    `memo` (search_memo): the rounds of an earlier search with the same model, windows, metric and candidate
-    rule, each with its candidates and their scores; a round whose candidates match is replayed from it
+    `memo` (methods.base.search_memo): the rounds of an earlier search with the same model, windows, metric and
+    candidate rule, each with its candidates and their scores; a round whose candidates match is replayed from it
     instead of computed (the same scores, so the same choices), and every round computed is added to it
     (also the last, whose best candidate the budget refused: a larger budget starts from it)."""
     layers = arch.decoder_layers(model)

@@ -174,3 +174,16 @@ def test_a_larger_budget_replays_the_rounds_a_smaller_one_searched(name):
         arch.decoder_layers(model)[3].mlp.down_proj.weight.mul_(0.5)
     changed = methods.create(name).plan(model, shared, Budget(ratio=0.3))
     assert "replayed_rounds" not in changed.cost
+
+
+def test_sleb_at_a_larger_budget_replays_the_smaller_budgets_rounds():
+    model, tok = tiny_model("llama", n_layers=6)
+    spec = CalibSpec(source="wikipedia", n_samples=4, seq_len=32, batch_size=2)
+    shared = Calibration(spec, model, tok)
+    small = methods.create("sleb").plan(model, shared, Budget(layers=1))
+    large = methods.create("sleb").plan(model, shared, Budget(layers=3))
+    scratch = methods.create("sleb").plan(model, Calibration(spec, model, tok), Budget(layers=3))
+    assert large.scores == scratch.scores and large.ops == scratch.ops
+    assert large.cost["replayed_rounds"] == len(small.scores["rounds"]) == 1
+    assert "replayed_rounds" not in small.cost and "replayed_rounds" not in scratch.cost
+    assert large.cost["pruning"]["tokens"] < scratch.cost["pruning"]["tokens"]
