@@ -238,3 +238,34 @@ def test_sublayer_cells_get_a_units_column_and_a_figure(store, tmp_path):
     figures = [p for p in written if p.name.endswith("-sublayers.png")]
     assert len(figures) == 1 and "smollm2" in figures[0].name
     assert "sublayers each cell dropped" in page
+
+
+def test_coverage_lists_the_planned_cells_the_store_lacks():
+    from bench.report.coverage import coverage_lines, plan_of
+
+    cells = [{"key": "d", "model": "m", "method": "dense"}]
+    cells += [{"key": f"{meth}{r}{s}", "model": "m", "method": meth, "ratio": r, "seed": s}
+              for meth in ("sleb", "shortgpt") for r in (0.125, 0.25) for s in (0, 1, 2)]
+    plan = plan_of("standard", cells)
+    lines = coverage_lines(plan, {"d", "shortgpt0.1250", "shortgpt0.1251", "shortgpt0.1252", "shortgpt0.250",
+                                  "sleb0.1250"})
+    assert lines[0].startswith("- Planned run `standard`: 6 of 13 cells are in this store; 7 missing")
+    assert lines[1] == "  - m: `sleb` ratio 0.125 seeds 1, 2 · ratio 0.25 seeds 0, 1, 2; `shortgpt` ratio 0.25 seeds 1, 2"
+    assert coverage_lines(plan, {c["key"] for c in cells}) == [
+        "- Planned run `standard`: 13 of 13 cells are in this store; none is missing."]
+
+
+def test_report_plan_option_lists_the_presets_missing_cells(store, tmp_path, capsys):
+    """`bench report --plan quick`: the quick preset's 13 cells are not in the fixture store (other settings),
+    and both pages say so under the provenance; an unknown preset is one line and exit 2."""
+    out = tmp_path / "out"
+    assert main(["report", "--store", str(store), "--out", str(out), "--no-figures", "--plan", "quick"]) == 0
+    for page in (LEADERBOARD, PAPER_TABLES):
+        text = (out / page).read_text(encoding="utf-8")
+        assert "- Planned run `quick`: 0 of 13 cells are in this store; 13 missing" in text
+        assert "  - smollm2-135m: the dense cell; `shortgpt` ratio 0.125 seed 0 · ratio 0.25 seed 0;" in text
+    capsys.readouterr()
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "o2"), "--plan", "standrd"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "standard" in err[0]
+    assert not (tmp_path / "o2").exists()

@@ -109,8 +109,9 @@ def check_out(out: str | os.PathLike, force: bool = False, option: str = "--out"
                          f"give {option} another folder, or pass --force to replace {names}")
 
 
-def render(store: str | os.PathLike, out: str | os.PathLike, figures: bool = True) -> list[Path]:
-    """Write the report pages (and figures) for `store` into `out`; returns the files written."""
+def render(store: str | os.PathLike, out: str | os.PathLike, figures: bool = True, plan=None) -> list[Path]:
+    """Write the report pages (and figures) for `store` into `out`; returns the files written. `plan`
+    (bench.report.coverage.Plan): the run the store is meant to hold, whose missing cells the pages list."""
     from bench.report import figures as figs
     from bench.report import header as provenance
     from bench.report import leaderboard, paper
@@ -125,7 +126,7 @@ def render(store: str | os.PathLike, out: str | os.PathLike, figures: bool = Tru
         for group in coll.groups:
             drawn[group.slug] = figs.render(group, out / FIGURES, ev.of(group))
             written += [f.path for f in drawn[group.slug]]
-    header = provenance.header(coll)
+    header = provenance.header(coll, plan)
     pages = {LEADERBOARD: leaderboard.render(coll, header, drawn, FIGURES, ev), PAPER_TABLES: paper.render(coll, header, ev)}
     for name, text in pages.items():
         write_text(out / name, text)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from bench.core.record import CellRecord
+from bench.report.coverage import Plan, coverage_lines
 from bench.report.groups import Collection
 from bench.report.markdown import DASH
 from bench.results.rows import canonical, newest_date
@@ -101,8 +102,9 @@ def _data(records: list[CellRecord]) -> str:
     return ", ".join(distinct(packages)) or DASH
 
 
-def header(coll: Collection) -> str:
-    """The provenance section (markdown) for the records of `coll`."""
+def header(coll: Collection, plan: Plan | None = None) -> str:
+    """The provenance section (markdown) for the records of `coll`; with `plan`, which of its cells the store
+    lacks (bench.report.coverage)."""
     recs = coll.records
     prov = [r.provenance for r in recs]
     versions = [p.get("versions") or {} for p in prov]
@@ -138,4 +140,6 @@ def header(coll: Collection) -> str:
         lines += ["- Perplexity corpora:", *[f"  - {c}" for c in corpora]]
     lines.append(f"- Records: {len(coll.ok_records)} finished, {len(coll.failed)} failed"
                  + (f", {superseded} superseded by newer records of the same cell" if superseded else ""))
+    if plan is not None:
+        lines += coverage_lines(plan, {str(r.key) for r in coll.ok_records})
     return "\n".join(lines) + "\n"
