@@ -59,3 +59,15 @@ def test_transient_fields_stay_out_of_the_record():
     toy = Toy(score=0.5, samples=[{"doc_id": 0}])
     assert toy.to_dict() == {"score": 0.5}
     assert Toy.from_dict(toy.to_dict()) == Toy(score=0.5)
+
+
+def test_prune_seconds_count_the_rounds_a_search_replayed():
+    """A greedy search at 0.25 that replayed the 0.125 search's rounds costs, on its own, its seconds plus
+    what those rounds took (the page's prune seconds are each cell's cost alone)."""
+    from bench.core.record import PruningInfo
+
+    alone = PruningInfo(seconds=10.0, capture_seconds=2.0)
+    replayed = PruningInfo(seconds=10.0, capture_seconds=2.0, cost={"replayed_rounds": 5,
+                                                                    "replayed_round_seconds": 30.5})
+    assert alone.prune_s == 12.0
+    assert replayed.prune_s == 42.5

@@ -193,11 +193,14 @@ class PruningInfo(Part):
 
     @property
     def prune_s(self) -> float | None:
-        """Calibration capture + plan + surgery (the pipeline's seconds without training)."""
+        """Calibration capture + plan + surgery (the pipeline's seconds without training), on its own: a greedy
+        search that replayed the rounds a smaller budget searched (methods.base.search_memo) counts what those
+        rounds took when computed."""
         pipeline = number(self.seconds)
         if pipeline is None:
             return None
-        return (number(self.capture_seconds) or 0.0) + pipeline - (self.train_s or 0.0)
+        replayed = number(self.cost.get("replayed_round_seconds")) or 0.0
+        return (number(self.capture_seconds) or 0.0) + pipeline + replayed - (self.train_s or 0.0)
 
 
 _TOP = ("key", "schema", "status", "error", "started_at", "finished_at", "files", "cell", "model", "pruning",
