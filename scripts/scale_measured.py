@@ -78,9 +78,32 @@ def _cells(store: Path) -> dict[str, dict]:
                                                  for f in (rec["fidelity"] if isinstance(rec["fidelity"], list)
                                                            else [rec["fidelity"]])],
             "stability": (rec.get("stability") or {}).get("mean"),
-            "removed": (rec.get("pruning") or {}).get("removed_original"),
+            "removed": (rec.get("pruning") or {}).get("removed_layers"),
             "timings": rec.get("timings"),
         }
+    return out
+
+
+LOGLIK_TOL = 1e-4    # nats, per choice
+MEASURE_TOL = 1e-5   # relative: perplexity, bits per byte, KL to dense, stability
+
+
+def _rel(x, y) -> float | None:
+    if x is None or y is None:
+        return None if (x is None) != (y is None) else 0.0
+    return abs(x - y) / max(abs(x), abs(y), 1e-12)
+
+
+def _measure_diffs(a: dict, b: dict) -> dict[str, float | None]:
+    """The largest relative difference between the two runs' perplexity, bits per byte, KL to dense and
+    stability (None: one run has the measure and the other not)."""
+    out = {"perplexity": max((_rel(x, y) for x, y in zip(a["perplexity"], b["perplexity"], strict=True)),
+                             default=0.0) if len(a["perplexity"]) == len(b["perplexity"]) else None,
+           "stability": _rel(a["stability"], b["stability"])}
+    fa, fb = a["fidelity"] or [], b["fidelity"] or []
+    for key in ("bits_per_byte", "kl_to_dense"):
+        out[key] = max((_rel(x.get(key), y.get(key)) or 0.0 for x, y in zip(fa, fb, strict=True)), default=0.0) \
+            if len(fa) == len(fb) else None
     return out
 
 
@@ -100,11 +123,13 @@ def main() -> int:
     for cell in both:
         a, b = mem[cell], cap[cell]
         diff = max((abs(x - y) for x, y in zip(a["logliks"], b["logliks"], strict=True)), default=None)
+        measures = _measure_diffs(a, b)
         rows[cell] = {"in_memory": {k: v for k, v in a.items() if k != "logliks"},
                       "capped": {k: v for k, v in b.items() if k != "logliks"},
                       "logliks": len(a["logliks"]), "max_abs_loglik_diff": diff,
+                      "max_rel_measure_diff": measures,
                       "same": a["accuracy"] == b["accuracy"] and a["removed"] == b["removed"] and diff is not None
-                      and diff <= 1e-4}
+                      and diff <= LOGLIK_TOL and all(v is not None and v <= MEASURE_TOL for v in measures.values())}
     out = {"model": args.model, "cap": args.cap, "in_memory_run": _time_log(args.log_mem),
            "capped_run": _time_log(args.log_cap), "cells": rows, "note": args.note,
            "stages": {"in_memory": _stages(args.log_mem), "capped": _stages(args.log_cap)},
@@ -118,8 +143,9 @@ def main() -> int:
         return f"wall {r['wall_s']:.0f} s, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB, {state}"
 
     out["summary"] = (f"{args.model} in memory: {run(im)}; under --max-memory {args.cap}: {run(cp)}; "
-                      f"{len(rows)} cells in both, {sum(r['same'] for r in rows.values())} with equal scores and "
-                      f"log-likelihoods. {args.note}".strip())
+                      f"{len(rows)} cells in both, {sum(r['same'] for r in rows.values())} with equal accuracy and removed "
+                      f"layers, every per-choice log-likelihood within {LOGLIK_TOL:g} nats and perplexity, bits per "
+                      f"byte, KL to dense and stability within {MEASURE_TOL:g} relative. {args.note}".strip())
     (ROOT / "reports/scale-measured.json").write_text(json.dumps(out, indent=1) + "\n")
     print(out["summary"])
     return 0

@@ -262,8 +262,9 @@ def measured_section() -> list[str]:
         rss = f"{r['peak_rss_bytes'] / 2**30:.2f} GiB" if r["peak_rss_bytes"] else "-"
         state = "yes" if r["finished"] else f"no: stopped (signal {r.get('killed_by_signal')})"
         out.append(f"| {label} | {wall} | {rss} | {state} |")
-    out += ["", "| cell | piqa | arc_easy | winogrande | perplexity (C4) | stability | log-likelihoods compared | "
-            "max abs difference | removed layers |", "|---|---|---|---|---|---|---:|---:|---|"]
+    out += ["", "| cell | piqa | arc_easy | winogrande | perplexity (C4) | bits/byte | KL to dense | stability | "
+            "log-likelihoods compared | max abs difference | largest relative difference of the others | removed layers |",
+            "|---|---|---|---|---|---|---|---|---:|---:|---:|---|"]
     for cell, r in m["cells"].items():
         a, b = r["in_memory"], r["capped"]
 
@@ -275,18 +276,23 @@ def measured_section() -> list[str]:
         ppl = pair(a["perplexity"][0] if a["perplexity"] else None, b["perplexity"][0] if b["perplexity"] else None,
                    "{:.4f}")
         stab = pair(a["stability"], b["stability"], "{:.4f}")
+        fid = [pair(*(((x["fidelity"] or [{}])[0]).get(k) for x in (a, b)), "{:.4f}")
+               for k in ("bits_per_byte", "kl_to_dense")]
         diff = f"{r['max_abs_loglik_diff']:.1e}" if r["max_abs_loglik_diff"] is not None else "-"
-        out.append(f"| {cell} | {' | '.join(accs)} | {ppl} | {stab} | {r['logliks']} | {diff} | "
-                   f"{a['removed'] or '-'} |")
+        rel = [v for v in (r.get("max_rel_measure_diff") or {}).values()]
+        rel_text = "-" if not rel else ("a measure missing in one run" if None in rel else f"{max(rel):.1e}")
+        out.append(f"| {cell} | {' | '.join(accs)} | {ppl} | {' | '.join(fid)} | {stab} | {r['logliks']} | {diff} | "
+                   f"{rel_text} | {a['removed'] or '-'} |")
     for cell, r in m.get("only_capped", {}).items():
         accs = [f"{r['accuracy'].get(t):.3f}" if r["accuracy"].get(t) is not None else "-"
                 for t in ("piqa", "arc_easy", "winogrande")]
         ppl = f"{r['perplexity'][0]:.4f}" if r["perplexity"] else "-"
         stab = f"{r['stability']:.4f}" if r["stability"] is not None else "-"
-        out.append(f"| {cell} (capped run only) | {' | '.join(accs)} | {ppl} | {stab} | {r['logliks']} | - | "
-                   f"{r['removed'] or '-'} |")
+        out.append(f"| {cell} (capped run only) | {' | '.join(accs)} | {ppl} | - | - | {stab} | {r['logliks']} | - | "
+                   f"- | {r['removed'] or '-'} |")
     stages = m.get("stages") or {}
-    if stages.get("in_memory") or stages.get("capped"):
+    stopped = not (m["in_memory_run"]["finished"] and m["capped_run"]["finished"])
+    if stopped and (stages.get("in_memory") or stages.get("capped")):  # what a stopped run's log says it did
         out += ["", "The dense cell's stages as each run logged them (score as logged, seconds):", "",
                 "| stage | in memory | capped | seconds in memory | seconds capped |", "|---|---|---|---:|---:|"]
         a, b = stages.get("in_memory", {}), stages.get("capped", {})
@@ -306,12 +312,21 @@ def measured_section() -> list[str]:
     for cell, r in m.get("only_capped", {}).items():
         for stage, secs in (r["timings"] or {}).items():
             out.append(f"| {cell} | {stage.removesuffix('_s')} | - | {secs:.0f} | - |")
+    totals: dict[str, list[float]] = {}
     for cell, r in m["cells"].items():
         a, b = r["in_memory"]["timings"] or {}, r["capped"]["timings"] or {}
         for stage in a:
             if stage in b and a[stage]:
                 out.append(f"| {cell} | {stage.removesuffix('_s')} | {a[stage]:.0f} | {b[stage]:.0f} | "
                            f"{b[stage] / a[stage]:.1f}x |")
+                if stage != "total_s":
+                    pair_s = totals.setdefault(stage.removesuffix("_s"), [0.0, 0.0])
+                    pair_s[0], pair_s[1] = pair_s[0] + a[stage], pair_s[1] + b[stage]
+    if len(m["cells"]) > 1:
+        out += ["", "Each stage summed over the cells both runs finished:", "",
+                "| stage | in memory | capped | ratio |", "|---|---:|---:|---:|"]
+        for stage, (x, y) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
+            out.append(f"| {stage} | {x:.0f} | {y:.0f} | {y / x:.1f}x |")
     out.append("")
     return out
 
