@@ -229,3 +229,22 @@ def test_run_without_the_report_package_fails_before_the_run(tiny_env, tmp_path,
     with pytest.raises(ImportError, match="bench.report"):
         _run(tiny_env, tmp_path)
     assert not (tmp_path / "store").exists()
+
+
+def test_pruned_cells_are_estimated_from_the_dense_cell_until_one_is_measured():
+    """The standard preset's first pruned cells: the dense cell measured BoolQ at 2 s a document, no pruned
+    cell is finished yet, so a pruned cell's estimate is the dense rates times the reference's pruned/dense
+    ratio, plus the dense cell's other stages and the reference pruning time, marked "from dense"."""
+    from bench.models import zoo
+    from bench.run.cells import Cell
+    from bench.run.estimate import PRUNED_OVER_DENSE, REFERENCE, Rates, _cell_seconds
+
+    rates = Rates(per_doc={"dense": {"boolq": 2.0}}, other_s={"dense": 300.0}, cells={"dense": 1})
+    cell = Cell(model="smollm2-135m", method="shortgpt", ratio=0.25, seed=0)
+    seconds, basis = _cell_seconds(rates, "pruned", cell, {"boolq": 1000}, zoo)
+    assert seconds == pytest.approx(2.0 * PRUNED_OVER_DENSE * 1000 + 300.0 + REFERENCE["pruned"]["prune_s"])
+    assert basis == "from dense+reference"
+    rates.per_doc["pruned"] = {"boolq": 0.5}
+    rates.other_s["pruned"] = 100.0
+    rates.prune_s["shortgpt"] = 3.0
+    assert _cell_seconds(rates, "pruned", cell, {"boolq": 1000}, zoo) == (pytest.approx(603.0), "measured")

@@ -38,7 +38,8 @@ from bench.run.config import RunSpec
 #   for fp32, plus about a minute of latency probes: 300 s a cell;
 # - pruning: 60 s (a one-pass criterion on 64 x 128 calibration tokens); greedy searches (SLEB, BlockPruner,
 #   FinerCut, LaCo) take far longer, which only the store's own measurements show.
-# After the first finished cells of a model, the store's measurements replace all of these.
+# After the first finished cells of a model, the store's measurements replace all of these (pruned cells
+# before any is measured: the dense cell's, scaled, see PRUNED_OVER_DENSE).
 REFERENCE_PARAMS = 134_515_008
 REFERENCE = {
     "dense": {"accuracy_per_doc": {}, "accuracy_default": 0.22, "other_s": 300.0},
@@ -202,8 +203,15 @@ def _prune_seconds(rates: Rates, cell: Cell, zoo) -> tuple[float, str]:
     return REFERENCE["pruned"]["prune_s"] * _scale(cell.model, zoo), "reference"
 
 
+# A pruned cell before any pruned cell of its model is measured: the dense cell's measurements times the
+# reference's pruned-to-dense ratio (a pruned cell starts from the dense model's stored layer states), marked
+# "from dense" in the plan.
+PRUNED_OVER_DENSE = REFERENCE["pruned"]["accuracy_default"] / REFERENCE["dense"]["accuracy_default"]
+
+
 def _cell_seconds(rates: Rates, kind: str, cell: Cell, docs: dict[str, int], zoo) -> tuple[float, str]:
     measured = rates.per_doc.get(kind) or {}
+    dense = rates.per_doc.get("dense") or {}
     ref = REFERENCE[kind]
     scale = _scale(cell.model, zoo)
     seconds, bases = 0.0, set()
@@ -211,12 +219,18 @@ def _cell_seconds(rates: Rates, kind: str, cell: Cell, docs: dict[str, int], zoo
         if task in measured:
             seconds += measured[task] * n
             bases.add("measured")
+        elif kind == "pruned" and task in dense:
+            seconds += dense[task] * PRUNED_OVER_DENSE * n
+            bases.add("from dense")
         else:
             seconds += ref["accuracy_per_doc"].get(task, ref["accuracy_default"]) * scale * n
             bases.add("reference")
     if kind in rates.other_s:
         seconds += rates.other_s[kind]
         bases.add("measured")
+    elif kind == "pruned" and "dense" in rates.other_s:
+        seconds += rates.other_s["dense"]
+        bases.add("from dense")
     else:
         seconds += ref["other_s"] * scale
         bases.add("reference")
