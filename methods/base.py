@@ -202,24 +202,6 @@ class Search:
         return {**out, "pruning": self.meter.result()} if self.meter is not None else out
 
 
-def search_memo(calib, method: str, params: Any, model) -> list:
-    """The rounds a greedy search of `method` with `params` already ran on these calibration windows and this
-    model (its weights as they are now: storage and version counter of every parameter, so an in-place change
-    is a new memo), one entry per round. The runner plans ratio 0.125 and then 0.25 of a method on the same
-    windows, and the larger budget's first rounds are the smaller one's: it replays them (SLEB,
-    methods.sublayers.greedy_search)."""
-    weights = tuple((name, t.data_ptr(), t._version, tuple(t.shape)) for name, t in model.named_parameters())
-    return calib.memo("greedy_search", method, repr(params), id(model), hash(weights))
-
-
-def replayed_cost(rounds: int, seconds: float) -> dict[str, Any]:
-    """What a plan's cost says of rounds replayed from an earlier search (nothing when none were): how many,
-    and the seconds they took when computed (the search's own seconds plus these: its cost on its own)."""
-    if not rounds:
-        return {}
-    return {"replayed_rounds": rounds, "replayed_round_seconds": round(seconds, 3)}
-
-
 # ------------------------------------------------------------------------------------------------ pruner
 
 

@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from methods import register
-from methods.base import Budget, Pruner, Search, replayed_cost, search_memo
+from methods.base import Budget, Pruner, Search
+from methods.memo import replayed_cost, search_memo
 from methods.sublayers import (
     Metric,
     Unit,

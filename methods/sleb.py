@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 from bench.core.errors import BudgetError
 from methods import register
-from methods.base import Budget, Pruner, Search, replayed_cost, search_memo
+from methods.base import Budget, Pruner, Search
 from methods.bypass import bypass_losses
+from methods.memo import replayed_cost, search_memo
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +68,16 @@ class SLEB(Pruner):
                     raise BudgetError(f"SLEB cannot remove {k} of {n} layers with barriers "
                                       f"{p.early_barrier}/{p.latter_barrier}: no candidate left after "
                                       f"{len(removed)} removals", "lower the budget or the barriers")
-                if r < len(memo) and memo[r]["candidates"] == candidates:
-                    totals, tokens = memo[r]["totals"], memo[r]["tokens"]
-                    replayed, replayed_s = replayed + 1, replayed_s + memo[r]["seconds"]
+                done = memo.get(r, candidates)
+                if done is not None:
+                    totals, tokens = {c: done["totals"][str(c)] for c in candidates}, done["tokens"]
+                    replayed, replayed_s = replayed + 1, replayed_s + done["seconds"]
                 else:
                     t_round = time.perf_counter()
                     totals, tokens = bypass_losses(model, calib.batches(), removed, candidates, reuse=p.reuse)
                     search.add(tokens=tokens * len(candidates))
-                    del memo[r:]
-                    memo.append({"candidates": candidates, "totals": totals, "tokens": tokens,
-                                 "seconds": time.perf_counter() - t_round})
+                    memo.add(r, {"candidates": candidates, "totals": {str(c): totals[c] for c in candidates},
+                                 "tokens": tokens, "seconds": time.perf_counter() - t_round})
                 best = min(candidates, key=lambda c: (totals[c], c))
                 removed.append(best)
                 log.info("sleb round %d/%d: removed layer %d of %d candidates (calibration NLL %.4f) at %.0f s",

@@ -27,6 +27,7 @@ from bench.core.errors import BudgetError
 from bench.models import arch, sublayer
 from methods.base import Budget
 from methods.bypass import _constant, _identity, _prefix_states, _returns_tuple, patched
+from methods.memo import SearchMemo
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +90,16 @@ class SearchResult(NamedTuple):
 @torch.inference_mode()
 def greedy_search(model, batches: list[tuple[torch.Tensor, torch.Tensor]], metric: Metric,
                   candidates: Callable[[list[Unit]], list[Unit]], target: float, sizes: dict[Unit, int],
-                  method: str, reuse: bool = True, memo: list | None = None) -> SearchResult:
+                  method: str, reuse: bool = True, memo: SearchMemo | None = None) -> SearchResult:
     """Remove units one at a time, each round the candidate of lowest `metric` (ties: the first in the list
     `candidates(chosen)` returns, the official iteration order), until the budget is met.
 
-    `memo` (methods.base.search_memo): the rounds of an earlier search with the same model, windows, metric and
+    `memo` (methods.memo.search_memo): the rounds of an earlier search with the same model, windows, metric and
     candidate rule, each with its candidates and their scores; a round whose candidates match is replayed from it
     instead of computed (the same scores, so the same choices), and every round computed is added to it
     (also the last, whose best candidate the budget refused: a larger budget starts from it)."""
     layers = arch.decoder_layers(model)
-    memo = [] if memo is None else memo
+    memo = SearchMemo() if memo is None else memo
     chosen: list[Unit] = []
     rounds: list[dict[str, Any]] = []
     removed_params, forwards, replayed, replayed_s = 0, 0, 0, 0.0
@@ -114,17 +115,18 @@ def greedy_search(model, batches: list[tuple[torch.Tensor, torch.Tensor]], metri
         if not Budget.take_next(removed_params, max(sizes[c] for c in cands), target) and \
                 not Budget.take_next(removed_params, smallest, target):
             break  # no candidate would bring the removed parameters nearer the target
-        done = memo[len(chosen)] if len(chosen) < len(memo) else None
-        replay = done is not None and done["candidates"] == cands
+        names = [unit_name(c) for c in cands]
+        done = memo.get(len(chosen), names)
+        replay = done is not None
         if replay:
-            values = done["values"]
+            values = {c: done["values"][unit_name(c)] for c in cands}
             replayed, replayed_s = replayed + 1, replayed_s + done["seconds"]
         else:
             t_round = time.perf_counter()
             values = _round(model, layers, batches, metric, cands, chosen, reuse, tuple_out, identity)
             forwards += len(cands) * len(batches)
-            del memo[len(chosen):]
-            memo.append({"candidates": list(cands), "values": values, "seconds": time.perf_counter() - t_round})
+            memo.add(len(chosen), {"candidates": names, "values": {unit_name(c): values[c] for c in cands},
+                                   "seconds": time.perf_counter() - t_round})
         best = min(cands, key=lambda c: (values[c], cands.index(c)))
         if not Budget.take_next(removed_params, sizes[best], target):
             break  # the best candidate would overshoot: stop here (the tie rule of Budget.take_next)

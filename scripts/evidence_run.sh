@@ -13,8 +13,9 @@
 #   scripts/evidence_run.sh stop             stop the run (the running cell is lost; `start` resumes)
 #
 # The run's store lives outside the checkout (../evidence-store), so a half-written cell never reaches git;
-# `collect` copies only cells whose record says ok (a record is written last, atomically). Run `collect` at
-# least every hour. Cells are keyed by what determines their results (bench.run.cells), so a later commit that
+# `collect` copies only cells whose record says ok (a record is written last, atomically), and the rounds of
+# greedy searches computed so far (searches/, written atomically after each round), so a search of hours
+# resumes on a fresh machine. Run `collect` at least every hour. Cells are keyed by what determines their results (bench.run.cells), so a later commit that
 # changes no evaluation setting resumes the same cells.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,11 +35,21 @@ case "${1:-}" in
     if [ ! -d "$WORKTREE" ]; then git worktree add --detach "$WORKTREE" "$commit";
     else git -C "$WORKTREE" checkout -q --detach "$(git rev-parse "$commit")"; fi
     mkdir -p "$STORE/cells"
-    # resume on a fresh machine: cells already collected into the checkout are not computed again
+    # resume on a fresh machine: cells already collected into the checkout are not computed again, and
+    # greedy searches resume from their collected rounds
     for cell in "$DEST"/cells/*/; do
       [ -d "$cell" ] || continue
       key=$(basename "$cell")
       [ -d "$STORE/cells/$key" ] || cp -r "$cell" "$STORE/cells/$key"
+    done
+    mkdir -p "$STORE/searches"
+    for search in "$DEST"/searches/*.json; do
+      [ -f "$search" ] || continue
+      name=$(basename "$search")
+      # the longer of the two (a search's rounds only grow)
+      if [ ! -f "$STORE/searches/$name" ] || [ "$(wc -c < "$search")" -gt "$(wc -c < "$STORE/searches/$name")" ]; then
+        cp "$search" "$STORE/searches/$name"
+      fi
     done
     (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" setsid nohup nice -n "${EVIDENCE_NICE:-10}" "$PY" -m bench run --preset "$PRESET" --store "$STORE" \
         --plain --no-report "$@" >> "$STORE/run.log" 2>&1 < /dev/null &)
@@ -58,11 +69,25 @@ case "${1:-}" in
       cp -r "$cell" "$DEST/cells/$key.tmp" && mv "$DEST/cells/$key.tmp" "$DEST/cells/$key"
       n=$((n + 1))
     done
-    if [ "$n" -gt 0 ]; then
-      git add "$DEST/cells"
-      git commit -q -m "Evidence run: $n finished cell(s) of the $PRESET preset" -- "$DEST/cells"
+    # the rounds of greedy searches still running or stopped (methods.memo): a fresh machine resumes them
+    mkdir -p "$DEST/searches"
+    s=0
+    for search in "$STORE"/searches/*.json; do
+      [ -f "$search" ] || continue
+      name=$(basename "$search")
+      cmp -s "$search" "$DEST/searches/$name" && continue
+      cp "$search" "$DEST/searches/$name.tmp" && mv "$DEST/searches/$name.tmp" "$DEST/searches/$name"
+      s=$((s + 1))
+    done
+    paths=()
+    [ "$n" -gt 0 ] && paths+=("$DEST/cells")
+    [ "$s" -gt 0 ] && paths+=("$DEST/searches")
+    if [ "${#paths[@]}" -gt 0 ]; then
+      git add -- "${paths[@]}"
+      git commit -q -m "Evidence run: $n finished cell(s), $s greedy search(es) advanced, of the $PRESET preset" \
+        -- "${paths[@]}"
     fi
-    echo "$n new cell(s) collected into $DEST"
+    echo "$n new cell(s) and $s search file(s) collected into $DEST"
     ;;
   stop)
     pkill -f -- "--store $STORE" || true

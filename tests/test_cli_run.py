@@ -4,6 +4,7 @@ as one line on stderr with exit code 2 and nothing written to the store."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -248,3 +249,24 @@ def test_pruned_cells_are_estimated_from_the_dense_cell_until_one_is_measured():
     rates.other_s["pruned"] = 100.0
     rates.prune_s["shortgpt"] = 3.0
     assert _cell_seconds(rates, "pruned", cell, {"boolq": 1000}, zoo) == (pytest.approx(603.0), "measured")
+
+
+def test_a_run_keeps_greedy_search_rounds_in_its_store(tiny_env, tmp_path):
+    """SLEB at 1 then 2 layers in one run: the second plan replays the first one's round (methods.memo), the
+    store keeps the rounds under searches/, and a second store's run (a new process's view: nothing in
+    memory) of the 2-layer cell replays both rounds from a copy of that folder."""
+    store = tmp_path / "store"
+    cfg = tiny_env.config(tmp_path / "run.yaml", methods=["sleb"], layers=[1, 2])
+    assert main(["run", "--config", str(cfg), "--store", str(store), "--plain", "--no-report"]) == 0
+    (saved,) = (store / "searches").glob("sleb-*.json")
+    assert len(json.loads(saved.read_text())["rounds"]) == 2
+    plans = {json.loads(p.read_text())["budget"]["layers"]: json.loads(p.read_text())
+             for p in store.glob("cells/*/plan.json")}
+    assert "replayed_rounds" not in plans[1]["cost"] and plans[2]["cost"]["replayed_rounds"] == 1
+    again = tmp_path / "again"
+    (again / "searches").mkdir(parents=True)
+    shutil.copy(saved, again / "searches" / saved.name)
+    two = tiny_env.config(tmp_path / "two.yaml", methods=["sleb"], layers=[2])
+    assert main(["run", "--config", str(two), "--store", str(again), "--plain", "--no-report"]) == 0
+    (plan,) = [json.loads(p.read_text()) for p in again.glob("cells/*/plan.json")]
+    assert plan["cost"]["replayed_rounds"] == 2 and plan["scores"] == plans[2]["scores"]

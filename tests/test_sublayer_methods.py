@@ -1,6 +1,7 @@
 """LLM-Drop, BlockPruner and FinerCut on tiny random models: criteria, search rules, budgets, replay."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -187,3 +188,49 @@ def test_sleb_at_a_larger_budget_replays_the_smaller_budgets_rounds():
     assert large.cost["replayed_rounds"] == len(small.scores["rounds"]) == 1
     assert "replayed_rounds" not in small.cost and "replayed_rounds" not in scratch.cost
     assert large.cost["pruning"]["tokens"] < scratch.cost["pruning"]["tokens"]
+
+
+def test_a_stopped_search_resumes_from_its_saved_rounds(tmp_path, monkeypatch):
+    """A greedy search whose windows have a memo folder saves every computed round (methods.memo); a new
+    process (new model object and windows, the same weights and tokens) replays them and computes only the
+    rest, with the plan of a search from scratch; a crash in round 2 leaves round 1 on disk."""
+    import methods.sublayers as sub
+
+    spec = CalibSpec(source="wikipedia", n_samples=4, seq_len=32, batch_size=2)
+
+    def fresh():
+        model, tok = tiny_model("llama", n_layers=6)
+        calib = Calibration(spec, model, tok)
+        calib.memo_dir = tmp_path / "searches"
+        return model, calib
+
+    model, calib = fresh()
+    calls = {"n": 0}
+    real = sub._round
+
+    def crash_in_round_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the run is stopped in its second round
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sub, "_round", crash_in_round_two)
+    with pytest.raises(KeyboardInterrupt):
+        methods.create("finercut").plan(model, calib, Budget(ratio=0.3))
+    monkeypatch.setattr(sub, "_round", real)
+    (saved,) = (tmp_path / "searches").glob("finercut-*.json")
+    assert len(json.loads(saved.read_text())["rounds"]) == 1
+    model, calib = fresh()
+    resumed = methods.create("finercut").plan(model, calib, Budget(ratio=0.3))
+    assert resumed.cost["replayed_rounds"] == 1
+    model, calib = fresh()
+    calib.memo_dir = None
+    scratch = methods.create("finercut").plan(model, calib, Budget(ratio=0.3))
+    assert resumed.scores == scratch.scores and resumed.ops == scratch.ops
+    assert len(json.loads(saved.read_text())["rounds"]) >= len(scratch.scores["rounds"])
+    other_model, tok = tiny_model("llama", n_layers=6, seed=1)  # other weights: another file
+    other = Calibration(spec, other_model, tok)
+    other.memo_dir = tmp_path / "searches"
+    plan = methods.create("finercut").plan(other_model, other, Budget(ratio=0.3))
+    assert "replayed_rounds" not in plan.cost
+    assert len(list((tmp_path / "searches").glob("finercut-*.json"))) == 2

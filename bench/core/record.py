@@ -194,7 +194,7 @@ class PruningInfo(Part):
     @property
     def prune_s(self) -> float | None:
         """Calibration capture + plan + surgery (the pipeline's seconds without training), on its own: a greedy
-        search that replayed the rounds a smaller budget searched (methods.base.search_memo) counts what those
+        search that replayed the rounds a smaller budget searched (methods.memo.search_memo) counts what those
         rounds took when computed."""
         pipeline = number(self.seconds)
         if pipeline is None:

@@ -18,7 +18,8 @@ import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -98,6 +99,9 @@ class Calibration:
         self.tokenizer = tokenizer
         self.windows = token_windows(corpus_documents(spec.source), tokenizer, spec.n_samples, spec.seq_len,
                                      spec.seed, spec.add_bos)
+        # where greedy searches on these windows keep their rounds across processes (methods.memo; the
+        # runner sets the store's searches/ folder); None: in this process only
+        self.memo_dir: Path | None = None
 
     def describe(self) -> dict:
         """The spec plus where its text comes from (provenance): the document range of a built-in corpus
@@ -119,11 +123,6 @@ class Calibration:
     @functools.cached_property
     def stats(self) -> BoundaryStats:
         return capture_boundary_stats(self.model, self.batches(), self.spec.last_boundary)
-
-    def memo(self, *key: Any) -> list:
-        """A list kept on these windows for `key`, for work a method's plans on the same tokens share: a greedy
-        search's rounds (methods.sublayers.greedy_search), computed at one budget and replayed at the next."""
-        return self.__dict__.setdefault("_memos", {}).setdefault(key, [])
 
 
 @torch.inference_mode()

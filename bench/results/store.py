@@ -10,6 +10,8 @@
       results.parquet               a flat pandas view of every record (one row per cell)
       .lock                         serializes index and view updates across processes
       locks/<key>.lock              held while a process computes that cell
+      searches/<method>-<hash>.json the rounds of a greedy search computed so far (methods.memo), so a plan of
+                                    hours resumes where a stopped run left it
 
 Every file is written to a temporary name and renamed, so a crash (even kill -9) leaves either the old
 file or the new one. A cell is finished when its record.json exists; its other files are written first.
@@ -74,6 +76,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = 1
 INDEX = "results.jsonl"
+SEARCHES = "searches"  # greedy-search rounds (methods.memo), per search
 VIEW = "results.parquet"
 
 

@@ -202,8 +202,11 @@ class ModelSession:
     def _calibration(self, seed: int):
         if seed not in self.calibs:
             from bench.data.calibration import Calibration
+            from bench.results.store import SEARCHES
 
-            self.calibs[seed] = Calibration(calib_spec(self.spec, seed), self.model, self.tokenizer)
+            calib = Calibration(calib_spec(self.spec, seed), self.model, self.tokenizer)
+            calib.memo_dir = self.store.root / SEARCHES  # greedy searches resume across runs (methods.memo)
+            self.calibs[seed] = calib
         return self.calibs[seed]
 
     def _training_data(self):
