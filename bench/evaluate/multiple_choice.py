@@ -273,7 +273,8 @@ def evaluate_accuracy(
     is stamped on the result unchanged. `score_contexts` also scores each request's context on its own
     (from the BOS / end-of-text token, as lm-eval scores an empty context) and stores, per sample and choice,
     `context_loglik` and `context_n_tokens`: what stability's question-plus-answer spread needs (the dense
-    cell only; one more pass over the contexts, about a third more scoring).
+    cell only; one more pass over the contexts: up to as much again as the accuracy pass where contexts are
+    long and answers short, 1617 of 3379 s on 1000 BoolQ documents for SmolLM2-135M).
     """
     infos = task_registry.resolve(tasks)
     if data not in ("local", "hub"):
