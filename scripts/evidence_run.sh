@@ -15,7 +15,9 @@
 # The run's store lives outside the checkout (../evidence-store), so a half-written cell never reaches git;
 # `collect` copies only cells whose record says ok (a record is written last, atomically), and the rounds of
 # greedy searches computed so far (searches/, written atomically after each round), so a search of hours
-# resumes on a fresh machine. Run `collect` at least every hour. Cells are keyed by what determines their results (bench.run.cells), so a later commit that
+# resumes on a fresh machine. Run `collect` at least every hour. The dense model's layer states that pruned cells
+# start from stay in the run's store (`--engine-states store`: ../evidence-store/states, up to 16 GiB, never
+# committed; a fresh machine computes them again). Cells are keyed by what determines their results (bench.run.cells), so a later commit that
 # changes no evaluation setting resumes the same cells.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +54,7 @@ case "${1:-}" in
       fi
     done
     (cd "$WORKTREE" && PYTHONPATH="$WORKTREE" setsid nohup nice -n "${EVIDENCE_NICE:-10}" "$PY" -m bench run --preset "$PRESET" --store "$STORE" \
-        --plain --no-report "$@" >> "$STORE/run.log" 2>&1 < /dev/null &)
+        --plain --no-report --engine-states store "$@" >> "$STORE/run.log" 2>&1 < /dev/null &)
     echo "evidence run started from $(git -C "$WORKTREE" rev-parse --short HEAD); log: $STORE/run.log"
     ;;
   status)

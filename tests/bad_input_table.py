@@ -96,6 +96,7 @@ SECTIONS: dict[str, list[tuple[str, list[str], str]]] = {
     'argparse (finding 7: one line and a hint, not a usage block)': [
         ("run-unknown-option", [*RUN, "--bogus"], "bench run: unrecognized arguments: --bogus (hint: see `bench run --help`)"),
         ("run-unknown-executor", [*RUN, "--executor", "cloud"], "argument --executor: invalid choice"),
+        ("run-unknown-engine-states", [*RUN, "--engine-states", "disk"], "argument --engine-states: invalid choice"),
         ("run-fewshot-not-int", [*RUN, "--num-fewshot", "some"], "argument --num-fewshot: invalid int value"),
         ("no-such-command", ["frobnicate"], "invalid choice: 'frobnicate'"),
         ("ls-unknown-registry", ["ls", "gizmos"], "bench ls: argument what: invalid choice"),

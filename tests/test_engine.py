@@ -255,3 +255,79 @@ def test_requests_sharing_only_a_start_token_pack_into_bounded_rows():
     choices = [(None, [5, 6, 7], [8]), (None, [5, 6, 7], [9]), (None, [5, 6, 7], [8])]
     (row,) = packing.group_requests(choices, max_length=512, max_row=4)
     assert row.blocks == [(8,), (9,)] and row.members == [0, 1, 0]
+
+
+def test_states_on_disk_serve_a_later_process(toy_data, tmp_path):
+    """`DiskBoundaryStates`: the dense model's states written by one evaluation are found by a fresh instance
+    on the same folder (a later run), a pruned model starts from them with lm-eval's numbers, a budget too
+    small stores nothing, a check that fails removes what the call wrote, and a damaged file is removed and
+    its rows scored from the embeddings."""
+    from bench.evaluate.engine.disk_states import DiskBoundaryStates, states_folder
+
+    dense, tok = _tiny()
+    folder = states_folder(tmp_path / "states", {"weights": "tiny", "dtype": "float32"})
+    assert (folder / "identity.json").exists() and states_folder(tmp_path / "states", {"weights": "tiny",
+                                                                                      "dtype": "float32"}) == folder
+    writer = DiskBoundaryStates(folder)
+    dense_eval = evaluate_accuracy(dense, tok, TASKS, batch_size=4, engine="prefix", reuse=Reuse(writer, 6, (3,)))
+    assert writer.nbytes > 0 and set(writer.index) == {3}
+    assert sorted(dense_eval.engine_stats["recorded"]) == [3]
+    files = sorted((folder / "b3").glob("*.safetensors"))
+    assert len(files) == len(writer.index[3]) and not list(folder.rglob("*.tmp"))
+
+    reader = DiskBoundaryStates(folder)          # what a later run sees
+    assert reader.index == writer.index and reader.nbytes == sum(f.stat().st_size for f in files)
+    pruned = copy.deepcopy(dense)
+    arch.remove_layers(pruned, [3, 4])
+    plain = evaluate_accuracy(pruned, tok, TASKS, batch_size=4, engine="lm-eval")
+    engine = evaluate_accuracy(pruned, tok, TASKS, batch_size=4, engine="prefix", reuse=Reuse(reader, 3, (3,)))
+    assert_same(plain, engine)
+    assert set(engine.engine_stats["start_boundaries"]) == {"3"} and engine.engine_stats["recorded"] == []
+
+    full = DiskBoundaryStates(tmp_path / "full", max_bytes=1)
+    evaluate_accuracy(dense, tok, ["piqa"], batch_size=4, engine="prefix", reuse=Reuse(full, 6, (2,)))
+    assert not full.index and not (tmp_path / "full" / "b2").exists()
+
+    other, _ = _tiny()                           # states from another model fail the first-batch check ...
+    with torch.no_grad():
+        for p in arch.decoder_layers(other)[0].parameters():
+            p.mul_(3.0)
+    wrong = DiskBoundaryStates(folder)
+    engine = evaluate_accuracy(other, tok, ["piqa"], batch_size=4, engine="prefix", reuse=Reuse(wrong, 4, (4,)))
+    assert engine.engine_stats["fallback"] is not None
+    assert 4 not in DiskBoundaryStates(folder).index   # ... and what that call wrote is gone
+
+    files[0].write_bytes(b"damaged")
+    again = DiskBoundaryStates(folder)
+    engine = evaluate_accuracy(pruned, tok, TASKS, batch_size=4, engine="prefix", reuse=Reuse(again, 3))
+    assert not files[0].exists()
+    assert_same(plain, engine)
+
+
+def test_a_run_keeps_engine_states_in_its_store(toy_data, tiny_env, tmp_path):
+    """`bench run --engine-states store`: the dense cell stores boundaries under <store>/states/, the pruned cell
+    starts from its own; a second run (a new process's view: nothing in memory, the dense cell not computed
+    again) of that cell starts there too and gets the same per-sample log-likelihoods."""
+    import json
+
+    from bench.cli import main
+
+    store = tmp_path / "store"
+    cfg = tiny_env.config(tmp_path / "run.yaml", methods=["last"], layers=[1],
+                          eval={"tasks": ["piqa"], "perplexity": None, "engine": "prefix"})
+
+    def run(*extra):
+        assert main(["run", "--config", str(cfg), "--store", str(store), "--plain", "--no-report",
+                     "--engine-states", "store", *extra]) == 0
+        (key,) = [json.loads(p.read_text())["key"] for p in store.glob("cells/*/record.json")
+                  if json.loads(p.read_text())["cell"]["kind"] != "dense"]
+        accuracy = json.loads((store / "cells" / key / "accuracy.json").read_text())
+        rows = (store / "cells" / key / "samples.jsonl").read_text().splitlines()
+        return accuracy["engine_stats"]["piqa"], [json.loads(r)["loglik"] for r in rows]
+
+    first, ll = run()
+    (folder,) = (store / "states").iterdir()
+    assert json.loads((folder / "identity.json").read_text())["batch_size"] == 2
+    assert (folder / "b3").is_dir() and set(first["start_boundaries"]) == {"3"}   # the dense cell stored it
+    second, ll_again = run("--force", "--methods", "last")
+    assert set(second["start_boundaries"]) == {"3"} and ll_again == ll

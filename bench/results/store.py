@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 SCHEMA = 1
 INDEX = "results.jsonl"
 SEARCHES = "searches"  # greedy-search rounds (methods.memo), per search
+STATES = "states"  # the dense models' layer states for the evaluation engine (`--engine-states store`)
 VIEW = "results.parquet"
 
 

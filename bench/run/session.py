@@ -250,20 +250,41 @@ class ModelSession:
 
     def _reuse(self, cell: Cell, model, pruning: PruningInfo | None):
         """What the evaluation engine may reuse: the dense cell stores boundary states (a quarter of the
-        budget per task, coarse to fine); a pruned cell starts from the deepest stored boundary within the
-        layers it shares with the dense model (`shared_layers`) and stores that boundary for later cells."""
+        budget per task, coarse to fine; a sixteenth on disk); a pruned cell starts from the deepest stored
+        boundary within the layers it shares with the dense model (`shared_layers`) and stores that boundary
+        for later cells (on disk, `--engine-states store`, also the two coarsest boundaries below it)."""
         if self.spec.eval.engine != "prefix":
             return None
         from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order
         from bench.models import arch
 
         if self.states is None:
-            self.states = BoundaryStates()
+            self.states = self._new_states() if self.spec.engine_states == "store" else BoundaryStates()
         if cell.dense:
             n = arch.num_layers(model)
-            return Reuse(self.states, n, tuple(bisection_order(n)), share=0.25)
+            # on disk, a sixteenth of the budget per task: the pruned cells' own boundaries need the rest
+            return Reuse(self.states, n, tuple(bisection_order(n)),
+                         share=0.0625 if self.spec.engine_states == "store" else 0.25)
         shared = (pruning.shared_layers if pruning is not None else None) or 0
-        return Reuse(self.states, shared, (shared,) if shared else ())
+        record = (shared,) if shared else ()
+        if shared and self.spec.engine_states == "store":
+            # kept for later runs too: also the two coarsest boundaries below it, for cells that share less
+            record += tuple(b for b in bisection_order(arch.num_layers(self.model)) if b < shared)[:2]
+        return Reuse(self.states, shared, record)
+
+    def _new_states(self):
+        """The store's states of this dense model as this run computes them (`--engine-states store`)."""
+        from bench.evaluate.engine import lm
+        from bench.evaluate.engine.disk_states import DiskBoundaryStates, states_folder
+        from bench.results.store import STATES
+        from bench.run.cells import device_and_dtype, key_versions, model_fingerprint
+
+        device, dtype = device_and_dtype(self.spec)
+        identity = {"weights": model_fingerprint(self.name), "device": device, "dtype": dtype,
+                    "versions": key_versions(), "batch_size": self.spec.eval.batch_size,
+                    "layout": {"max_row_tokens": lm.MAX_ROW_TOKENS, "max_batch_tokens": lm.MAX_BATCH_TOKENS,
+                               "max_batch_attention": lm.MAX_BATCH_ATTENTION}}
+        return DiskBoundaryStates(states_folder(self.store.root / STATES, identity))
 
     def _dense_reference(self) -> dict[str, Outcome]:
         """The dense cell's outcomes for the pruned cells: read back from the store, else computed now,

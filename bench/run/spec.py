@@ -16,6 +16,7 @@ from typing import Any
 from bench.core.errors import BudgetError, ConfigError
 
 EXECUTORS = ("local", "slurm", "submitit-local")
+ENGINE_STATES = ("memory", "store")  # where the evaluation engine keeps boundary states (bench.evaluate.engine)
 ALL = "all"  # `methods: all` means every registered method
 MAX_LIST = 1_000  # entries of any one list (models, methods, ratios, layers, seeds, tasks, corpora)
 MAX_CELLS = 100_000  # cells of one run (models x methods x budgets x seeds, plus the dense cells)
@@ -268,6 +269,11 @@ class RunSpec:
     offload_folder: str | None = option(None, flag="--offload-dir",
                                         help="where --max-memory offloads weights it must copy (default: the "
                                              "cache's offload/)")
+    engine_states: str = option("memory", flag="--engine-states", choices=ENGINE_STATES,
+                                help="where the evaluation engine keeps the dense model's layer states that pruned "
+                                     "cells start from: memory (this run, 1 GiB) or store (<store>/states/, kept "
+                                     "for later runs: gigabytes of disk at 1000 documents per task, at most "
+                                     "BENCH_ENGINE_STATE_DISK_MB, default 16 GiB)")
     executor: str = option("local", flag="--executor", choices=EXECUTORS,
                            help="in-process (default) or one Slurm job per cell")
     store: str = option("store", flag="--store", help="result store folder (default ./store)")
@@ -308,6 +314,8 @@ class RunSpec:
         if cells > MAX_CELLS:
             raise ConfigError(f"this run has {cells:,} cells, more than the {MAX_CELLS:,} one run takes",
                               "split it into several runs over one store")
+        if self.engine_states not in ENGINE_STATES:
+            raise ConfigError(f"unknown engine_states {self.engine_states!r}", f"use {' or '.join(ENGINE_STATES)}")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r}", f"use {', '.join(EXECUTORS)}")
         from bench.models.offload import parse_max_memory
