@@ -251,6 +251,25 @@ def test_pruned_cells_are_estimated_from_the_dense_cell_until_one_is_measured():
     assert _cell_seconds(rates, "pruned", cell, {"boolq": 1000}, zoo) == (pytest.approx(603.0), "measured")
 
 
+def test_the_dense_cells_context_pass_is_left_out_of_pruned_estimates():
+    """A dense cell records lm-eval's scoring seconds per task apart from its stage (which also holds the
+    context pass stability needs, and pruned cells skip); before a pruned cell is measured, a pruned cell at
+    ratio r is estimated from that scoring rate times 1 - r."""
+    from bench.models import zoo
+    from bench.run.cells import Cell
+    from bench.run.estimate import REFERENCE, _cell_seconds, measured_rates
+
+    record = {"status": "ok", "cell": {"model": "m", "kind": "dense"},
+              "accuracy": {"tasks": {"boolq": {"n": 1000}}},
+              "timings": {"accuracy_boolq_s": 3000.0, "scoring_boolq_s": 1600.0, "total_s": 3400.0}}
+    rates = measured_rates([record], "m")
+    assert rates.per_doc["dense"] == {"boolq": 3.0} and rates.scoring_per_doc == {"boolq": 1.6}
+    cell = Cell(model="smollm2-135m", method="shortgpt", ratio=0.25, seed=0)
+    seconds, basis = _cell_seconds(rates, "pruned", cell, {"boolq": 1000}, zoo)
+    assert seconds == pytest.approx(1.6 * 0.75 * 1000 + 400.0 + REFERENCE["pruned"]["prune_s"])
+    assert basis == "from dense+reference"   # a run records them: tests/test_engine.py, --engine-states store
+
+
 def test_a_run_keeps_greedy_search_rounds_in_its_store(tiny_env, tmp_path):
     """SLEB at 1 then 2 layers in one run: the second plan replays the first one's round (methods.memo), the
     store keeps the rounds under searches/, and a second store's run (a new process's view: nothing in

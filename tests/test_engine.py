@@ -326,6 +326,9 @@ def test_a_run_keeps_engine_states_in_its_store(toy_data, tiny_env, tmp_path):
         return accuracy["engine_stats"]["piqa"], [json.loads(r)["loglik"] for r in rows]
 
     first, ll = run()
+    (dense,) = [json.loads(p.read_text()) for p in store.glob("cells/*/record.json")
+                if json.loads(p.read_text())["cell"]["kind"] == "dense"]
+    assert 0 < dense["timings"]["scoring_piqa_s"] < dense["timings"]["accuracy_piqa_s"]   # for the estimate
     (folder,) = (store / "states").iterdir()
     assert json.loads((folder / "identity.json").read_text())["batch_size"] == 2
     assert (folder / "b3").is_dir() and set(first["start_boundaries"]) == {"3"}   # the dense cell stored it

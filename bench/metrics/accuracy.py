@@ -34,6 +34,9 @@ class AccuracyEvaluator(Evaluator):
                     num_fewshot=ev.num_fewshot, identity=ctx.cell.info(),
                     keep_lm_eval_samples=ev.log_lm_eval_samples, subset=ev.subset, subset_seed=ev.subset_seed,
                     engine=ev.engine, reuse=ctx.reuse, score_contexts=ctx.cell.dense and bool(ev.stability)))
+            # lm-eval's scoring alone: the stage also holds the dense cell's context pass (stability's
+            # spread), which pruned cells skip (what `bench run --dry-run` estimates them from)
+            ctx.timings[f"scoring_{task}_s"] = parts[-1].wall_s
         result = merge_results(parts)  # every task's version kept in the provenance
         result.engine_stats = {task: part.engine_stats for task, part in zip(ev.tasks, parts, strict=True)}
         dense = (ctx.reference or {}).get("accuracy")

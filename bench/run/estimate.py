@@ -53,6 +53,7 @@ class Rates:
     seconds per cell for the rest; pruning seconds per method."""
 
     per_doc: dict[str, dict[str, float]] = field(default_factory=dict)   # kind -> task -> s/doc
+    scoring_per_doc: dict[str, float] = field(default_factory=dict)      # dense: task -> s/doc, no context pass
     other_s: dict[str, float] = field(default_factory=dict)              # kind -> s/cell besides accuracy
     prune_s: dict[str, float] = field(default_factory=dict)              # method -> s/cell
     cells: dict[str, int] = field(default_factory=dict)                  # kind -> finished cells measured
@@ -62,6 +63,7 @@ class Rates:
 def measured_rates(records: list[dict[str, Any]], model: str) -> Rates:
     """Rates from the finished, evaluated (not shared) cells of `model` in a store's records."""
     per_doc: dict[str, dict[str, list[float]]] = {"dense": {}, "pruned": {}}
+    scoring: dict[str, list[float]] = {}
     other: dict[str, list[float]] = {"dense": [], "pruned": []}
     prune: dict[str, list[float]] = {}
     for r in records:
@@ -79,6 +81,8 @@ def measured_rates(records: list[dict[str, Any]], model: str) -> Rates:
             if seconds and n:
                 per_doc[kind].setdefault(task, []).append(seconds / n)
                 accuracy_s += seconds
+                if kind == "dense" and timings.get(f"scoring_{task}_s"):
+                    scoring.setdefault(task, []).append(timings[f"scoring_{task}_s"] / n)
         prune_s = timings.get("prune_s", 0.0) + timings.get("calibration_s", 0.0)
         total = timings.get("total_s")
         if total:
@@ -86,6 +90,7 @@ def measured_rates(records: list[dict[str, Any]], model: str) -> Rates:
         if kind == "pruned" and "prune_s" in timings:
             prune.setdefault(str(cell.get("method")), []).append(prune_s)
     return Rates(per_doc={k: {t: statistics.median(v) for t, v in d.items()} for k, d in per_doc.items()},
+                 scoring_per_doc={t: statistics.median(v) for t, v in scoring.items()},
                  other_s={k: statistics.median(v) for k, v in other.items() if v},
                  prune_s={m: statistics.median(v) for m, v in prune.items()},
                  cells={k: len(v) for k, v in other.items()})
@@ -203,9 +208,11 @@ def _prune_seconds(rates: Rates, cell: Cell, zoo) -> tuple[float, str]:
     return REFERENCE["pruned"]["prune_s"] * _scale(cell.model, zoo), "reference"
 
 
-# A pruned cell before any pruned cell of its model is measured: the dense cell's measurements times the
-# reference's pruned-to-dense ratio (a pruned cell starts from the dense model's stored layer states), marked
-# "from dense" in the plan.
+# A pruned cell before any pruned cell of its model is measured: the dense cell's lm-eval scoring seconds
+# (`scoring_<task>_s`: without the context pass that only the dense cell runs) times the share of parameters
+# the ratio keeps; for a dense cell recorded without them, its accuracy stages times the reference's
+# pruned-to-dense ratio; marked "from dense" in the plan. A pruned cell that starts from stored layer states
+# (bench.evaluate.engine) takes less than either: the estimate is then an upper bound.
 PRUNED_OVER_DENSE = REFERENCE["pruned"]["accuracy_default"] / REFERENCE["dense"]["accuracy_default"]
 
 
@@ -219,6 +226,10 @@ def _cell_seconds(rates: Rates, kind: str, cell: Cell, docs: dict[str, int], zoo
         if task in measured:
             seconds += measured[task] * n
             bases.add("measured")
+        elif kind == "pruned" and task in rates.scoring_per_doc and cell.ratio is not None:
+            # the dense model's scoring without its context pass, over the layers the ratio keeps
+            seconds += rates.scoring_per_doc[task] * (1.0 - cell.ratio) * n
+            bases.add("from dense")
         elif kind == "pruned" and task in dense:
             seconds += dense[task] * PRUNED_OVER_DENSE * n
             bases.add("from dense")
