@@ -270,13 +270,13 @@ def test_states_on_disk_serve_a_later_process(toy_data, tmp_path):
                                                                                       "dtype": "float32"}) == folder
     writer = DiskBoundaryStates(folder)
     dense_eval = evaluate_accuracy(dense, tok, TASKS, batch_size=4, engine="prefix", reuse=Reuse(writer, 6, (3,)))
-    assert writer.nbytes > 0 and set(writer.index) == {3}
+    assert writer.nbytes > 0 and set(writer.layers) == {3}
     assert sorted(dense_eval.engine_stats["recorded"]) == [3]
     files = sorted((folder / "b3").glob("*.safetensors"))
-    assert len(files) == len(writer.index[3]) and not list(folder.rglob("*.tmp"))
+    assert len(files) == len(writer.layers[3]) and not list(folder.rglob("*.tmp"))
 
     reader = DiskBoundaryStates(folder)          # what a later run sees
-    assert reader.index == writer.index and reader.nbytes == sum(f.stat().st_size for f in files)
+    assert reader.layers == writer.layers and reader.nbytes == sum(f.stat().st_size for f in files)
     pruned = copy.deepcopy(dense)
     arch.remove_layers(pruned, [3, 4])
     plain = evaluate_accuracy(pruned, tok, TASKS, batch_size=4, engine="lm-eval")
@@ -286,7 +286,7 @@ def test_states_on_disk_serve_a_later_process(toy_data, tmp_path):
 
     full = DiskBoundaryStates(tmp_path / "full", max_bytes=1)
     evaluate_accuracy(dense, tok, ["piqa"], batch_size=4, engine="prefix", reuse=Reuse(full, 6, (2,)))
-    assert not full.index and not (tmp_path / "full" / "b2").exists()
+    assert not full.layers and not (tmp_path / "full" / "b2").exists()
 
     other, _ = _tiny()                           # states from another model fail the first-batch check ...
     with torch.no_grad():
@@ -295,7 +295,7 @@ def test_states_on_disk_serve_a_later_process(toy_data, tmp_path):
     wrong = DiskBoundaryStates(folder)
     engine = evaluate_accuracy(other, tok, ["piqa"], batch_size=4, engine="prefix", reuse=Reuse(wrong, 4, (4,)))
     assert engine.engine_stats["fallback"] is not None
-    assert 4 not in DiskBoundaryStates(folder).index   # ... and what that call wrote is gone
+    assert 4 not in DiskBoundaryStates(folder).layers   # ... and what that call wrote is gone
 
     files[0].write_bytes(b"damaged")
     again = DiskBoundaryStates(folder)

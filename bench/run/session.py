@@ -258,16 +258,16 @@ class ModelSession:
         from bench.evaluate.engine import BoundaryStates, Reuse, bisection_order
         from bench.models import arch
 
+        on_disk = self.spec.engine_states == "store"
         if self.states is None:
-            self.states = self._new_states() if self.spec.engine_states == "store" else BoundaryStates()
+            self.states = self._new_states() if on_disk else BoundaryStates()
         if cell.dense:
             n = arch.num_layers(model)
             # on disk, a sixteenth of the budget per task: the pruned cells' own boundaries need the rest
-            return Reuse(self.states, n, tuple(bisection_order(n)),
-                         share=0.0625 if self.spec.engine_states == "store" else 0.25)
+            return Reuse(self.states, n, tuple(bisection_order(n)), share=0.0625 if on_disk else 0.25)
         shared = (pruning.shared_layers if pruning is not None else None) or 0
         record = (shared,) if shared else ()
-        if shared and self.spec.engine_states == "store":
+        if shared and on_disk:
             # kept for later runs too: also the two coarsest boundaries below it, for cells that share less
             record += tuple(b for b in bisection_order(arch.num_layers(self.model)) if b < shared)[:2]
         return Reuse(self.states, shared, record)

@@ -52,13 +52,13 @@ def states_folder(root: Path, identity: dict) -> Path:
 
 
 class DiskBoundaryStates(BoundaryStates):
-    """boundary -> row key -> hidden state, as files under `folder`; the in-memory maps of BoundaryStates
-    hold the keys on disk (`index`), never the tensors."""
+    """boundary -> row key -> hidden state, as files under `folder`; `layers` holds, per boundary, the set of
+    row keys on disk (never the tensors), so BoundaryStates' `has` and `deepest` serve as they are."""
 
     def __init__(self, folder: Path, max_bytes: int | None = None):
         super().__init__(default_max_bytes() if max_bytes is None else max_bytes)
         self.folder = Path(folder)
-        self.index: dict[int, set[bytes]] = {}
+        self.layers: dict[int, set[bytes]] = {}   # type: ignore[assignment]
         self.written: dict[int, list[bytes]] = {}   # by this process (what `discard` removes)
         for sub in sorted(self.folder.glob("b*")):
             if not sub.is_dir() or not sub.name[1:].isdigit():
@@ -72,20 +72,13 @@ class DiskBoundaryStates(BoundaryStates):
                         continue
                     self.nbytes += entry.stat().st_size
             if keys:
-                self.index[int(sub.name[1:])] = keys
-        if self.index:
+                self.layers[int(sub.name[1:])] = keys
+        if self.layers:
             log.info("%d stored boundary state(s) at boundaries %s in %s (%.1f GiB)",
-                     sum(map(len, self.index.values())), sorted(self.index), self.folder, self.nbytes / (1 << 30))
+                     sum(map(len, self.layers.values())), sorted(self.layers), self.folder, self.nbytes / (1 << 30))
 
     def _path(self, boundary: int, key: bytes) -> Path:
         return self.folder / f"b{boundary}" / f"{key.hex()}{SUFFIX}"
-
-    def has(self, boundary: int, keys) -> bool:
-        stored = self.index.get(boundary)
-        return stored is not None and all(k in stored for k in keys)
-
-    def deepest(self, keys: Sequence[bytes], limit: int) -> int:
-        return max((b for b in self.index if b <= limit and self.has(b, keys)), default=0)
 
     def put(self, boundary: int, key: bytes, state: torch.Tensor) -> None:
         from safetensors.torch import save_file
@@ -95,32 +88,29 @@ class DiskBoundaryStates(BoundaryStates):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         save_file({"state": state.contiguous()}, str(tmp))
         os.replace(tmp, path)
-        self.index.setdefault(boundary, set()).add(key)
+        self.layers.setdefault(boundary, set()).add(key)
         self.written.setdefault(boundary, []).append(key)
 
     def discard(self, boundary: int) -> None:
         """Remove what this process wrote at `boundary` (and give its reserved bytes back)."""
         for key in self.written.pop(boundary, []):
             self._path(boundary, key).unlink(missing_ok=True)
-            self.index.get(boundary, set()).discard(key)
-        if not self.index.get(boundary):
-            self.index.pop(boundary, None)
+            self.layers.get(boundary, set()).discard(key)
+        if not self.layers.get(boundary):
+            self.layers.pop(boundary, None)
         self.nbytes -= self.reserved.pop(boundary, 0)
 
-    def batch(self, boundary: int, keys: Sequence[bytes], width: int, device, dtype) -> torch.Tensor:
+    def rows(self, boundary: int, keys: Sequence[bytes]) -> list[torch.Tensor]:
         from safetensors.torch import load_file
 
-        rows = []
+        out = []
         for key in keys:
             path = self._path(boundary, key)
             try:
-                rows.append(load_file(str(path))["state"])
+                out.append(load_file(str(path))["state"])
             except Exception as exc:  # noqa: BLE001 - a damaged or vanished file (safetensors raises its own type)
                 path.unlink(missing_ok=True)
-                self.index.get(boundary, set()).discard(key)
+                self.layers.get(boundary, set()).discard(key)
                 raise RuntimeError(f"unreadable boundary state {path} ({exc}); removed, so the next run "
                                    "computes that row from the embeddings") from exc
-        out = torch.zeros((len(rows), width, rows[0].shape[-1]), dtype=dtype)
-        for r, state in enumerate(rows):
-            out[r, : state.shape[0]] = state
-        return out.to(device)
+        return out

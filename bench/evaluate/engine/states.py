@@ -68,8 +68,12 @@ class BoundaryStates:
         self.layers.pop(boundary, None)
         self.nbytes -= self.reserved.pop(boundary, 0)
 
+    def rows(self, boundary: int, keys: Sequence[bytes]) -> list[torch.Tensor]:
+        """The stored states of `keys` at `boundary`, one [row length, hidden] tensor each."""
+        return [self.layers[boundary][k] for k in keys]
+
     def batch(self, boundary: int, keys: Sequence[bytes], width: int, device, dtype) -> torch.Tensor:
-        rows = [self.layers[boundary][k] for k in keys]
+        rows = self.rows(boundary, keys)
         out = torch.zeros((len(rows), width, rows[0].shape[-1]), dtype=dtype)
         for r, state in enumerate(rows):
             out[r, : state.shape[0]] = state
